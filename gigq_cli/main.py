@@ -1,0 +1,119 @@
+"""The root group, its context, error handling, and the console script's `main()`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import click
+
+if TYPE_CHECKING:
+    import pluggy
+
+    from gigq_core.queue import JobQueue
+
+#: Global options accepted after the command name too, and moved in front of it.
+_GLOBAL_FLAGS = ("--json",)
+_GLOBAL_VALUES = ("--db",)
+
+
+@attrs.frozen
+class CliContext:
+    """What every command needs: where the queue is, output mode, the plugin manager."""
+
+    #: Path or URL of the queue (None: `$GIGQ_DB`, else `gigq.db`).
+    target: str | None
+    #: Machine output.
+    json: bool
+    pm: pluggy.PluginManager
+
+    def open_queue(self, create: bool = False, **settings: Any) -> JobQueue:
+        """Open the queue; `create=False` (read-only commands) refuses a missing database."""
+        from gigq_core.queue import JobQueue
+
+        return JobQueue(self.target, plugin_manager=self.pm, create=create, **settings)
+
+
+pass_cli = click.make_pass_decorator(CliContext)
+
+
+def _hoist_globals(args: list[str]) -> list[str]:
+    """Move global options given after the command name in front of it."""
+    front: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest.extend(args[index:])
+            break
+        if arg in _GLOBAL_FLAGS:
+            front.append(arg)
+        elif arg in _GLOBAL_VALUES and index + 1 < len(args):
+            front.extend(args[index : index + 2])
+            index += 1
+        elif any(arg.startswith(v + "=") for v in _GLOBAL_VALUES):
+            front.append(arg)
+        else:
+            rest.append(arg)
+        index += 1
+    return front + rest
+
+
+class GigQGroup(click.Group):
+    """The root group: turns GigQ errors into one sentence and their exit code."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, _hoist_globals(args))
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from gigq_core.errors import GigQError
+
+        try:
+            return super().invoke(ctx)
+        except GigQError as err:
+            click.echo(f"Error: {err}", err=True)
+            ctx.exit(err.exit_code)
+
+
+def create_cli(pm: pluggy.PluginManager | None = None) -> click.Group:
+    """Build the `gigq` group with the built-in commands and the plugins' commands."""
+    from gigq_cli import commands
+    from gigq_core.plugins import get_plugin_manager
+
+    manager = pm or get_plugin_manager()
+
+    @click.group(cls=GigQGroup, context_settings={"help_option_names": ["-h", "--help"]})
+    @click.option(
+        "--db",
+        "target",
+        metavar="PATH|URL",
+        default=None,
+        help="The queue: a SQLite path or a URL. Default: $GIGQ_DB, else gigq.db.",
+    )
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    @click.version_option(package_name="gigq", prog_name="gigq")
+    @click.pass_context
+    def cli(ctx: click.Context, target: str | None, as_json: bool) -> None:
+        """GigQ: a job queue in one SQLite file, with no server."""
+        # The current directory is on the import path, as users expect of submit and worker.
+        if "" not in sys.path and os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        ctx.obj = CliContext(target=target, json=as_json, pm=manager)
+
+    for command in commands.BUILTIN:
+        cli.add_command(command)
+    manager.hook.gigq_register_commands(cli=cli)
+    return cli
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The console script."""
+    cli = create_cli()
+    cli.main(args=list(argv) if argv is not None else None, prog_name="gigq")
+
+
+__all__ = ["CliContext", "GigQGroup", "create_cli", "main", "pass_cli"]

@@ -1,0 +1,174 @@
+"""Running one attempt of a job, and deciding what its end means (retry or not)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import attrs
+
+from gigq_core.context import JobContext, reset_current_job, set_current_job
+from gigq_core.errors import Abort, DisallowedFunctionError, GigQError
+from gigq_core.jobs import check_function_allowed, import_function
+from gigq_core.ports import Serializer
+from gigq_core.records import ErrorInfo, JobRecord, Outcome
+from gigq_core.retry import build_strategy
+
+
+class PermanentError(Exception):
+    """An attempt failed in a way no retry can mend (bad function, unserializable result)."""
+
+
+@attrs.frozen(kw_only=True)
+class AttemptResult:
+    """What running an attempt produced, before it is reported to storage."""
+
+    #: "completed", "failed", "timeout" or "cancelled".
+    status: str
+    #: The return value, for "completed".
+    value: Any = None
+    #: The serialized return value, for "completed".
+    result: str | None = None
+    error: ErrorInfo | None = None
+    #: True when the error must not be retried (Abort, bad function, bad result).
+    permanent: bool = False
+    #: Seconds the attempt ran.
+    duration: float = 0.0
+
+
+def load_function(record: JobRecord, allowed_modules: Sequence[str]) -> Callable[..., Any]:
+    """Import the job's function, enforcing the function policy; raises PermanentError."""
+    path = record.function
+    module = path.partition(":")[0]
+    if module == "__main__":
+        main = sys.modules.get("__main__")
+        target = getattr(main, record.function_name, None) if main is not None else None
+        if target is None:
+            raise PermanentError(
+                f"function '{path}' is defined in a script (__main__): move it to an "
+                "importable module"
+            )
+        return getattr(target, "__wrapped_task__", target)  # type: ignore[no-any-return]
+    try:
+        check_function_allowed(path, allowed_modules)
+    except DisallowedFunctionError as err:
+        raise PermanentError(str(err)) from None
+    try:
+        return import_function(path)
+    except Exception as err:  # any import failure is the job's problem, not the worker's
+        raise PermanentError(f"cannot import function '{path}': {err!r}") from None
+
+
+def wants_parent_results(function: Callable[..., Any], record: JobRecord) -> bool:
+    """The original GigQ's rule: a job with dependencies gets `parent_results` when its
+    function takes that parameter or **kwargs, or when `pass_parent_results` is True."""
+    if not record.dependencies or record.pass_parent_results is False:
+        return False
+    if record.pass_parent_results:
+        return True
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(
+        p.name == "parent_results" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters
+    )
+
+
+def run_attempt(
+    record: JobRecord,
+    function: Callable[..., Any],
+    params: dict[str, Any],
+    context: JobContext,
+    serializer: Serializer,
+    max_payload: int,
+) -> AttemptResult:
+    """Call the function in this thread and describe how it ended. Never raises for job
+    errors; KeyboardInterrupt propagates."""
+    started = time.monotonic()
+    token = set_current_job(context)
+    try:
+        value = function(**params)
+        if inspect.isawaitable(value):
+            value = asyncio.run(_await(value))
+    except KeyboardInterrupt:
+        raise
+    # The boundary around user code: a job's sys.exit() or any error must not kill the worker.
+    except BaseException as exc:
+        duration = time.monotonic() - started
+        return AttemptResult(
+            status="failed",
+            error=ErrorInfo.from_exception(exc),
+            permanent=isinstance(exc, Abort | GigQError | PermanentError),
+            duration=duration,
+        )
+    finally:
+        reset_current_job(token)
+    duration = time.monotonic() - started
+    try:
+        result = serializer.dumps(value)
+        if len(result) > max_payload:
+            raise GigQError(f"result is {len(result):,} bytes, over the {max_payload:,}-byte limit")
+    except GigQError as err:
+        return AttemptResult(
+            status="failed",
+            error=ErrorInfo(type="ResultError", message=f"result cannot be stored: {err}"),
+            permanent=True,
+            duration=duration,
+        )
+    return AttemptResult(status="completed", value=value, result=result, duration=duration)
+
+
+async def _await(value: Any) -> Any:
+    return await value
+
+
+def decide(
+    record: JobRecord,
+    attempt: AttemptResult,
+    now: datetime,
+    strategies: Mapping[str, Callable[..., Any]],
+) -> tuple[Outcome, float | None]:
+    """The Outcome to report for an attempt of `record` (which holds the claim's token),
+    and the retry delay in seconds when a retry follows."""
+    assert record.token is not None
+    if attempt.status in ("completed", "cancelled"):
+        return (
+            Outcome(
+                job_id=record.id,
+                token=record.token,
+                status=attempt.status,
+                result=attempt.result,
+                error=attempt.error,
+            ),
+            None,
+        )
+    error = attempt.error or ErrorInfo(type="Timeout", message=attempt.status)
+    delay: float | None = None
+    if not attempt.permanent and record.attempts < record.max_attempts:
+        try:
+            strategy = build_strategy(strategies, record.retry, json.loads(record.retry_params))
+            delay = strategy.delay(record.attempts, error)
+        except Exception as exc:  # a broken strategy must not lose the job: retry at once
+            error = attrs.evolve(error, message=f"{error.message} (retry strategy failed: {exc!r})")
+            delay = 0.0
+    retry_at = now + timedelta(seconds=delay) if delay is not None else None
+    return (
+        Outcome(
+            job_id=record.id,
+            token=record.token,
+            status=attempt.status,
+            error=error,
+            retry_at=retry_at,
+        ),
+        delay,
+    )
+
+
+__all__ = ["AttemptResult", "PermanentError", "decide", "load_function", "run_attempt"]

@@ -1,0 +1,103 @@
+"""Every hook spec of GigQ, and the two markers (project name "gigq").
+
+Hooks are called with keyword arguments; an implementation may take any subset of them.
+Lifecycle hooks observe only: they receive frozen records, return nothing, and fire after the
+transition is committed, in the process that committed it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from gigq_core.ports import Serializer, Storage
+    from gigq_core.records import ErrorInfo, JobRecord
+
+NAME = "gigq"
+
+hookspec = pluggy.HookspecMarker(NAME)
+hookimpl = pluggy.HookimplMarker(NAME)
+
+
+# -- lifecycle -----------------------------------------------------------------------------
+
+
+@hookspec
+def gigq_job_submitted(job: JobRecord) -> None:
+    """A job was stored by submit (not for a deduplicated submit)."""
+
+
+@hookspec
+def gigq_job_started(job: JobRecord, attempt: int, worker_id: str) -> None:
+    """A worker claimed the job and starts attempt number `attempt`."""
+
+
+@hookspec
+def gigq_job_succeeded(job: JobRecord, result: Any, duration: float) -> None:
+    """The job completed; `result` is its return value, `duration` seconds of the attempt."""
+
+
+@hookspec
+def gigq_job_failed(job: JobRecord, error: ErrorInfo, final: bool) -> None:
+    """An attempt failed (or its worker was lost); `final` is True when no retry follows."""
+
+
+@hookspec
+def gigq_job_retrying(job: JobRecord, error: ErrorInfo, delay: float) -> None:
+    """A failed or timed-out attempt will be retried after `delay` seconds."""
+
+
+@hookspec
+def gigq_job_cancelled(job: JobRecord, reason: str) -> None:
+    """The job was cancelled (by a user, or because a dependency ended badly)."""
+
+
+@hookspec
+def gigq_job_timed_out(job: JobRecord, final: bool) -> None:
+    """An attempt ran past the job's timeout and was stopped."""
+
+
+@hookspec
+def gigq_worker_started(worker_id: str) -> None:
+    """A worker started and registered itself."""
+
+
+@hookspec
+def gigq_worker_stopped(worker_id: str) -> None:
+    """A worker stopped."""
+
+
+@hookspec
+def gigq_worker_tick(worker_id: str, now: datetime) -> None:
+    """About once a second in every running worker, for periodic plugin work."""
+
+
+# -- extension points ----------------------------------------------------------------------
+
+
+@hookspec
+def gigq_register_commands(cli: click.Group) -> None:
+    """Add click commands to the `gigq` root group."""
+
+
+@hookspec
+def gigq_retry_strategies() -> dict[str, Any]:
+    """Return a dict of retry strategy name -> factory taking the strategy's parameters."""
+    return {}
+
+
+@hookspec(firstresult=True)
+def gigq_storage(url: str, options: dict[str, Any]) -> Storage | None:
+    """Return a storage adapter for `url` (with settings `options`), or None if not yours."""
+
+
+@hookspec
+def gigq_serializers() -> dict[str, Serializer]:
+    """Return a dict of serializer name -> serializer."""
+    return {}
+

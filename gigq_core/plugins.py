@@ -1,0 +1,234 @@
+"""The plugin manager: built-in plugins, entry points of group `gigq`, and safe hook calls."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from gigq_core import hookspecs
+from gigq_core.errors import ConfigError, PluginError
+from gigq_core.records import ErrorInfo, JobRecord
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from gigq_core.ports import Serializer, Storage
+
+log = logging.getLogger("gigq.plugins")
+
+#: The distribution whose plugins always load.
+DISTRIBUTION = "gigq"
+#: The core's own default plugins: name -> module.
+DEFAULT_PLUGINS = {
+    "memory": "gigq_core.memory",
+    "retry": "gigq_core.retry",
+    "json": "gigq_core.serializers",
+}
+
+
+def _disabled(environ: dict[str, str] | os._Environ[str]) -> tuple[bool, set[str]]:
+    raw = environ.get("GIGQ_DISABLE_PLUGINS", "")
+    names = {part.strip() for part in raw.split(",") if part.strip()}
+    return "*" in names, names - {"*"}
+
+
+def make_plugin_manager(load_entrypoints: bool = True) -> pluggy.PluginManager:
+    """A fresh plugin manager with the specs, the built-in plugins and (optionally) the
+    third-party plugins of entry point group `gigq`.
+
+    The built-ins of the `gigq` distribution always load. A plugin that fails to load is
+    logged, recorded in `pm.gigq_failures` (name -> message) and skipped.
+    """
+    pm = pluggy.PluginManager(hookspecs.NAME)
+    pm.add_hookspecs(hookspecs)
+    failures: dict[str, str] = {}
+    pm.gigq_failures = failures  # type: ignore[attr-defined]
+    for name, module in DEFAULT_PLUGINS.items():
+        pm.register(importlib.import_module(module), name=name)
+    block_all, blocked = _disabled(os.environ)
+    for entry in importlib.metadata.entry_points(group=hookspecs.NAME):
+        dist = entry.dist.name if entry.dist is not None else None
+        builtin = dist == DISTRIBUTION
+        if not builtin and (not load_entrypoints or block_all or entry.name in blocked):
+            continue
+        if pm.has_plugin(entry.name) or pm.is_blocked(entry.name):
+            continue
+        try:
+            pm.register(entry.load(), name=entry.name)
+        except Exception as err:  # a broken plugin must never break gigq: report and skip
+            version = entry.dist.version if entry.dist is not None else "?"
+            message = f"plugin '{entry.name}' ({dist} {version}) failed to load: {err!r}"
+            failures[entry.name] = message
+            log.warning("%s", message)
+    if os.environ.get("GIGQ_TRACE_PLUGINS", "") not in ("", "0"):
+        _trace(pm)
+    return pm
+
+
+def _trace(pm: pluggy.PluginManager) -> None:
+    def before(name: str, impls: Any, kwargs: dict[str, Any]) -> None:
+        log.info("hook %s(%s) -> %s", name, ", ".join(kwargs), [i.plugin_name for i in impls])
+
+    def after(outcome: Any, name: str, impls: Any, kwargs: dict[str, Any]) -> None:
+        return None
+
+    pm.add_hookcall_monitoring(before, after)
+    pm.gigq_traced = True  # type: ignore[attr-defined]
+
+
+_default: pluggy.PluginManager | None = None
+_default_lock = threading.Lock()
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The process's default plugin manager, created on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = make_plugin_manager()
+        return _default
+
+
+def plugin_versions(pm: pluggy.PluginManager) -> list[tuple[str, str, list[str]]]:
+    """(name, version, hooks implemented) for every registered plugin."""
+    dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
+    rows = []
+    for name, plugin in pm.list_name_plugin():
+        if plugin is None:
+            continue
+        dist = dists.get(id(plugin))
+        version = dist.version if dist is not None else _own_version()
+        hooks = sorted(impl.name for impl in pm.get_hookcallers(plugin) or ())
+        rows.append((name, version, hooks))
+    return rows
+
+
+def _own_version() -> str:
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class Hooks:
+    """Typed, isolated calls of the hooks: one method per hook.
+
+    A lifecycle implementation that raises is logged with its plugin's name and never stops
+    the other implementations, fails a job or loses one.
+    """
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self.pm = pm
+
+    def _notify(self, hook: str, **kwargs: Any) -> None:
+        caller = getattr(self.pm.hook, hook)
+        impls = caller.get_hookimpls()
+        if not impls:
+            return
+        if getattr(self.pm, "gigq_traced", False):
+            log.info("hook %s(%s)", hook, ", ".join(f"{k}={_short(v)}" for k, v in kwargs.items()))
+        for impl in reversed(impls):  # pluggy's own call order: last registered first
+            try:
+                impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+            except Exception:  # plugin isolation: a raising hook must not change the job
+                log.exception("plugin '%s' raised in %s", impl.plugin_name, hook)
+
+    def job_submitted(self, job: JobRecord) -> None:
+        """Fire gigq_job_submitted."""
+        self._notify("gigq_job_submitted", job=job)
+
+    def job_started(self, job: JobRecord, attempt: int, worker_id: str) -> None:
+        """Fire gigq_job_started."""
+        self._notify("gigq_job_started", job=job, attempt=attempt, worker_id=worker_id)
+
+    def job_succeeded(self, job: JobRecord, result: Any, duration: float) -> None:
+        """Fire gigq_job_succeeded."""
+        self._notify("gigq_job_succeeded", job=job, result=result, duration=duration)
+
+    def job_failed(self, job: JobRecord, error: ErrorInfo, final: bool) -> None:
+        """Fire gigq_job_failed."""
+        self._notify("gigq_job_failed", job=job, error=error, final=final)
+
+    def job_retrying(self, job: JobRecord, error: ErrorInfo, delay: float) -> None:
+        """Fire gigq_job_retrying."""
+        self._notify("gigq_job_retrying", job=job, error=error, delay=delay)
+
+    def job_cancelled(self, job: JobRecord, reason: str) -> None:
+        """Fire gigq_job_cancelled."""
+        self._notify("gigq_job_cancelled", job=job, reason=reason)
+
+    def job_timed_out(self, job: JobRecord, final: bool) -> None:
+        """Fire gigq_job_timed_out."""
+        self._notify("gigq_job_timed_out", job=job, final=final)
+
+    def worker_started(self, worker_id: str) -> None:
+        """Fire gigq_worker_started."""
+        self._notify("gigq_worker_started", worker_id=worker_id)
+
+    def worker_stopped(self, worker_id: str) -> None:
+        """Fire gigq_worker_stopped."""
+        self._notify("gigq_worker_stopped", worker_id=worker_id)
+
+    def worker_tick(self, worker_id: str, now: datetime) -> None:
+        """Fire gigq_worker_tick."""
+        self._notify("gigq_worker_tick", worker_id=worker_id, now=now)
+
+    def storage(self, url: str, options: dict[str, Any]) -> Storage | None:
+        """The first adapter that answers `url`."""
+        result: Storage | None = self.pm.hook.gigq_storage(url=url, options=options)
+        return result
+
+    def retry_strategies(self) -> dict[str, Callable[..., Any]]:
+        """Every retry strategy factory by name (plugins may add names)."""
+        merged: dict[str, Callable[..., Any]] = {}
+        for answer in reversed(self.pm.hook.gigq_retry_strategies()):
+            merged.update(answer or {})
+        return merged
+
+    def serializers(self) -> dict[str, Serializer]:
+        """Every serializer by name."""
+        merged: dict[str, Serializer] = {}
+        for answer in reversed(self.pm.hook.gigq_serializers()):
+            merged.update(answer or {})
+        return merged
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, JobRecord):
+        return f"<job {value.id} {value.name}>"
+    text = repr(value)
+    return text if len(text) < 60 else text[:57] + "..."
+
+
+def open_storage(
+    target: str, options: dict[str, Any] | None = None, pm: pluggy.PluginManager | None = None
+) -> Storage:
+    """Resolve `target` (a path or URL, without settings in it) to a storage adapter."""
+    hooks = Hooks(pm or get_plugin_manager())
+    storage = hooks.storage(target, dict(options or {}))
+    if storage is None:
+        scheme = target.split("://", 1)[0] if "://" in target else target
+        raise ConfigError(
+            f"no storage answers '{scheme}://' URLs; is the plugin for it installed?"
+            if "://" in target
+            else f"no storage answers the path '{target}'; the built-in SQLite plugin is missing"
+        )
+    return storage
+
+
+__all__ = [
+    "DEFAULT_PLUGINS",
+    "Hooks",
+    "PluginError",
+    "get_plugin_manager",
+    "make_plugin_manager",
+    "open_storage",
+    "plugin_versions",
+]

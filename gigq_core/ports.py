@@ -1,0 +1,260 @@
+"""Ports: the only ways the core touches persistence, serialization, retry timing and time.
+
+Adapters do not inherit from these protocols; they conform structurally, and mypy checks it
+wherever an adapter is returned as a `Storage`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from gigq_core.records import (
+    ErrorInfo,
+    Execution,
+    HeartbeatReply,
+    JobFilter,
+    JobRecord,
+    Outcome,
+    Transition,
+    WorkerInfo,
+    WorkflowInfo,
+)
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """Persistence of jobs, in domain terms.
+
+    Every method is atomic: it commits all of its effect or none of it. Every method that
+    needs the time takes it from the caller (`now`, an aware UTC datetime), so a fake clock
+    drives the storage in tests. Unknown ids are never an error unless a method says so.
+    Lifecycle rules (what state may follow what) live here, as conditional writes.
+    """
+
+    #: The URL or path this storage was opened from, for messages.
+    url: str
+
+    def insert(self, jobs: Sequence[JobRecord], now: datetime) -> list[str]:
+        """Store new jobs atomically and return their ids, in the order given.
+
+        Each record's `id`, `dependencies`, `unique_key`/`unique_scope` and fields are taken
+        as given; `status`, `attempts`, `seq` and timestamps are set by the storage
+        (`created_at = updated_at = now`, `seq` increasing in the order given).
+
+        - A dependency may name a stored job or another job of the same call.
+          An unknown dependency raises UnknownDependencyError, a cycle DependencyCycleError,
+          an id already stored InvalidJobError; then nothing is stored.
+        - A job with a `unique_key` that an existing job holds (pending or running; or also
+          completed when the new job's scope is "success") is not stored: its returned id is
+          the existing job's, and dependencies in the same call that named it point at the
+          existing job instead. Failed and cancelled jobs never hold a key.
+        - A job with a dependency already failed, cancelled or timed out is stored
+          `cancelled`, its `error` naming that dependency.
+        """
+        ...
+
+    def claim(
+        self,
+        worker_id: str,
+        limit: int,
+        now: datetime,
+        lease: float,
+        queues: Sequence[str] | None = None,
+    ) -> list[JobRecord]:
+        """Claim up to `limit` ready jobs for `worker_id` and return them, in claim order.
+
+        Ready: pending, `run_at <= now`, every dependency completed, its queue not paused,
+        and in `queues` (None: any queue). Order: highest priority first, then submit order.
+        Each claimed job becomes running with attempts + 1, a fresh `token`,
+        `worker_id`, `started_at = now`, `lease_expires_at = now + lease`, and gets a new
+        execution record with status "running". No job is returned to two callers.
+        """
+        ...
+
+    def finish(self, outcomes: Sequence[Outcome], now: datetime) -> list[Transition | None]:
+        """Apply the outcomes of attempts, all in one transaction; one entry per outcome.
+
+        An outcome applies only if its job is running with that token; otherwise (the
+        attempt was rescued, timed out, cancelled or already reported) its entry is None and
+        nothing changes (fencing). The execution record gets the outcome's status, result,
+        error and `completed_at = now`.
+
+        - "completed": the job is completed with its result; dependents whose dependencies
+          are now all completed become ready.
+        - "failed" / "timeout" with `retry_at`: the job is pending again, not before
+          `retry_at`, with the error kept. Without `retry_at` it ends with that status and
+          its dependents are cancelled transitively (`Transition.cancelled`).
+        - "cancelled": the job ends cancelled, dependents cancelled transitively.
+        - "handed_back": the job is pending again at once; the attempt is not counted unless
+          the job was already handed back 3 times (RELIABILITY.md D4).
+        """
+        ...
+
+    def heartbeat(
+        self, worker_id: str, held: Mapping[str, str], now: datetime, lease: float
+    ) -> HeartbeatReply:
+        """Record that the worker is alive and renew the leases of the jobs it holds.
+
+        `held` maps job id to token. A job still running under that token gets
+        `lease_expires_at = now + lease`; the others are reported as `lost`. Held jobs with
+        a pending cancel request are reported in `cancel_requested`.
+        """
+        ...
+
+    def rescue(
+        self, now: datetime, worker_ids: Sequence[str] = ()
+    ) -> list[Transition]:
+        """Return jobs of dead workers to pending; returns what changed, in seq order.
+
+        Rescued: every running job whose lease expired before `now`, and every running job
+        of the workers in `worker_ids` (known dead). The lost attempt counts: the job is
+        pending again if attempts remain, else failed; either way its error and its execution
+        record say "worker lost". Workers in `worker_ids` are marked stopped.
+        """
+        ...
+
+    def cancel(self, job_ids: Sequence[str], now: datetime, reason: str) -> list[Transition]:
+        """Cancel jobs; returns a transition for each job that changed, in the order given.
+
+        A pending job becomes cancelled (error: `reason`) and its dependents are cancelled
+        transitively. A running job keeps running with `cancel_requested` set; its worker
+        stops it. Finished and unknown jobs are left alone and omitted.
+        """
+        ...
+
+    def requeue(self, job_ids: Sequence[str], now: datetime) -> list[Transition]:
+        """Put failed, timed-out or cancelled jobs back to pending; returns what changed.
+
+        Attempts, result, error, worker and timestamps of the attempt are reset, `run_at`
+        becomes `now`, and the dependents that this job's end cancelled are revived
+        (transitively). Pending, running, completed and unknown jobs are omitted.
+        """
+        ...
+
+    def get(self, job_id: str) -> JobRecord | None:
+        """The job with that id, or None."""
+        ...
+
+    def get_many(self, job_ids: Sequence[str]) -> dict[str, JobRecord]:
+        """The jobs that exist among `job_ids`, by id."""
+        ...
+
+    def executions(self, job_id: str) -> list[Execution]:
+        """The job's execution records, oldest first; [] for an unknown job."""
+        ...
+
+    def list_jobs(
+        self, where: JobFilter, limit: int = 100, offset: int = 0, order: str = "newest"
+    ) -> list[JobRecord]:
+        """Jobs matching `where`; order "newest" (default) or "oldest" by submit order,
+        or "priority" (claim order)."""
+        ...
+
+    def count(self, where: JobFilter) -> dict[str, int]:
+        """Count of matching jobs per status value (statuses with no job may be absent)."""
+        ...
+
+    def find_ids(self, prefix: str, limit: int = 2) -> list[str]:
+        """Up to `limit` ids that start with `prefix`, sorted."""
+        ...
+
+    def next_due(self, now: datetime, queues: Sequence[str] | None = None) -> datetime | None:
+        """The earliest `run_at` of a pending job without unfinished dependencies, or None."""
+        ...
+
+    def wait_for_work(self, timeout: float) -> bool:
+        """Block up to `timeout` seconds until a job may have become ready.
+
+        Returns True early when something changed (a submit, a finish, a requeue), False
+        when the timeout passed. Spurious True is allowed; callers claim to find out.
+        """
+        ...
+
+    def list_workflows(self, limit: int = 100) -> list[WorkflowInfo]:
+        """Workflows with their job counts, newest first."""
+        ...
+
+    def register_worker(self, info: WorkerInfo) -> None:
+        """Record a worker (replacing a record with the same id)."""
+        ...
+
+    def deregister_worker(self, worker_id: str, now: datetime) -> None:
+        """Mark the worker stopped at `now`."""
+        ...
+
+    def list_workers(self, since: datetime | None = None) -> list[WorkerInfo]:
+        """Workers still registered, or stopped after `since`; with their current jobs."""
+        ...
+
+    def set_queue_paused(self, queue: str, paused: bool) -> None:
+        """Pause or resume a queue; a paused queue keeps its jobs and none is claimed."""
+        ...
+
+    def paused_queues(self) -> frozenset[str]:
+        """Names of the paused queues."""
+        ...
+
+    def prune(self, before: datetime, statuses: Sequence[str]) -> int:
+        """Delete jobs in `statuses` last updated before `before`, with their executions.
+
+        A job that an unfinished job depends on is kept. Returns how many were deleted.
+        """
+        ...
+
+    def kv_get(self, namespace: str, key: str) -> str | None:
+        """A value of the key-value store for plugin state, or None."""
+        ...
+
+    def kv_set(self, namespace: str, key: str, value: str | None) -> None:
+        """Set a value (None deletes it)."""
+        ...
+
+    def kv_items(self, namespace: str) -> dict[str, str]:
+        """All keys and values of a namespace."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the object may not be used afterwards."""
+        ...
+
+
+class Serializer(Protocol):
+    """Turns params and results into text and back."""
+
+    name: str
+
+    def dumps(self, obj: Any) -> str:
+        """Serialize; raise SerializationError for a value it cannot encode exactly."""
+        ...
+
+    def loads(self, data: str) -> Any:
+        """Deserialize what `dumps` produced."""
+        ...
+
+
+class RetryStrategy(Protocol):
+    """Decides when a failed attempt runs again."""
+
+    def delay(self, attempt: int, error: ErrorInfo) -> float | None:
+        """Seconds to wait before the next attempt, or None for no retry.
+
+        `attempt` is the number of the attempt that just failed (1 for the first).
+        """
+        ...
+
+
+class Clock(Protocol):
+    """The time, injectable."""
+
+    def now(self) -> datetime:
+        """The current time, an aware UTC datetime."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a monotonic clock."""
+        ...
+
+
+__all__ = ["Clock", "RetryStrategy", "Serializer", "Storage"]

@@ -1,0 +1,409 @@
+"""`JobQueue`: submit, inspect and steer jobs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import weakref
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import pluggy
+
+from gigq_core.clock import SystemClock
+from gigq_core.errors import (
+    AmbiguousIdError,
+    ConfigError,
+    InvalidJobError,
+    JobNotFoundError,
+)
+from gigq_core.jobs import Job, check_function_allowed, normalize_retry
+from gigq_core.plugins import Hooks, get_plugin_manager, open_storage
+from gigq_core.ports import Clock, Serializer, Storage
+from gigq_core.records import (
+    Execution,
+    JobFilter,
+    JobRecord,
+    JobStatus,
+    Transition,
+    WorkerInfo,
+    utc,
+)
+from gigq_core.retry import DEFAULT_STRATEGY, build_strategy
+from gigq_core.serializers import check_size
+from gigq_core.settings import resolve
+
+log = logging.getLogger("gigq")
+
+_OPEN: weakref.WeakSet[JobQueue] = weakref.WeakSet()
+_OPEN_LOCK = threading.Lock()
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC (`+00:00`), or None."""
+    return value.astimezone(timezone.utc).isoformat() if value is not None else None
+
+
+def _is_storage(target: Any) -> bool:
+    return not isinstance(target, str) and hasattr(target, "claim") and hasattr(target, "insert")
+
+
+class JobQueue:
+    """A queue of jobs in one storage (a SQLite file by default).
+
+    `target` is a path, a URL (`sqlite:///path?durability=normal`, `memory://name`,
+    `postgresql://...`) or a storage object; None takes `$GIGQ_DB`, else `gigq.db`.
+    """
+
+    def __init__(
+        self,
+        target: Any = None,
+        initialize: bool = True,
+        *,
+        plugin_manager: pluggy.PluginManager | None = None,
+        clock: Clock | None = None,
+        serializer: Serializer | None = None,
+        **settings: Any,
+    ) -> None:
+        self.pm = plugin_manager or get_plugin_manager()
+        self.hooks = Hooks(self.pm)
+        self.clock: Clock = clock or SystemClock()
+        if _is_storage(target):
+            _, self.settings = resolve(getattr(target, "url", "storage"), settings)
+            self.storage: Storage = target
+        else:
+            if target is not None and not isinstance(target, str):
+                target = str(target)  # a pathlib.Path
+            if not initialize:
+                settings.setdefault("create", False)
+            base, self.settings = resolve(target, settings)
+            self.storage = open_storage(base, self.settings, self.pm)
+        self.target = self.storage.url
+        if serializer is None:
+            name = self.settings["serializer"]
+            serializer = self.hooks.serializers().get(name)
+            if serializer is None:
+                raise ConfigError(f"unknown serializer '{name}'")
+        self.serializer = serializer
+        self._strategies = self.hooks.retry_strategies()
+        with _OPEN_LOCK:
+            _OPEN.add(self)
+
+    # -- submitting --------------------------------------------------------------------------
+
+    def submit(self, job: Job) -> str:
+        """Store a job; returns its id (the existing job's id when deduplicated by key)."""
+        return self.submit_many([job])[0]
+
+    def submit_many(self, jobs: Iterable[Job]) -> list[str]:
+        """Store jobs in one transaction (all or nothing); returns their ids in order."""
+        jobs = list(jobs)
+        if not jobs:
+            return []
+        now = self.clock.now()
+        records = [self._record(job, now) for job in jobs]
+        ids = self.storage.insert(records, now)
+        stored = {r.id for r, i in zip(records, ids, strict=True) if r.id == i}
+        if stored and self.pm.hook.gigq_job_submitted.get_hookimpls():
+            for job_id, record in self.storage.get_many(sorted(stored)).items():
+                self.hooks.job_submitted(record)
+                del job_id
+        for job, job_id in zip(jobs, ids, strict=True):
+            if job_id != job.id:
+                log.debug("job %s deduplicated into %s (unique key)", job.name, job_id)
+        return ids
+
+    def _record(self, job: Job, now: datetime) -> JobRecord:
+        """Validate a Job against this queue (serializer, policy, strategy) and freeze it."""
+        if not isinstance(job, Job):
+            raise InvalidJobError(f"submit takes Job objects, got {type(job).__name__}")
+        path = job.function_path
+        module = path.partition(":")[0]
+        if module == "__main__":
+            log.warning(
+                "job %s: function %s is defined in a script (__main__); only this program "
+                "(the inline executor, or workers forked from it) can run it",
+                job.name,
+                path,
+            )
+        else:
+            check_function_allowed(path, self.settings["allowed_modules"])
+        params = self.serializer.dumps(job.params)
+        check_size(params, self.settings["max_payload"], f"params of job '{job.name}'")
+        name, options = normalize_retry(job.retry, job.retry_delay)
+        name = name or DEFAULT_STRATEGY
+        build_strategy(self._strategies, name, options)
+        return JobRecord(
+            id=job.id,
+            name=job.name,
+            function=path,
+            params=params,
+            queue=job.queue,
+            priority=job.priority,
+            max_attempts=job.max_attempts,
+            timeout=job.timeout,
+            retry=name,
+            retry_params=json.dumps(options, sort_keys=True),
+            description=job.description,
+            dependencies=tuple(dict.fromkeys(job.dependencies)),
+            pass_parent_results=job.pass_parent_results,
+            unique_key=job.unique_key,
+            unique_scope=job.unique_scope,
+            workflow_id=job.workflow_id,
+            workflow_name=job.workflow_name,
+            run_at=job.due_at(now),
+            created_at=now,
+            updated_at=now,
+        )
+
+    # -- steering ----------------------------------------------------------------------------
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a pending job (or ask a running one to stop); False if finished or unknown."""
+        return bool(self.cancel_many([job_id]))
+
+    def cancel_many(self, job_ids: Sequence[str], reason: str = "cancelled by user") -> list[str]:
+        """Cancel jobs in one transaction; returns the ids that changed."""
+        transitions = self.storage.cancel(list(job_ids), self.clock.now(), reason)
+        self._fire_cancelled(transitions)
+        return [t.job.id for t in transitions]
+
+    def _fire_cancelled(self, transitions: Sequence[Transition]) -> None:
+        for transition in transitions:
+            if transition.job.status is JobStatus.CANCELLED:
+                self.hooks.job_cancelled(transition.job, transition.job.error or "cancelled")
+            for child in transition.cancelled:
+                self.hooks.job_cancelled(child, child.error or "cancelled")
+
+    def requeue_job(self, job_id: str) -> bool:
+        """Put a failed, timed-out or cancelled job back to pending; False otherwise."""
+        return bool(self.requeue_many([job_id]))
+
+    requeue = requeue_job
+
+    def requeue_many(self, job_ids: Sequence[str]) -> list[str]:
+        """Requeue jobs in one transaction; returns the ids that changed."""
+        return [t.job.id for t in self.storage.requeue(list(job_ids), self.clock.now())]
+
+    def pause_queue(self, queue: str) -> None:
+        """Stop workers from claiming jobs of `queue` (its jobs are kept)."""
+        self.storage.set_queue_paused(queue, True)
+
+    def resume_queue(self, queue: str) -> None:
+        """Let workers claim jobs of `queue` again."""
+        self.storage.set_queue_paused(queue, False)
+
+    def clear_completed(self, before_timestamp: float | datetime | None = None) -> int:
+        """Delete completed and cancelled jobs (and their executions) last updated before
+        `before_timestamp` (a Unix time or datetime; default now). Never a job a live job
+        depends on. Returns how many were deleted."""
+        return self.clear(("completed", "cancelled"), before_timestamp)
+
+    def clear(
+        self, statuses: Sequence[str] = ("completed",), before: float | datetime | None = None
+    ) -> int:
+        """Delete finished jobs in `statuses` last updated before `before`."""
+        for status in statuses:
+            if not JobStatus(status).is_final:
+                raise InvalidJobError(f"only finished jobs can be cleared, not '{status}'")
+        if before is None:
+            cutoff = self.clock.now()
+        elif isinstance(before, datetime):
+            cutoff = utc(before)
+        else:
+            cutoff = datetime.fromtimestamp(float(before), timezone.utc)
+        return self.storage.prune(cutoff, list(statuses))
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def resolve_id(self, prefix: str) -> str:
+        """The full id of the one job whose id starts with `prefix`."""
+        if self.storage.get(prefix) is not None:
+            return prefix
+        found = self.storage.find_ids(prefix, limit=2) if prefix else []
+        if not found:
+            raise JobNotFoundError(f"no job with id '{prefix}'")
+        if len(found) > 1:
+            raise AmbiguousIdError(f"id prefix '{prefix}' matches more than one job")
+        return found[0]
+
+    def get_job(self, job_id: str) -> JobRecord:
+        """The stored record of a job; JobNotFoundError for an unknown id."""
+        record = self.storage.get(job_id)
+        if record is None:
+            raise JobNotFoundError(f"no job with id '{job_id}'")
+        return record
+
+    def get_status(self, job_id: str) -> dict[str, Any]:
+        """The job as a flat dict with its executions; `{"exists": False}` if unknown."""
+        record = self.storage.get(job_id)
+        if record is None:
+            return {"exists": False}
+        info = self._as_dict(record)
+        info["executions"] = [
+            self._execution_dict(e) for e in self.storage.executions(job_id)
+        ]
+        return info
+
+    def _decode(self, data: str | None) -> Any:
+        return None if data is None else self.serializer.loads(data)
+
+    def _as_dict(self, record: JobRecord) -> dict[str, Any]:
+        return {
+            "exists": True,
+            "id": record.id,
+            "name": record.name,
+            "function": record.function,
+            "function_name": record.function_name,
+            "function_module": record.function_module,
+            "status": record.status.value,
+            "queue": record.queue,
+            "priority": record.priority,
+            "dependencies": list(record.dependencies),
+            "attempts": record.attempts,
+            "max_attempts": record.max_attempts,
+            "timeout": record.timeout,
+            "params": self._decode(record.params),
+            "result": self._decode(record.result),
+            "error": record.error,
+            "description": record.description,
+            "retry": record.retry,
+            "retry_params": json.loads(record.retry_params),
+            "unique_key": record.unique_key,
+            "unique_scope": record.unique_scope,
+            "workflow_id": record.workflow_id,
+            "workflow_name": record.workflow_name,
+            "run_at": iso(record.run_at),
+            "created_at": iso(record.created_at),
+            "updated_at": iso(record.updated_at),
+            "started_at": iso(record.started_at),
+            "completed_at": iso(record.completed_at),
+            "worker_id": record.worker_id,
+            "cancel_requested": record.cancel_requested,
+        }
+
+    def _execution_dict(self, execution: Execution) -> dict[str, Any]:
+        error = execution.error
+        return {
+            "id": execution.id,
+            "attempt": execution.attempt,
+            "worker_id": execution.worker_id,
+            "status": execution.status,
+            "started_at": iso(execution.started_at),
+            "completed_at": iso(execution.completed_at),
+            "result": self._decode(execution.result),
+            "error": str(error) if error else None,
+            "error_type": error.type if error else None,
+            "traceback": error.traceback if error else None,
+        }
+
+    def get_result(self, job_id: str, timeout: float | None = None) -> Any:
+        """The job's return value; None while unfinished (or waits up to `timeout` seconds).
+
+        KeyError (JobNotFoundError) for an unknown id.
+        """
+        record = self.get_job(job_id)
+        if timeout is not None and not record.status.is_final:
+            self.wait([job_id], timeout=timeout)
+            record = self.get_job(job_id)
+        if record.status is JobStatus.COMPLETED:
+            return self._decode(record.result)
+        return None
+
+    def wait(self, job_ids: Sequence[str], timeout: float | None = None) -> dict[str, str]:
+        """Block until every job is finished or `timeout` seconds pass; returns id -> status.
+
+        Unknown ids raise JobNotFoundError.
+        """
+        ids = list(job_ids)
+        deadline = None if timeout is None else self.clock.monotonic() + timeout
+        while True:
+            records = self.storage.get_many(ids)
+            for job_id in ids:
+                if job_id not in records:
+                    raise JobNotFoundError(f"no job with id '{job_id}'")
+            statuses = {i: records[i].status.value for i in ids}
+            if all(records[i].status.is_final for i in ids):
+                return statuses
+            left = None if deadline is None else deadline - self.clock.monotonic()
+            if left is not None and left <= 0:
+                return statuses
+            self.storage.wait_for_work(min(0.5, left) if left is not None else 0.5)
+
+    def list_jobs(
+        self,
+        status: str | Sequence[str] | None = None,
+        limit: int = 100,
+        *,
+        queue: str | Sequence[str] | None = None,
+        name: str | None = None,
+        workflow_id: str | None = None,
+        offset: int = 0,
+        order: str = "newest",
+    ) -> list[dict[str, Any]]:
+        """Jobs as dicts (without executions), newest first unless `order` says otherwise."""
+        where = make_filter(status=status, queue=queue, name=name, workflow_id=workflow_id)
+        return [
+            self._as_dict(r)
+            for r in self.storage.list_jobs(where, limit=limit, offset=offset, order=order)
+        ]
+
+    def stats(self) -> dict[str, int]:
+        """A count per status, plus `total`."""
+        counts = self.storage.count(JobFilter())
+        result = {status.value: counts.get(status.value, 0) for status in JobStatus}
+        result["total"] = sum(result.values())
+        return result
+
+    def workers(self, since: datetime | None = None) -> list[WorkerInfo]:
+        """Registered workers (and those stopped after `since`) with their current jobs."""
+        return self.storage.list_workers(since)
+
+    def close(self) -> None:
+        """Close the storage."""
+        with _OPEN_LOCK:
+            _OPEN.discard(self)
+        self.storage.close()
+
+    def __enter__(self) -> JobQueue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<JobQueue {self.target}>"
+
+
+def make_filter(
+    status: str | Sequence[str] | None = None,
+    queue: str | Sequence[str] | None = None,
+    name: str | None = None,
+    workflow_id: str | None = None,
+) -> JobFilter:
+    """A JobFilter from user values; an unknown status is an InvalidJobError."""
+    statuses = None
+    if status is not None:
+        values = [status] if isinstance(status, str) else list(status)
+        try:
+            statuses = tuple(JobStatus(v) for v in values)
+        except ValueError:
+            known = ", ".join(s.value for s in JobStatus)
+            raise InvalidJobError(f"unknown status in {values!r} (known: {known})") from None
+    queues = None
+    if queue is not None:
+        queues = (queue,) if isinstance(queue, str) else tuple(queue)
+    return JobFilter(statuses=statuses, queues=queues, name=name, workflow_id=workflow_id)
+
+
+def close_connections() -> None:
+    """Close every queue opened in this process (compatibility with the original GigQ)."""
+    with _OPEN_LOCK:
+        queues = list(_OPEN)
+    for queue in queues:
+        queue.close()
+
+
+__all__ = ["JobQueue", "close_connections", "iso", "make_filter"]

@@ -1,0 +1,298 @@
+"""Frozen records: what the storage port stores and returns."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from typing import Any
+
+import attrs
+
+
+class JobStatus(str, enum.Enum):
+    """The state of a job."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_final(self) -> bool:
+        """True for a state a job leaves only through requeue."""
+        return self in FINAL_STATUSES
+
+
+#: States a job leaves only through requeue (completed leaves never).
+FINAL_STATUSES = frozenset(
+    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMEOUT}
+)
+#: Final states that cancel a job's dependents.
+BROKEN_STATUSES = frozenset({JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMEOUT})
+
+
+def cascade_reason(job_id: str, name: str, status: str) -> str:
+    """The error text of a job cancelled because dependency `job_id` ended badly."""
+    return f"dependency '{name}' ({job_id}) ended {status}"
+
+
+def check_aware(instance: Any, attribute: attrs.Attribute[Any], value: datetime | None) -> None:
+    """attrs validator: datetimes inside the core are timezone-aware."""
+    if value is not None and value.utcoffset() is None:
+        raise ValueError(f"{attribute.name} must be a timezone-aware datetime, got {value!r}")
+
+
+def utc(value: datetime) -> datetime:
+    """The same instant in UTC (a naive value is taken as local time)."""
+    if value.tzinfo is None:
+        value = value.astimezone()
+    return value.astimezone(timezone.utc)
+
+
+def _aware() -> Any:
+    return attrs.field(validator=check_aware)
+
+
+def _aware_opt() -> Any:
+    return attrs.field(default=None, validator=check_aware)
+
+
+@attrs.frozen(kw_only=True)
+class ErrorInfo:
+    """What went wrong in an attempt."""
+
+    #: The exception's type name (qualified for non-builtins), e.g. "ValueError".
+    type: str
+    #: The exception's message.
+    message: str
+    #: The formatted traceback, or "" when there is none.
+    traceback: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}" if self.message else self.type
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ErrorInfo:
+        """Describe an exception, with its traceback."""
+        import traceback
+
+        kind = type(exc)
+        name = kind.__qualname__
+        if kind.__module__ not in ("builtins", "__main__"):
+            name = f"{kind.__module__}.{name}"
+        return cls(
+            type=name,
+            message=str(exc),
+            traceback="".join(traceback.format_exception(exc)),
+        )
+
+
+#: The error of an attempt whose worker died.
+WORKER_LOST = ErrorInfo(type="WorkerLost", message="worker lost")
+
+
+@attrs.frozen(kw_only=True)
+class JobRecord:
+    """A job as the queue stores it."""
+
+    #: UUID string, fixed at construction of the Job.
+    id: str
+    #: Human name.
+    name: str
+    #: Import path of the function, "package.module:qualname".
+    function: str
+    #: Serialized params (the queue's serializer; JSON text by default).
+    params: str
+    #: Named queue.
+    queue: str = "default"
+    #: Higher runs first.
+    priority: int = 0
+    #: Current state.
+    status: JobStatus = JobStatus.PENDING
+    #: Attempts started so far (a rescued or timed-out attempt counts).
+    attempts: int = 0
+    #: Attempts allowed in all.
+    max_attempts: int = 3
+    #: Seconds an attempt may run, or None for no limit.
+    timeout: float | None = 300.0
+    #: Retry strategy name.
+    retry: str = "exponential_jitter"
+    #: Retry strategy parameters, as JSON text.
+    retry_params: str = "{}"
+    #: Free text.
+    description: str = ""
+    #: Ids of the jobs this one waits for, in the order given.
+    dependencies: tuple[str, ...] = ()
+    #: Pass parent results: True, False, or None to decide from the signature.
+    pass_parent_results: bool | None = None
+    #: Deduplication key, or None.
+    unique_key: str | None = None
+    #: "active" or "success".
+    unique_scope: str = "active"
+    #: The workflow this job was submitted with, if any.
+    workflow_id: str | None = None
+    #: That workflow's name.
+    workflow_name: str | None = None
+    #: Not claimed before this instant.
+    run_at: datetime = _aware()
+    created_at: datetime = _aware()
+    updated_at: datetime = _aware()
+    #: When the current or last attempt started.
+    started_at: datetime | None = _aware_opt()
+    #: When the job reached a final state.
+    completed_at: datetime | None = _aware_opt()
+    #: The worker that runs (or last ran) it.
+    worker_id: str | None = None
+    #: The current attempt's token; None when not running.
+    token: str | None = None
+    #: When the running attempt's lease ends.
+    lease_expires_at: datetime | None = _aware_opt()
+    #: Serialized return value, once completed.
+    result: str | None = None
+    #: The last error, as "Type: message", or a reason ("worker lost", "cancelled: ...").
+    error: str | None = None
+    #: A cancel was asked for while running.
+    cancel_requested: bool = False
+    #: Times a graceful shutdown handed the job back without counting the attempt (D4).
+    handbacks: int = 0
+    #: Submit order, assigned by the storage.
+    seq: int = 0
+
+    @property
+    def function_module(self) -> str:
+        """The module part of the function path."""
+        return self.function.partition(":")[0]
+
+    @property
+    def function_name(self) -> str:
+        """The qualified name part of the function path."""
+        return self.function.partition(":")[2]
+
+
+@attrs.frozen(kw_only=True)
+class Execution:
+    """One attempt at running a job."""
+
+    #: UUID string.
+    id: str
+    job_id: str
+    #: 1 for the first attempt.
+    attempt: int
+    worker_id: str
+    #: The claim's token.
+    token: str
+    #: "running", "completed", "failed", "timeout", "cancelled", "lost" or "handed_back".
+    status: str
+    started_at: datetime = _aware()
+    completed_at: datetime | None = _aware_opt()
+    #: Serialized result on success.
+    result: str | None = None
+    error: ErrorInfo | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Outcome:
+    """How an attempt ended, as the worker reports it to storage."""
+
+    job_id: str
+    #: The claim's token; a stale token makes the report a no-op (fencing).
+    token: str
+    #: "completed", "failed", "timeout", "cancelled" or "handed_back".
+    status: str
+    #: Serialized result, for "completed".
+    result: str | None = None
+    error: ErrorInfo | None = None
+    #: For "failed"/"timeout": retry at this instant; None makes the failure final.
+    retry_at: datetime | None = _aware_opt()
+
+
+@attrs.frozen(kw_only=True)
+class Transition:
+    """A committed change of one job, with the dependents it cancelled or revived."""
+
+    #: The job after the change.
+    job: JobRecord
+    #: The status before the change.
+    previous: JobStatus
+    #: Dependents cancelled by this change, transitively, after the change.
+    cancelled: tuple[JobRecord, ...] = ()
+    #: Dependents revived (cancelled -> pending) by a requeue.
+    revived: tuple[JobRecord, ...] = ()
+    #: The error of the attempt that ended, if any.
+    error: ErrorInfo | None = None
+
+
+@attrs.frozen(kw_only=True)
+class HeartbeatReply:
+    """What a heartbeat learned about the jobs it renewed."""
+
+    #: Job ids whose token no longer holds (rescued, cancelled, timed out elsewhere).
+    lost: frozenset[str] = frozenset()
+    #: Job ids still held but whose cancellation was asked for.
+    cancel_requested: frozenset[str] = frozenset()
+
+
+@attrs.frozen(kw_only=True)
+class WorkerInfo:
+    """A registered worker."""
+
+    id: str
+    host: str
+    pid: int
+    #: Queues served; () means every queue.
+    queues: tuple[str, ...] = ()
+    concurrency: int = 1
+    started_at: datetime = _aware()
+    last_heartbeat: datetime = _aware()
+    #: Set when the worker stopped or was found dead.
+    stopped_at: datetime | None = _aware_opt()
+    #: Ids of the jobs it is running (filled in by the storage when listing).
+    current_jobs: tuple[str, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class WorkflowInfo:
+    """A submitted workflow, summarised."""
+
+    id: str
+    name: str
+    created_at: datetime = _aware()
+    #: Count of its jobs per status value.
+    counts: dict[str, int] = attrs.Factory(dict)
+
+
+@attrs.frozen(kw_only=True)
+class JobFilter:
+    """Which jobs an operation applies to; None fields do not filter."""
+
+    statuses: tuple[JobStatus, ...] | None = None
+    queues: tuple[str, ...] | None = None
+    name: str | None = None
+    workflow_id: str | None = None
+    #: Only jobs whose updated_at is before this instant.
+    updated_before: datetime | None = _aware_opt()
+
+
+__all__ = [
+    "BROKEN_STATUSES",
+    "FINAL_STATUSES",
+    "ErrorInfo",
+    "Execution",
+    "HeartbeatReply",
+    "JobFilter",
+    "JobRecord",
+    "JobStatus",
+    "Outcome",
+    "Transition",
+    "WORKER_LOST",
+    "WorkerInfo",
+    "WorkflowInfo",
+    "cascade_reason",
+    "check_aware",
+    "utc",
+]

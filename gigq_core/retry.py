@@ -1,0 +1,137 @@
+"""Built-in retry strategies: fixed, linear, exponential, exponential_jitter.
+
+A job stores its strategy as a name plus JSON parameters, so any worker can rebuild it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+
+from gigq_core.errors import InvalidJobError
+from gigq_core.hookspecs import hookimpl
+from gigq_core.records import ErrorInfo
+
+#: The strategy used when a job names none.
+DEFAULT_STRATEGY = "exponential_jitter"
+
+
+def _names(value: Sequence[str] | str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value)
+
+
+def _matches(error: ErrorInfo, names: tuple[str, ...]) -> bool:
+    short = error.type.rpartition(".")[2]
+    return error.type in names or short in names
+
+
+@attrs.frozen(kw_only=True)
+class _Base:
+    #: Retry only errors of these type names (None: any).
+    retry_on: tuple[str, ...] | None = attrs.field(default=None, converter=_names)
+    #: Never retry errors of these type names.
+    dont_retry_on: tuple[str, ...] = attrs.field(default=(), converter=lambda v: _names(v) or ())
+
+    def _allowed(self, error: ErrorInfo) -> bool:
+        if self.dont_retry_on and _matches(error, self.dont_retry_on):
+            return False
+        return self.retry_on is None or _matches(error, self.retry_on)
+
+    def delay(self, attempt: int, error: ErrorInfo) -> float | None:
+        """Seconds before the next attempt, or None for no retry."""
+        if not self._allowed(error):
+            return None
+        return max(0.0, self._wait(attempt))
+
+    def _wait(self, attempt: int) -> float:
+        raise NotImplementedError
+
+
+@attrs.frozen(kw_only=True)
+class Fixed(_Base):
+    """The same delay before every retry."""
+
+    delay_seconds: float = attrs.field(default=1.0, alias="delay")
+
+    def _wait(self, attempt: int) -> float:
+        return self.delay_seconds
+
+
+@attrs.frozen(kw_only=True)
+class Linear(_Base):
+    """`base * attempt` seconds, capped."""
+
+    base: float = 1.0
+    cap: float = 3600.0
+
+    def _wait(self, attempt: int) -> float:
+        return min(self.cap, self.base * attempt)
+
+
+@attrs.frozen(kw_only=True)
+class Exponential(_Base):
+    """`base * factor ** (attempt - 1)` seconds, capped."""
+
+    base: float = 1.0
+    factor: float = 2.0
+    cap: float = 3600.0
+
+    def _wait(self, attempt: int) -> float:
+        try:
+            return min(self.cap, self.base * self.factor ** (attempt - 1))
+        except OverflowError:
+            return self.cap
+
+
+@attrs.frozen(kw_only=True)
+class ExponentialJitter(Exponential):
+    """Exponential backoff with full jitter: uniform in [0, exponential delay]."""
+
+    def _wait(self, attempt: int) -> float:
+        return random.uniform(0, super()._wait(attempt))
+
+
+BUILTIN: dict[str, Callable[..., Any]] = {
+    "fixed": Fixed,
+    "linear": Linear,
+    "exponential": Exponential,
+    "exponential_jitter": ExponentialJitter,
+}
+
+
+def build_strategy(
+    factories: dict[str, Callable[..., Any]], name: str, params: dict[str, Any]
+) -> Any:
+    """Build the named strategy with its parameters, or raise InvalidJobError."""
+    factory = factories.get(name)
+    if factory is None:
+        known = ", ".join(sorted(factories))
+        raise InvalidJobError(f"unknown retry strategy '{name}' (known: {known})")
+    try:
+        return factory(**params)
+    except TypeError as err:
+        raise InvalidJobError(f"bad parameters for retry strategy '{name}': {err}") from None
+
+
+@hookimpl
+def gigq_retry_strategies() -> dict[str, Callable[..., Any]]:
+    """The built-in strategies."""
+    return dict(BUILTIN)
+
+
+__all__ = [
+    "BUILTIN",
+    "DEFAULT_STRATEGY",
+    "Exponential",
+    "ExponentialJitter",
+    "Fixed",
+    "Linear",
+    "build_strategy",
+]

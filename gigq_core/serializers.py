@@ -1,0 +1,79 @@
+"""The JSON serializer (the default) and its limits (RELIABILITY.md D6)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from gigq_core.errors import SerializationError
+from gigq_core.hookspecs import hookimpl
+
+#: Default cap on serialized params and results, in bytes.
+DEFAULT_MAX_PAYLOAD = 1024 * 1024
+#: The cap may be raised up to this, in bytes.
+MAX_PAYLOAD_LIMIT = 16 * 1024 * 1024
+
+
+def _check_keys_and_text(obj: Any, depth: int = 0) -> None:
+    """Refuse what JSON would change on the way back: non-string keys, lone surrogates."""
+    if depth > 500:
+        raise SerializationError("value is nested too deeply (more than 500 levels)")
+    if isinstance(obj, str):
+        try:
+            obj.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise SerializationError(
+                f"string contains a lone surrogate at position {err.start}"
+            ) from None
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            if not isinstance(key, str):
+                raise SerializationError(
+                    f"dict key {key!r} is a {type(key).__name__}; JSON keys must be strings"
+                )
+            _check_keys_and_text(key, depth + 1)
+            _check_keys_and_text(value, depth + 1)
+    elif isinstance(obj, list | tuple):
+        for value in obj:
+            _check_keys_and_text(value, depth + 1)
+
+
+class JsonSerializer:
+    """JSON text; refuses NaN/Infinity, lone surrogates and non-string keys."""
+
+    name = "json"
+
+    def dumps(self, obj: Any) -> str:
+        """Serialize `obj` as compact JSON, or raise SerializationError saying why not."""
+        _check_keys_and_text(obj)
+        try:
+            return json.dumps(obj, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+        except ValueError as err:
+            raise SerializationError(f"value cannot be stored as JSON: {err}") from None
+        except TypeError as err:
+            raise SerializationError(f"value cannot be stored as JSON: {err}") from None
+        except RecursionError:
+            raise SerializationError("value is nested too deeply (or refers to itself)") from None
+
+    def loads(self, data: str) -> Any:
+        """Parse JSON text."""
+        return json.loads(data)
+
+
+def check_size(data: str, limit: int, what: str) -> None:
+    """Raise SerializationError if `data` is larger than `limit` bytes (UTF-8)."""
+    size = len(data.encode("utf-8")) if len(data) * 4 > limit else len(data)
+    if size > limit:
+        raise SerializationError(
+            f"{what} are {size:,} bytes, over the {limit:,}-byte limit "
+            "(raise the max_payload setting, up to 16 MiB, or pass a reference such as a path)"
+        )
+
+
+@hookimpl
+def gigq_serializers() -> dict[str, Any]:
+    """The built-in serializers."""
+    return {"json": JsonSerializer()}
+
+
+__all__ = ["DEFAULT_MAX_PAYLOAD", "MAX_PAYLOAD_LIMIT", "JsonSerializer", "check_size"]
