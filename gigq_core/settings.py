@@ -29,6 +29,8 @@ DEFAULTS: dict[str, Any] = {
     "sweep_interval": 5.0,
     "grace": 25.0,
     "executor": "process",
+    "max_jobs_per_child": 0,
+    "max_child_memory": 0,
     "allowed_modules": (),
     "allow_insecure_permissions": False,
 }

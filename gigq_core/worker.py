@@ -1,9 +1,13 @@
 """`Worker`: claims jobs, runs them, reports their outcomes, heartbeats and rescues.
 
-This first worker runs jobs in its own process (`executor="inline"`): one at a time, or in
-threads when `concurrency > 1`. Hard timeouts need the process executor; inline timeouts are
-cooperative (`current_job().is_cancelled()`), and an attempt that overran is recorded as
-`timeout` when it returns.
+Two executors:
+- "process" (the default for `start()`): a supervisor (this process) and a pool of
+  long-lived children (`gigq_core.pool`); only the supervisor touches storage, and a hung or
+  crashing job is killed with its whole process group without taking the worker down.
+- "inline": jobs run in this process (threads when `concurrency > 1`), for tests and
+  embedding. Timeouts and cancellation are cooperative there (`current_job().is_cancelled()`);
+  an attempt that overran is recorded as `timeout` when it returns. `process_one()` always
+  runs inline.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+import attrs
 import pluggy
 
 from gigq_core.context import JobContext
@@ -30,20 +35,14 @@ from gigq_core.execution import (
     run_attempt,
     wants_parent_results,
 )
+from gigq_core.pool import ProcessPool
 from gigq_core.ports import Clock, Serializer
 from gigq_core.queue import JobQueue
-from gigq_core.records import (
-    ErrorInfo,
-    JobRecord,
-    JobStatus,
-    Outcome,
-    Transition,
-    WorkerInfo,
-)
+from gigq_core.records import ErrorInfo, JobRecord, JobStatus, Outcome, Transition, WorkerInfo
 
 log = logging.getLogger("gigq")
 
-EXECUTORS = ("inline",)
+EXECUTORS = ("process", "inline")
 
 
 class _Running:
@@ -87,19 +86,16 @@ class Worker:
             "lease": lease,
             "heartbeat": heartbeat,
             "grace": grace,
+            "executor": executor,
             **settings,
         }
-        self.queue = (
-            target
-            if isinstance(target, JobQueue)
-            else JobQueue(
-                target,
-                plugin_manager=plugin_manager,
-                clock=clock,
-                serializer=serializer,
+        if isinstance(target, JobQueue):
+            self.queue = target
+        else:
+            self.queue = JobQueue(
+                target, plugin_manager=plugin_manager, clock=clock, serializer=serializer,
                 **overrides,
             )
-        )
         merged = dict(self.queue.settings)
         merged.update({k: v for k, v in overrides.items() if v is not None})
         self.settings = merged
@@ -110,53 +106,38 @@ class Worker:
         self.concurrency = int(merged["concurrency"])
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
+        self.executor = str(merged["executor"])
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
         self.polling_interval = float(merged["polling_interval"])
         self.lease = float(merged["lease"])
         self.heartbeat_interval = float(merged["heartbeat"])
         self.sweep_interval = float(merged["sweep_interval"])
         self.grace = float(merged["grace"])
-        # Until the process executor lands, every worker runs jobs inline (see module doc).
-        self.executor = "inline"
         if isinstance(queues, str):
             queues = [queues]
         self.queues: tuple[str, ...] | None = tuple(queues) if queues else None
-        self.worker_id = worker_id or (
-            f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        )
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._running: dict[str, _Running] = {}
         self._last_sweep = float("-inf")
+        self._last_tick = float("-inf")
         self._signals = 0
-        self._pool: ThreadPoolExecutor | None = None
-        self._futures: set[Future[None]] = set()
+        self._wake_r, self._wake_w = -1, -1
 
-    # -- running one job -------------------------------------------------------------------
-
-    def process_one(self) -> bool:
-        """Claim at most one ready job and run it in this thread; True if one was claimed."""
-        self._maybe_sweep()
-        claimed = self._claim(1)
-        if not claimed:
-            return False
-        beat = _Heartbeat(self)
-        beat.start()
-        try:
-            self._run(claimed[0])
-        finally:
-            beat.stop()
-        return True
+    # -- claiming and reporting (both executors) -----------------------------------------
 
     def _claim(self, limit: int) -> list[JobRecord]:
-        now = self.clock.now()
-        claimed = self.storage.claim(self.worker_id, limit, now, self.lease, self.queues)
+        if limit <= 0:
+            return []
+        claimed = self.storage.claim(
+            self.worker_id, limit, self.clock.now(), self.lease, self.queues
+        )
         for record in claimed:
             context = JobContext(
-                id=record.id,
-                name=record.name,
-                attempt=record.attempts,
-                worker_id=self.worker_id,
-                beat=self._beat_now,
+                id=record.id, name=record.name, attempt=record.attempts,
+                worker_id=self.worker_id, beat=self._beat_now,
             )
             with self._lock:
                 self._running[record.id] = _Running(record, context, self.clock.monotonic())
@@ -164,34 +145,18 @@ class Worker:
             self.hooks.job_started(record, record.attempts, self.worker_id)
         return claimed
 
-    def _run(self, record: JobRecord) -> None:
-        running = self._running[record.id]
-        try:
-            attempt = self._attempt(record, running.context)
-        except KeyboardInterrupt:
-            self._report(
-                record, AttemptResult(status="handed_back"), handed_back=True
-            )
-            raise
-        if running.stop_reason == "timeout":
-            attempt = AttemptResult(
-                status="timeout",
-                error=ErrorInfo(type="Timeout", message=f"timed out after {record.timeout:g} s"),
-                duration=attempt.duration,
-            )
-        elif running.stop_reason == "cancelled":
-            attempt = AttemptResult(
-                status="cancelled",
-                error=ErrorInfo(type="Cancelled", message="cancelled while running"),
-                duration=attempt.duration,
-            )
-        self._report(record, attempt)
-
-    def _attempt(self, record: JobRecord, context: JobContext) -> AttemptResult:
-        try:
-            function = load_function(record, self.settings["allowed_modules"])
-            params = self.serializer.loads(record.params)
-            if wants_parent_results(function, record):
+    def _prepare(self, record: JobRecord) -> dict[str, Any]:
+        """The keyword arguments of the call: params, plus parent_results when wanted."""
+        params: dict[str, Any] = self.serializer.loads(record.params)
+        if record.dependencies and record.pass_parent_results is not False:
+            wanted = record.pass_parent_results
+            if wanted is None:
+                try:
+                    function = load_function(record, self.settings["allowed_modules"])
+                except PermanentError:
+                    return params  # the attempt itself will fail with the reason
+                wanted = wants_parent_results(function, record)
+            if wanted:
                 parents = self.storage.get_many(list(record.dependencies))
                 params["parent_results"] = {
                     dep: self.serializer.loads(parents[dep].result)
@@ -199,35 +164,40 @@ class Worker:
                     else None
                     for dep in record.dependencies
                 }
-        except PermanentError as err:
-            return AttemptResult(
-                status="failed",
-                error=ErrorInfo(type="PermanentError", message=str(err)),
-                permanent=True,
-            )
-        except Exception as err:  # undecodable params: the job cannot run, ever
-            return AttemptResult(
-                status="failed", error=ErrorInfo.from_exception(err), permanent=True
-            )
-        return run_attempt(
-            record, function, params, context, self.serializer, self.settings["max_payload"]
-        )
+        return params
 
-    def _report(self, record: JobRecord, attempt: AttemptResult, handed_back: bool = False) -> None:
-        now = self.clock.now()
-        if handed_back:
-            assert record.token is not None
-            outcome = Outcome(job_id=record.id, token=record.token, status="handed_back")
-            delay = None
-        else:
-            outcome, delay = decide(record, attempt, now, self.queue._strategies)
+    def _finish(self, record: JobRecord, attempt: AttemptResult) -> None:
+        """Report an attempt's end (fenced by its token), log it and fire its hooks."""
         with self._lock:
-            self._running.pop(record.id, None)
+            running = self._running.pop(record.id, None)
+        reason = running.stop_reason if running else None
+        if running is not None and not attempt.duration:
+            attempt = attrs.evolve(
+                attempt, duration=self.clock.monotonic() - running.started
+            )
+        if reason == "lost":
+            log.warning("job %s (%s) attempt %d was taken from this worker; its result is "
+                        "dropped", record.id, record.name, record.attempts)
+            return
+        if reason == "timeout":
+            attempt = AttemptResult(
+                status="timeout",
+                error=ErrorInfo(type="Timeout", message=f"timed out after {record.timeout:g} s"),
+                duration=attempt.duration,
+            )
+        elif reason == "cancelled":
+            attempt = AttemptResult(
+                status="cancelled",
+                error=ErrorInfo(type="Cancelled", message=record.error or "cancelled while running"),
+                duration=attempt.duration,
+            )
+        now = self.clock.now()
+        outcome, delay = decide(record, attempt, now, self.queue._strategies)
         try:
             [transition] = self.storage.finish([outcome], now)
         except GigQError:
-            log.exception("could not record the outcome of job %s; its lease will expire "
-                          "and it will be rescued", record.id)
+            log.exception("could not record the outcome of job %s; it will be rescued when "
+                          "its lease expires", record.id)
             return
         if transition is None:
             log.warning(
@@ -236,17 +206,19 @@ class Worker:
                 record.id, record.name, record.attempts, outcome.status,
             )
             return
-        log.info(
-            "job %s (%s) attempt %d %s in %.3f s",
-            record.id, record.name, record.attempts, outcome.status, attempt.duration,
-        )
+        log.info("job %s (%s) attempt %d %s in %.3f s", record.id, record.name,
+                 record.attempts, transition.job.status.value if outcome.status == "completed"
+                 else outcome.status, attempt.duration)
         self._fire(transition, attempt, delay)
 
     def _fire(self, transition: Transition, attempt: AttemptResult, delay: float | None) -> None:
         job = transition.job
         error = transition.error or attempt.error
         if job.status is JobStatus.COMPLETED:
-            self.hooks.job_succeeded(job, attempt.value, attempt.duration)
+            value = attempt.value
+            if value is None and attempt.result is not None:
+                value = self.serializer.loads(attempt.result)
+            self.hooks.job_succeeded(job, value, attempt.duration)
         elif attempt.status == "timeout":
             self.hooks.job_timed_out(job, final=job.status is JobStatus.TIMEOUT)
             if delay is not None and error is not None:
@@ -257,186 +229,323 @@ class Worker:
                 self.hooks.job_retrying(job, error, delay)
         elif job.status is JobStatus.CANCELLED:
             self.hooks.job_cancelled(job, job.error or "cancelled")
-        self.fire_cascade(transition)
+        self._fire_cascade(transition)
 
-    def fire_cascade(self, transition: Transition) -> None:
-        """Fire gigq_job_cancelled for each dependent a transition cancelled."""
+    def _fire_cascade(self, transition: Transition) -> None:
         for child in transition.cancelled:
             self.hooks.job_cancelled(child, child.error or "cancelled")
 
-    # -- heartbeat, rescue, tick ------------------------------------------------------------
+    def _hand_back(self) -> None:
+        """Return every job still held to pending (graceful shutdown, D4)."""
+        with self._lock:
+            left = [r.record for r in self._running.values()]
+            self._running.clear()
+        outcomes = [
+            Outcome(job_id=r.id, token=r.token, status="handed_back")
+            for r in left
+            if r.token is not None
+        ]
+        if outcomes:
+            self.storage.finish(outcomes, self.clock.now())
+            log.info("worker %s handed back %d job(s): %s", self.worker_id, len(outcomes),
+                     ", ".join(o.job_id for o in outcomes))
+
+    # -- inline execution ------------------------------------------------------------------
+
+    def process_one(self) -> bool:
+        """Claim at most one ready job and run it in this thread; True if one was claimed."""
+        self._maybe_sweep()
+        claimed = self._claim(1)
+        if not claimed:
+            return False
+        beat = _Heartbeat(self)
+        beat.start()
+        try:
+            self._run_inline(claimed[0])
+        finally:
+            beat.stop()
+        return True
+
+    def _run_inline(self, record: JobRecord) -> None:
+        running = self._running[record.id]
+        try:
+            params = self._prepare(record)
+            function = load_function(record, self.settings["allowed_modules"])
+        except PermanentError as err:
+            attempt = AttemptResult(
+                status="failed", error=ErrorInfo(type="PermanentError", message=str(err)),
+                permanent=True,
+            )
+        except Exception as err:  # undecodable params: the job can never run
+            attempt = AttemptResult(
+                status="failed", error=ErrorInfo.from_exception(err), permanent=True
+            )
+        else:
+            try:
+                attempt = run_attempt(
+                    record, function, params, running.context, self.serializer,
+                    self.settings["max_payload"],
+                )
+            except KeyboardInterrupt:
+                self._hand_back()
+                raise
+        self._finish(record, attempt)
+
+    def _run_guarded(self, record: JobRecord) -> None:
+        try:
+            self._run_inline(record)
+        except Exception:  # a bug in reporting must not kill the pool thread silently
+            log.exception("worker failed while running job %s", record.id)
+
+    # -- heartbeat, timeouts, rescue, tick -------------------------------------------------
 
     def _beat_now(self) -> None:
         with self._lock:
-            held = {
-                job_id: r.record.token
-                for job_id, r in self._running.items()
-                if r.record.token is not None
-            }
-        now = self.clock.now()
-        reply = self.storage.heartbeat(self.worker_id, held, now, self.lease)
+            held = {i: r.record.token for i, r in self._running.items() if r.record.token}
+        reply = self.storage.heartbeat(self.worker_id, held, self.clock.now(), self.lease)
         with self._lock:
-            for job_id in reply.lost:
-                if job_id in self._running:
-                    self._running[job_id].stop_reason = "lost"
-                    self._running[job_id].context._stop.set()
-            for job_id in reply.cancel_requested:
-                if job_id in self._running:
-                    self._running[job_id].stop_reason = "cancelled"
-                    self._running[job_id].context._stop.set()
+            for job_id, reason in [(i, "lost") for i in reply.lost] + [
+                (i, "cancelled") for i in reply.cancel_requested
+            ]:
+                running = self._running.get(job_id)
+                if running is not None and running.stop_reason is None:
+                    running.stop_reason = reason
+                    running.context._stop.set()
+        if reply.lost or reply.cancel_requested:
+            self._wake()
 
-    def _check_timeouts(self) -> None:
+    def _check_timeouts(self) -> list[str]:
+        """Mark jobs past their timeout; returns their ids."""
         mono = self.clock.monotonic()
+        expired = []
         with self._lock:
-            for running in self._running.values():
+            for job_id, running in self._running.items():
                 timeout = running.record.timeout
-                if (
-                    timeout is not None
-                    and running.stop_reason is None
-                    and mono - running.started > timeout
+                if timeout is not None and running.stop_reason is None and (
+                    mono - running.started > timeout
                 ):
                     running.stop_reason = "timeout"
                     running.context._stop.set()
+                    expired.append(job_id)
+        return expired
 
     def _maybe_sweep(self) -> None:
         mono = self.clock.monotonic()
-        if mono - self._last_sweep < self.sweep_interval:
-            return
-        self._last_sweep = mono
-        self.rescue()
+        if mono - self._last_sweep >= self.sweep_interval:
+            self._last_sweep = mono
+            self.rescue()
+
+    def _maybe_tick(self) -> None:
+        mono = self.clock.monotonic()
+        if mono - self._last_tick >= 1.0:
+            self._last_tick = mono
+            self.hooks.worker_tick(self.worker_id, self.clock.now())
 
     def rescue(self) -> list[Transition]:
         """Return the jobs of dead workers to pending now; fires their hooks."""
-        transitions = self.storage.rescue(self.clock.now())
+        try:
+            transitions = self.storage.rescue(self.clock.now())
+        except GigQError:
+            log.exception("rescue sweep of worker %s failed", self.worker_id)
+            return []
         for transition in transitions:
             job = transition.job
-            log.info(
-                "rescued job %s (%s) from worker %s: worker lost, now %s",
-                job.id, job.name, job.worker_id, job.status.value,
-            )
-            assert transition.error is not None
-            self.hooks.job_failed(job, transition.error, final=job.status is JobStatus.FAILED)
-            self.fire_cascade(transition)
+            log.info("rescued job %s (%s) from worker %s: worker lost, now %s",
+                     job.id, job.name, job.worker_id, job.status.value)
+            if transition.error is not None:
+                self.hooks.job_failed(job, transition.error, final=job.status is JobStatus.FAILED)
+            self._fire_cascade(transition)
         return transitions
 
     # -- the loop --------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Run until `stop()` or SIGTERM/SIGINT; then hand back what is still running."""
+        """Run until `stop()` or SIGTERM/SIGINT; then let running jobs finish within the
+        grace period, hand back what is left, and return."""
         self._stop.clear()
+        self._signals = 0
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        os.set_blocking(self._wake_r, False)
         restore = self._install_signals()
-        self.storage.register_worker(
-            WorkerInfo(
-                id=self.worker_id,
-                host=socket.gethostname(),
-                pid=os.getpid(),
-                queues=self.queues or (),
-                concurrency=self.concurrency,
-                started_at=self.clock.now(),
-                last_heartbeat=self.clock.now(),
-            )
-        )
-        log.info(
-            "worker %s started (queues: %s, concurrency %d)",
-            self.worker_id, ", ".join(self.queues) if self.queues else "all", self.concurrency,
-        )
+        now = self.clock.now()
+        self.storage.register_worker(WorkerInfo(
+            id=self.worker_id, host=socket.gethostname(), pid=os.getpid(),
+            queues=self.queues or (), concurrency=self.concurrency,
+            started_at=now, last_heartbeat=now,
+        ))
+        log.info("worker %s started (%s executor, queues: %s, concurrency %d)", self.worker_id,
+                 self.executor, ", ".join(self.queues) if self.queues else "all",
+                 self.concurrency)
         self.hooks.worker_started(self.worker_id)
         beat = _Heartbeat(self)
-        beat.start()
-        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="gigq-job")
+        watcher = _Watcher(self)
         try:
-            self._loop()
+            if self.executor == "process":
+                pool = ProcessPool(
+                    self.concurrency, self.serializer, self.settings["max_payload"],
+                    self.settings["allowed_modules"],
+                    int(self.settings.get("max_jobs_per_child", 0) or 0),
+                    int(self.settings.get("max_child_memory", 0) or 0),
+                )
+                # Fork the children before any other thread of ours exists.
+                pool.start()
+                beat.start()
+                watcher.start()
+                try:
+                    self._loop_process(pool)
+                finally:
+                    pool.shutdown()
+            else:
+                beat.start()
+                watcher.start()
+                self._loop_inline()
         finally:
-            self._shutdown(beat)
+            self._hand_back()
+            watcher.stop()
+            beat.stop()
+            self.storage.deregister_worker(self.worker_id, self.clock.now())
+            for fd in (self._wake_r, self._wake_w):
+                os.close(fd)
+            self._wake_r = self._wake_w = -1
             for sig, handler in restore.items():
                 signal.signal(sig, handler)
+            log.info("worker %s stopped", self.worker_id)
+            self.hooks.worker_stopped(self.worker_id)
 
-    def _loop(self) -> None:
-        last_tick = float("-inf")
-        while not self._stop.is_set():
-            mono = self.clock.monotonic()
-            if mono - last_tick >= 1.0:
-                last_tick = mono
-                self.hooks.worker_tick(self.worker_id, self.clock.now())
-            self._maybe_sweep()
-            self._futures = {f for f in self._futures if not f.done()}
-            free = self.concurrency - len(self._futures)
-            claimed = self._claim(free) if free > 0 else []
-            for record in claimed:
-                assert self._pool is not None
-                self._futures.add(self._pool.submit(self._run_guarded, record))
-            if claimed and len(claimed) == free:
-                continue
-            if free <= 0 or not claimed:
-                self._idle_wait()
-
-    def _run_guarded(self, record: JobRecord) -> None:
-        try:
-            self._run(record)
-        except Exception:  # a bug in reporting must not kill the pool thread silently
-            log.exception("worker failed while running job %s", record.id)
-
-    def _idle_wait(self) -> None:
+    def _idle_timeout(self) -> float:
         wait = min(self.polling_interval, 1.0)
         now = self.clock.now()
         due = self.storage.next_due(now, self.queues)
         if due is not None:
             wait = max(0.0, min(wait, (due - now).total_seconds()))
-        if wait > 0:
-            self.storage.wait_for_work(wait)
+        return wait
 
-    def _shutdown(self, beat: _Heartbeat) -> None:
-        assert self._pool is not None
-        pending = [f for f in self._futures if not f.done()]
-        if pending:
-            log.info("worker %s: waiting up to %g s for %d running job(s)",
-                     self.worker_id, self.grace, len(pending))
-            done_by = self.clock.monotonic() + self.grace
-            for future in pending:
-                left = done_by - self.clock.monotonic()
-                try:
-                    future.result(timeout=max(0.0, left))
-                except Exception:  # a timeout here means: hand it back below
-                    pass
-        with self._lock:
-            left_over = [r.record for r in self._running.values()]
-            for running in self._running.values():
-                running.context._stop.set()
-        if left_over:
-            now = self.clock.now()
-            outcomes = [
-                Outcome(job_id=r.id, token=r.token, status="handed_back")
-                for r in left_over
-                if r.token is not None
-            ]
-            self.storage.finish(outcomes, now)
-            log.info("worker %s handed back %d job(s)", self.worker_id, len(outcomes))
-        beat.stop()
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self.storage.deregister_worker(self.worker_id, self.clock.now())
-        log.info("worker %s stopped", self.worker_id)
-        self.hooks.worker_stopped(self.worker_id)
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def _wake(self) -> None:
+        if self._wake_w >= 0:
+            try:
+                os.write(self._wake_w, b"x")
+            except (BlockingIOError, OSError):
+                pass  # a full pipe already wakes the loop
+
+    def _loop_process(self, pool: ProcessPool) -> None:
+        records: dict[str, JobRecord] = {}
+        stop_at: float | None = None
+        while True:
+            stopping = self._stop.is_set()
+            if stopping and stop_at is None:
+                stop_at = self.clock.monotonic() + self.grace
+                if pool.busy():
+                    log.info("worker %s: waiting up to %g s for %d running job(s)",
+                             self.worker_id, self.grace, len(pool.busy()))
+            if stopping and (not pool.busy() or self.clock.monotonic() >= (stop_at or 0)):
+                return  # what is still running is killed by pool.shutdown and handed back
+            self._maybe_tick()
+            claimed: list[JobRecord] = []
+            if not stopping:
+                self._maybe_sweep()
+                idle = pool.idle()
+                claimed = self._claim(len(idle))
+                for child, record in zip(idle, claimed, strict=False):
+                    records[record.id] = record
+                    try:
+                        params = self._prepare(record)
+                    except Exception as err:  # undecodable params: the job can never run
+                        self._finish(record, AttemptResult(
+                            status="failed", error=ErrorInfo.from_exception(err),
+                            permanent=True))
+                        continue
+                    pool.dispatch(child, record, params)
+            if claimed and len(claimed) == len(pool.idle()) + len(claimed):
+                timeout = 0.0  # every free child got a job: more may be ready
+            elif pool.busy():
+                timeout = 0.1
+            else:
+                timeout = self._idle_timeout()
+            for child, message in pool.poll(timeout, [self._wake_r]):
+                del child
+                kind, job_id, payload = message
+                record = records.pop(job_id, None) if job_id else None
+                if record is None:
+                    continue
+                if kind == "done":
+                    self._finish(record, payload)
+                else:  # the child died under the job (segfault, os._exit, OOM killer)
+                    self._finish(record, AttemptResult(
+                        status="failed",
+                        error=ErrorInfo(type="JobProcessDied",
+                                        message=f"the job's process {payload}"),
+                    ))
+            self._drain_wake()
+            self._check_timeouts()
+            with self._lock:
+                doomed = [i for i, r in self._running.items() if r.stop_reason]
+            for job_id in doomed:
+                if job_id in records:
+                    pool.kill(job_id)
+                    self._finish(records.pop(job_id), AttemptResult(status="failed"))
+
+    def _loop_inline(self) -> None:
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="gigq-job")
+        futures: set[Future[None]] = set()
+        try:
+            while not self._stop.is_set():
+                self._maybe_tick()
+                self._maybe_sweep()
+                futures = {f for f in futures if not f.done()}
+                free = self.concurrency - len(futures)
+                claimed = self._claim(free)
+                for record in claimed:
+                    future = pool.submit(self._run_guarded, record)
+                    future.add_done_callback(lambda _: self._wake())
+                    futures.add(future)
+                if claimed and len(claimed) == free:
+                    continue
+                if self._wake_r >= 0:
+                    import select
+
+                    select.select([self._wake_r], [], [],
+                                  0.1 if free <= 0 else self._idle_timeout())
+                    self._drain_wake()
+            pending = [f for f in futures if not f.done()]
+            if pending:
+                log.info("worker %s: waiting up to %g s for %d running job(s)",
+                         self.worker_id, self.grace, len(pending))
+                deadline = self.clock.monotonic() + self.grace
+                for future in pending:
+                    try:
+                        future.result(timeout=max(0.0, deadline - self.clock.monotonic()))
+                    except Exception:  # past the grace period: handed back by start()
+                        pass
+            with self._lock:
+                for running in self._running.values():
+                    running.context._stop.set()
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def stop(self) -> None:
-        """Ask `start()` to return: claim nothing more, finish or hand back running jobs."""
+        """Ask `start()` to return: claim nothing more, finish or hand back running jobs.
+        Returns at once."""
         self._stop.set()
-        # Wake an idle wait at once instead of after the polling interval.
-        wake = getattr(self.storage, "wake", None)
-        if callable(wake):
-            wake()
+        self._wake()
 
     def _install_signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
             return {}
-        restore = {}
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            restore[sig] = signal.signal(sig, self._on_signal)
-        return restore
+        return {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._signals += 1
         if self._signals > 1:
-            log.warning("worker %s: second signal, exiting at once", self.worker_id)
+            # Second signal: leave at once; live workers rescue the jobs after the lease.
+            log.warning("worker %s: second signal, exiting now", self.worker_id)
             os._exit(1)
         log.info("worker %s: %s received, shutting down", self.worker_id,
                  signal.Signals(signum).name)
@@ -451,7 +560,7 @@ class Worker:
 
 
 class _Heartbeat(threading.Thread):
-    """Renews leases, checks timeouts and sweeps, off the job's thread."""
+    """Renews leases and checks inline timeouts, off the job's thread."""
 
     def __init__(self, worker: Worker) -> None:
         super().__init__(name="gigq-heartbeat", daemon=True)
@@ -462,7 +571,8 @@ class _Heartbeat(threading.Thread):
         worker = self.worker
         next_beat = worker.clock.monotonic() + worker.heartbeat_interval
         while not self.done.wait(0.1):
-            worker._check_timeouts()
+            if worker._check_timeouts():
+                worker._wake()
             if worker.clock.monotonic() >= next_beat:
                 next_beat = worker.clock.monotonic() + worker.heartbeat_interval
                 try:
@@ -472,8 +582,32 @@ class _Heartbeat(threading.Thread):
 
     def stop(self) -> None:
         self.done.set()
-        if self is not threading.current_thread():
+        if self.is_alive() and self is not threading.current_thread():
             self.join(timeout=5)
 
 
-__all__ = ["Worker"]
+class _Watcher(threading.Thread):
+    """Wakes the loop when the storage changes (a submit, a finish elsewhere)."""
+
+    def __init__(self, worker: Worker) -> None:
+        super().__init__(name="gigq-watcher", daemon=True)
+        self.worker = worker
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            try:
+                changed = self.worker.storage.wait_for_work(0.25)
+            except GigQError:
+                changed = False
+                self.done.wait(0.5)
+            if changed and not self.done.is_set():
+                self.worker._wake()
+
+    def stop(self) -> None:
+        self.done.set()
+        if self.is_alive():
+            self.join(timeout=5)
+
+
+__all__ = ["EXECUTORS", "Worker"]

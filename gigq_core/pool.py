@@ -1,0 +1,250 @@
+"""The process executor: a pool of long-lived child processes that run jobs.
+
+The supervisor (the worker process) alone touches storage. Each child is forked by the
+supervisor, becomes the leader of its own process group (so a timeout or cancel kills the job
+and every process it started), runs one job at a time, and reports the attempt's result
+through a pipe. A child is replaced after it is killed, after `max_jobs_per_child` jobs, or
+when its resident memory passes `max_child_memory` MiB.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from multiprocessing.connection import Connection, Pipe, wait
+from typing import Any
+
+import attrs
+
+from gigq_core.context import JobContext
+from gigq_core.execution import AttemptResult, PermanentError, load_function, run_attempt
+from gigq_core.ports import Serializer
+from gigq_core.records import ErrorInfo, JobRecord
+
+log = logging.getLogger("gigq")
+
+
+@attrs.define
+class Child:
+    """A child process of the pool, as the supervisor sees it."""
+
+    pid: int
+    conn: Connection
+    #: The job it runs, or None when idle.
+    job_id: str | None = None
+    jobs_done: int = 0
+
+
+class ProcessPool:
+    """Up to `size` children, each running one job at a time."""
+
+    def __init__(
+        self,
+        size: int,
+        serializer: Serializer,
+        max_payload: int,
+        allowed_modules: Sequence[str],
+        max_jobs_per_child: int = 0,
+        max_child_memory: int = 0,
+    ) -> None:
+        self.size = size
+        self.serializer = serializer
+        self.max_payload = max_payload
+        self.allowed_modules = tuple(allowed_modules)
+        self.max_jobs_per_child = max_jobs_per_child
+        self.max_child_memory = max_child_memory
+        self.children: list[Child] = []
+
+    # -- supervisor side -----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Fork the children."""
+        while len(self.children) < self.size:
+            self.children.append(self._spawn())
+
+    def _spawn(self) -> Child:
+        parent_end, child_end = Pipe(duplex=True)
+        # Flush buffered output so the child does not write the parent's buffer again.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            parent_end.close()
+            _child_main(
+                child_end,
+                self.serializer,
+                self.max_payload,
+                self.allowed_modules,
+                self.max_jobs_per_child,
+                self.max_child_memory,
+            )
+        child_end.close()
+        return Child(pid=pid, conn=parent_end)
+
+    def idle(self) -> list[Child]:
+        """Children without a job."""
+        return [c for c in self.children if c.job_id is None]
+
+    def busy(self) -> list[Child]:
+        """Children running a job."""
+        return [c for c in self.children if c.job_id is not None]
+
+    def dispatch(self, child: Child, record: JobRecord, params: dict[str, Any]) -> None:
+        """Send a job to an idle child."""
+        child.job_id = record.id
+        child.conn.send(("run", record, params))
+
+    def poll(self, timeout: float, extra: Sequence[Any] = ()) -> list[tuple[Child, Any]]:
+        """Wait up to `timeout` s for messages; returns (child, message) pairs.
+
+        A message is ("done", job_id, AttemptResult) or ("died", job_id or None, exit info).
+        A child that retired or died is replaced.
+        """
+        conns = {c.conn: c for c in self.children}
+        ready = wait([*conns, *extra], timeout)
+        messages = []
+        for conn in ready:
+            child = conns.get(conn)  # type: ignore[call-overload]
+            if child is None:
+                continue
+            try:
+                message = child.conn.recv()
+            except (EOFError, OSError):
+                job_id = child.job_id
+                status = self._reap(child)
+                messages.append((child, ("died", job_id, status)))
+                self._replace(child)
+                continue
+            if message[0] == "done":
+                child.job_id = None
+                child.jobs_done += 1
+                messages.append((child, message))
+            elif message[0] == "retire":
+                self._reap(child)
+                self._replace(child)
+        return messages
+
+    def kill(self, job_id: str) -> None:
+        """Kill the process group running `job_id`, and replace its child."""
+        for child in self.children:
+            if child.job_id == job_id:
+                _killpg(child.pid)
+                self._reap(child)
+                self._replace(child)
+                return
+
+    def _reap(self, child: Child) -> str:
+        child.conn.close()
+        try:
+            _, status = os.waitpid(child.pid, 0)
+        except ChildProcessError:
+            return "gone"
+        # Whatever the job started in the child's group goes too.
+        _killpg(child.pid)
+        if os.WIFSIGNALED(status):
+            return f"killed by signal {signal.Signals(os.WTERMSIG(status)).name}"
+        return f"exited with code {os.WEXITSTATUS(status)}"
+
+    def _replace(self, child: Child) -> None:
+        if child in self.children:
+            self.children.remove(child)
+        if len(self.children) < self.size:
+            self.children.append(self._spawn())
+
+    def shutdown(self) -> None:
+        """Stop every child (killing any job still running) and reap them."""
+        for child in self.children:
+            if child.job_id is None:
+                try:
+                    child.conn.send(("exit",))
+                except OSError:
+                    pass
+            else:
+                _killpg(child.pid)
+        for child in self.children:
+            self._reap(child)
+        self.children = []
+
+
+def _killpg(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+# -- child side ----------------------------------------------------------------------------
+
+
+def _rss_mib() -> float:
+    try:
+        with open("/proc/self/statm") as handle:  # Linux; elsewhere recycling by memory is off
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return 0.0
+
+
+def _child_main(
+    conn: Connection,
+    serializer: Serializer,
+    max_payload: int,
+    allowed_modules: tuple[str, ...],
+    max_jobs: int,
+    max_memory: int,
+) -> None:
+    """Run jobs sent by the supervisor until told to exit; never returns."""
+    code = 0
+    try:
+        os.setpgid(0, 0)
+        # The supervisor decides about shutdown; a terminal's Ctrl-C is not for children.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        done = 0
+        while True:
+            message = conn.recv()
+            if message[0] != "run":
+                break
+            _, record, params = message
+            result = _run_in_child(record, params, serializer, max_payload, allowed_modules)
+            conn.send(("done", record.id, result))
+            done += 1
+            if (max_jobs and done >= max_jobs) or (max_memory and _rss_mib() > max_memory):
+                conn.send(("retire",))
+                break
+    except (EOFError, OSError, KeyboardInterrupt):
+        code = 0
+    except BaseException:  # the child must never fall back into the supervisor's code
+        code = 70
+    finally:
+        # os._exit: never run the supervisor's atexit handlers or close its inherited
+        # SQLite connection from here.
+        os._exit(code)
+
+
+def _run_in_child(
+    record: JobRecord,
+    params: dict[str, Any],
+    serializer: Serializer,
+    max_payload: int,
+    allowed_modules: tuple[str, ...],
+) -> AttemptResult:
+    try:
+        function = load_function(record, allowed_modules)
+    except PermanentError as err:
+        return AttemptResult(
+            status="failed",
+            error=ErrorInfo(type="PermanentError", message=str(err)),
+            permanent=True,
+        )
+    context = JobContext(
+        id=record.id, name=record.name, attempt=record.attempts, worker_id=record.worker_id or ""
+    )
+    result = run_attempt(record, function, params, context, serializer, max_payload)
+    # The value travels as its serialized form; the supervisor decodes it for hooks.
+    return attrs.evolve(result, value=None)
+
+
+__all__ = ["Child", "ProcessPool"]
