@@ -12,9 +12,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import tasks  # noqa: E402 -- the examples folder is put on the path just above
+import tasks
 
-from gigq import Job, JobQueue, Worker, Workflow  # noqa: E402
+from gigq import Job, JobQueue, Worker, Workflow
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -29,8 +29,9 @@ def main() -> None:
 
     single = queue.submit(Job("checksum", tasks.checksum, {"data": "gigq", "rounds": 5000}))
     flow = Workflow("word-count")
-    parts = [flow.add_job(Job(f"count-{i}", tasks.count_words, {"text": t})) for i, t in
-             enumerate(TEXTS)]
+    parts = [
+        flow.add_job(Job(f"count-{i}", tasks.count_words, {"text": t})) for i, t in enumerate(TEXTS)
+    ]
     merge = flow.add_job(Job("merge", tasks.merge_counts), depends_on=parts)
     flow.submit_all(queue)
 
@@ -45,11 +46,15 @@ def main() -> None:
     worker.start()
 
     print(f"queue: {db}")
-    print(f"checksum job {single}: {queue.get_status(single)['status']}, "
-          f"result {queue.get_result(single)}")
+    print(
+        f"checksum job {single}: {queue.get_status(single)['status']}, "
+        f"result {queue.get_result(single)}"
+    )
     result = queue.get_result(merge.id)
-    print(f"workflow 'word-count': merge {queue.get_status(merge.id)['status']}, "
-          f"{result['distinct']} distinct words, top: {result['top']}")
+    print(
+        f"workflow 'word-count': merge {queue.get_status(merge.id)['status']}, "
+        f"{result['distinct']} distinct words, top: {result['top']}"
+    )
     print(f"stats: {queue.stats()}")
     queue.close()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 class SystemClock:
@@ -11,7 +11,7 @@ class SystemClock:
 
     def now(self) -> datetime:
         """The current time, aware UTC."""
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
     def monotonic(self) -> float:
         """Seconds on the monotonic clock."""

@@ -7,7 +7,7 @@ import inspect
 import json
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -133,7 +133,7 @@ def decide(
     record: JobRecord,
     attempt: AttemptResult,
     now: datetime,
-    strategies: Mapping[str, Callable[..., Any]],
+    strategies: dict[str, Callable[..., Any]],
 ) -> tuple[Outcome, float | None]:
     """The Outcome to report for an attempt of `record` (which holds the claim's token),
     and the retry delay in seconds when a retry follows."""

@@ -100,4 +100,3 @@ def gigq_storage(url: str, options: dict[str, Any]) -> Storage | None:
 def gigq_serializers() -> dict[str, Serializer]:
     """Return a dict of serializer name -> serializer."""
     return {}
-

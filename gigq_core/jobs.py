@@ -8,7 +8,7 @@ import inspect
 import sys
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gigq_core.errors import DisallowedFunctionError, InvalidJobError
@@ -41,8 +41,7 @@ def function_path(function: Any) -> str:
         raise InvalidJobError(f"function {function!r} has no importable name")
     if qualname == "<lambda>" or "<lambda>" in qualname:
         raise InvalidJobError(
-            "function is a lambda; a worker imports the function by name, so use a "
-            "module-level def"
+            "function is a lambda; a worker imports the function by name, so use a module-level def"
         )
     if "<locals>" in qualname:
         raise InvalidJobError(
@@ -112,9 +111,7 @@ def _seconds(value: Any, what: str) -> float:
     return float(value)
 
 
-def normalize_retry(
-    retry: Any, retry_delay: Any
-) -> tuple[str | None, dict[str, Any]]:
+def normalize_retry(retry: Any, retry_delay: Any) -> tuple[str | None, dict[str, Any]]:
     """(strategy name or None for the default, parameters) from the user's arguments."""
     if retry is not None and retry_delay is not None:
         raise InvalidJobError("give retry_delay or retry, not both")
@@ -134,9 +131,7 @@ def normalize_retry(
         and isinstance(retry[1], dict)
     ):
         return retry[0], dict(retry[1])
-    raise InvalidJobError(
-        f"retry must be a strategy name or (name, {{parameters}}), got {retry!r}"
-    )
+    raise InvalidJobError(f"retry must be a strategy name or (name, {{parameters}}), got {retry!r}")
 
 
 class Job:
@@ -180,7 +175,9 @@ class Job:
         self.priority = priority
         self.dependencies = [_dependency_id(dep) for dep in (dependencies or [])]
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
-            raise InvalidJobError(f"max_attempts must be an integer of at least 1, got {max_attempts!r}")
+            raise InvalidJobError(
+                f"max_attempts must be an integer of at least 1, got {max_attempts!r}"
+            )
         self.max_attempts = max_attempts
         if timeout is not None:
             timeout = _seconds(timeout, "timeout")
@@ -222,7 +219,7 @@ class Job:
             return utc(self.run_at)
         if self.delay is not None:
             return now + timedelta(seconds=_seconds(self.delay, "delay"))
-        return now.astimezone(timezone.utc)
+        return now.astimezone(UTC)
 
     def __repr__(self) -> str:
         return f"<Job {self.name!r} {self.function_path} id={self.id}>"

@@ -13,9 +13,7 @@ def setup_logging(level: int | str = logging.INFO) -> logging.Logger:
     logger.setLevel(level)
     if not any(getattr(h, "_gigq", False) for h in logger.handlers):
         handler = logging.StreamHandler()
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        )
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler._gigq = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
     return logger

@@ -121,7 +121,12 @@ class MemoryStorage:
         return tuple(cancelled)
 
     def _end_execution(
-        self, job: JobRecord, status: str, now: datetime, result: str | None = None, error: Any = None
+        self,
+        job: JobRecord,
+        status: str,
+        now: datetime,
+        result: str | None = None,
+        error: Any = None,
     ) -> None:
         runs = self._executions.get(job.id, [])
         for index in range(len(runs) - 1, -1, -1):
@@ -491,6 +496,7 @@ class MemoryStorage:
             and (where.name is None or job.name == where.name)
             and (where.workflow_id is None or job.workflow_id == where.workflow_id)
             and (where.updated_before is None or job.updated_at < where.updated_before)
+            and (where.updated_after is None or job.updated_at >= where.updated_after)
         )
 
     def list_jobs(
@@ -515,6 +521,14 @@ class MemoryStorage:
                 if self._matches(job, where):
                     counts[job.status.value] = counts.get(job.status.value, 0) + 1
         return counts
+
+    def queue_counts(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            counts: dict[str, dict[str, int]] = {}
+            for job in self._jobs.values():
+                per = counts.setdefault(job.queue, {})
+                per[job.status.value] = per.get(job.status.value, 0) + 1
+            return dict(sorted(counts.items()))
 
     def find_ids(self, prefix: str, limit: int = 2) -> list[str]:
         with self._lock:
@@ -593,10 +607,7 @@ class MemoryStorage:
         with self._lock:
             wanted = {JobStatus(s) for s in statuses}
             needed = {
-                dep
-                for j in self._jobs.values()
-                if not j.status.is_final
-                for dep in j.dependencies
+                dep for j in self._jobs.values() if not j.status.is_final for dep in j.dependencies
             }
             doomed = [
                 j.id

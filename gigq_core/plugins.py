@@ -7,10 +7,11 @@ import importlib.metadata
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pluggy
+from pluggy import HookImpl, Result
 
 from gigq_core import hookspecs
 from gigq_core.errors import ConfigError, PluginError
@@ -73,10 +74,12 @@ def make_plugin_manager(load_entrypoints: bool = True) -> pluggy.PluginManager:
 
 
 def _trace(pm: pluggy.PluginManager) -> None:
-    def before(name: str, impls: Any, kwargs: dict[str, Any]) -> None:
+    def before(name: str, impls: Sequence[HookImpl], kwargs: Mapping[str, Any]) -> None:
         log.info("hook %s(%s) -> %s", name, ", ".join(kwargs), [i.plugin_name for i in impls])
 
-    def after(outcome: Any, name: str, impls: Any, kwargs: dict[str, Any]) -> None:
+    def after(
+        outcome: Result[Any], name: str, impls: Sequence[HookImpl], kwargs: Mapping[str, Any]
+    ) -> None:
         return None
 
     pm.add_hookcall_monitoring(before, after)

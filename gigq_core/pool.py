@@ -9,6 +9,7 @@ when its resident memory passes `max_child_memory` MiB.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -158,10 +159,8 @@ class ProcessPool:
         """Stop every child (killing any job still running) and reap them."""
         for child in self.children:
             if child.job_id is None:
-                try:
+                with contextlib.suppress(OSError):
                     child.conn.send(("exit",))
-                except OSError:
-                    pass
             else:
                 _killpg(child.pid)
         for child in self.children:
@@ -170,10 +169,8 @@ class ProcessPool:
 
 
 def _killpg(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 # -- child side ----------------------------------------------------------------------------

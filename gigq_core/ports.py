@@ -103,9 +103,7 @@ class Storage(Protocol):
         """
         ...
 
-    def rescue(
-        self, now: datetime, worker_ids: Sequence[str] = ()
-    ) -> list[Transition]:
+    def rescue(self, now: datetime, worker_ids: Sequence[str] = ()) -> list[Transition]:
         """Return jobs of dead workers to pending; returns what changed, in seq order.
 
         Rescued: every running job whose lease expired before `now`, and every running job
@@ -154,6 +152,10 @@ class Storage(Protocol):
 
     def count(self, where: JobFilter) -> dict[str, int]:
         """Count of matching jobs per status value (statuses with no job may be absent)."""
+        ...
+
+    def queue_counts(self) -> dict[str, dict[str, int]]:
+        """Count of jobs per queue name and status value, queues sorted by name."""
         ...
 
     def find_ids(self, prefix: str, limit: int = 2) -> list[str]:

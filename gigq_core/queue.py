@@ -7,7 +7,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pluggy
@@ -43,7 +43,7 @@ _OPEN_LOCK = threading.Lock()
 
 def iso(value: datetime | None) -> str | None:
     """ISO 8601 in UTC (`+00:00`), or None."""
-    return value.astimezone(timezone.utc).isoformat() if value is not None else None
+    return value.astimezone(UTC).isoformat() if value is not None else None
 
 
 def _is_storage(target: Any) -> bool:
@@ -213,7 +213,7 @@ class JobQueue:
         elif isinstance(before, datetime):
             cutoff = utc(before)
         else:
-            cutoff = datetime.fromtimestamp(float(before), timezone.utc)
+            cutoff = datetime.fromtimestamp(float(before), UTC)
         return self.storage.prune(cutoff, list(statuses))
 
     # -- reading -----------------------------------------------------------------------------
@@ -242,9 +242,7 @@ class JobQueue:
         if record is None:
             return {"exists": False}
         info = self._as_dict(record)
-        info["executions"] = [
-            self._execution_dict(e) for e in self.storage.executions(job_id)
-        ]
+        info["executions"] = [self._execution_dict(e) for e in self.storage.executions(job_id)]
         return info
 
     def _decode(self, data: str | None) -> Any:

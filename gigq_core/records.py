@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
 
 
-class JobStatus(str, enum.Enum):
+class JobStatus(enum.StrEnum):
     """The state of a job."""
 
     PENDING = "pending"
@@ -18,9 +18,6 @@ class JobStatus(str, enum.Enum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     TIMEOUT = "timeout"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def is_final(self) -> bool:
@@ -51,15 +48,7 @@ def utc(value: datetime) -> datetime:
     """The same instant in UTC (a naive value is taken as local time)."""
     if value.tzinfo is None:
         value = value.astimezone()
-    return value.astimezone(timezone.utc)
-
-
-def _aware() -> Any:
-    return attrs.field(validator=check_aware)
-
-
-def _aware_opt() -> Any:
-    return attrs.field(default=None, validator=check_aware)
+    return value.astimezone(UTC)
 
 
 @attrs.frozen(kw_only=True)
@@ -139,19 +128,19 @@ class JobRecord:
     #: That workflow's name.
     workflow_name: str | None = None
     #: Not claimed before this instant.
-    run_at: datetime = _aware()
-    created_at: datetime = _aware()
-    updated_at: datetime = _aware()
+    run_at: datetime = attrs.field(validator=check_aware)
+    created_at: datetime = attrs.field(validator=check_aware)
+    updated_at: datetime = attrs.field(validator=check_aware)
     #: When the current or last attempt started.
-    started_at: datetime | None = _aware_opt()
+    started_at: datetime | None = attrs.field(default=None, validator=check_aware)
     #: When the job reached a final state.
-    completed_at: datetime | None = _aware_opt()
+    completed_at: datetime | None = attrs.field(default=None, validator=check_aware)
     #: The worker that runs (or last ran) it.
     worker_id: str | None = None
     #: The current attempt's token; None when not running.
     token: str | None = None
     #: When the running attempt's lease ends.
-    lease_expires_at: datetime | None = _aware_opt()
+    lease_expires_at: datetime | None = attrs.field(default=None, validator=check_aware)
     #: Serialized return value, once completed.
     result: str | None = None
     #: The last error, as "Type: message", or a reason ("worker lost", "cancelled: ...").
@@ -188,8 +177,8 @@ class Execution:
     token: str
     #: "running", "completed", "failed", "timeout", "cancelled", "lost" or "handed_back".
     status: str
-    started_at: datetime = _aware()
-    completed_at: datetime | None = _aware_opt()
+    started_at: datetime = attrs.field(validator=check_aware)
+    completed_at: datetime | None = attrs.field(default=None, validator=check_aware)
     #: Serialized result on success.
     result: str | None = None
     error: ErrorInfo | None = None
@@ -208,7 +197,7 @@ class Outcome:
     result: str | None = None
     error: ErrorInfo | None = None
     #: For "failed"/"timeout": retry at this instant; None makes the failure final.
-    retry_at: datetime | None = _aware_opt()
+    retry_at: datetime | None = attrs.field(default=None, validator=check_aware)
 
 
 @attrs.frozen(kw_only=True)
@@ -247,10 +236,10 @@ class WorkerInfo:
     #: Queues served; () means every queue.
     queues: tuple[str, ...] = ()
     concurrency: int = 1
-    started_at: datetime = _aware()
-    last_heartbeat: datetime = _aware()
+    started_at: datetime = attrs.field(validator=check_aware)
+    last_heartbeat: datetime = attrs.field(validator=check_aware)
     #: Set when the worker stopped or was found dead.
-    stopped_at: datetime | None = _aware_opt()
+    stopped_at: datetime | None = attrs.field(default=None, validator=check_aware)
     #: Ids of the jobs it is running (filled in by the storage when listing).
     current_jobs: tuple[str, ...] = ()
 
@@ -261,7 +250,7 @@ class WorkflowInfo:
 
     id: str
     name: str
-    created_at: datetime = _aware()
+    created_at: datetime = attrs.field(validator=check_aware)
     #: Count of its jobs per status value.
     counts: dict[str, int] = attrs.Factory(dict)
 
@@ -275,12 +264,15 @@ class JobFilter:
     name: str | None = None
     workflow_id: str | None = None
     #: Only jobs whose updated_at is before this instant.
-    updated_before: datetime | None = _aware_opt()
+    updated_before: datetime | None = attrs.field(default=None, validator=check_aware)
+    #: Only jobs whose updated_at is at or after this instant.
+    updated_after: datetime | None = attrs.field(default=None, validator=check_aware)
 
 
 __all__ = [
     "BROKEN_STATUSES",
     "FINAL_STATUSES",
+    "WORKER_LOST",
     "ErrorInfo",
     "Execution",
     "HeartbeatReply",
@@ -289,7 +281,6 @@ __all__ = [
     "JobStatus",
     "Outcome",
     "Transition",
-    "WORKER_LOST",
     "WorkerInfo",
     "WorkflowInfo",
     "cascade_reason",

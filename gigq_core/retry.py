@@ -20,11 +20,16 @@ DEFAULT_STRATEGY = "exponential_jitter"
 
 
 def _names(value: Sequence[str] | str | None) -> tuple[str, ...] | None:
+    """Type names as a tuple (None stays None)."""
     if value is None:
         return None
     if isinstance(value, str):
         return (value,)
     return tuple(value)
+
+
+def _names_or_empty(value: Sequence[str] | str | None) -> tuple[str, ...]:
+    return _names(value) or ()
 
 
 def _matches(error: ErrorInfo, names: tuple[str, ...]) -> bool:
@@ -37,7 +42,7 @@ class _Base:
     #: Retry only errors of these type names (None: any).
     retry_on: tuple[str, ...] | None = attrs.field(default=None, converter=_names)
     #: Never retry errors of these type names.
-    dont_retry_on: tuple[str, ...] = attrs.field(default=(), converter=lambda v: _names(v) or ())
+    dont_retry_on: tuple[str, ...] = attrs.field(default=(), converter=_names_or_empty)
 
     def _allowed(self, error: ErrorInfo) -> bool:
         if self.dont_retry_on and _matches(error, self.dont_retry_on):

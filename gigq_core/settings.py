@@ -158,7 +158,8 @@ def check(settings: Mapping[str, Any]) -> None:
     payload = settings["max_payload"]
     if not isinstance(payload, int) or not 0 < payload <= MAX_PAYLOAD_LIMIT:
         raise ConfigError(
-            f"setting 'max_payload' must be between 1 and {MAX_PAYLOAD_LIMIT} bytes, got {payload!r}"
+            f"setting 'max_payload' must be between 1 and {MAX_PAYLOAD_LIMIT} bytes, "
+            f"got {payload!r}"
         )
     if settings["durability"] not in ("full", "normal"):
         raise ConfigError(

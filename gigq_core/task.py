@@ -43,9 +43,7 @@ def task(function: Callable[..., Any]) -> TaskWrapper: ...
 
 
 @overload
-def task(
-    function: None = None, **options: Any
-) -> Callable[[Callable[..., Any]], TaskWrapper]: ...
+def task(function: None = None, **options: Any) -> Callable[[Callable[..., Any]], TaskWrapper]: ...
 
 
 def task(function: Callable[..., Any] | None = None, **options: Any) -> Any:

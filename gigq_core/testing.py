@@ -4,7 +4,7 @@ recording plugin."""
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gigq_core.hookspecs import hookimpl
@@ -14,7 +14,7 @@ class FakeClock:
     """A clock that moves only when told to."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        self._now = start or datetime(2030, 1, 1, tzinfo=timezone.utc)
+        self._now = start or datetime(2030, 1, 1, tzinfo=UTC)
         self._mono = 1000.0
         self._lock = threading.Lock()
 

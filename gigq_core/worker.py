@@ -12,6 +12,7 @@ Two executors:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -71,6 +72,7 @@ class Worker:
         grace: float | None = None,
         executor: str | None = None,
         *,
+        queue_concurrency: dict[str, int] | None = None,
         plugin_manager: pluggy.PluginManager | None = None,
         clock: Clock | None = None,
         serializer: Serializer | None = None,
@@ -93,7 +95,10 @@ class Worker:
             self.queue = target
         else:
             self.queue = JobQueue(
-                target, plugin_manager=plugin_manager, clock=clock, serializer=serializer,
+                target,
+                plugin_manager=plugin_manager,
+                clock=clock,
+                serializer=serializer,
                 **overrides,
             )
         merged = dict(self.queue.settings)
@@ -108,7 +113,9 @@ class Worker:
             raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
         self.executor = str(merged["executor"])
         if self.executor not in EXECUTORS:
-            raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+            raise ValueError(
+                f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}"
+            )
         self.polling_interval = float(merged["polling_interval"])
         self.lease = float(merged["lease"])
         self.heartbeat_interval = float(merged["heartbeat"])
@@ -117,6 +124,14 @@ class Worker:
         if isinstance(queues, str):
             queues = [queues]
         self.queues: tuple[str, ...] | None = tuple(queues) if queues else None
+        limits = dict(queue_concurrency or {})
+        for name, cap in limits.items():
+            if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+                raise ValueError(f"queue_concurrency[{name!r}] must be an integer of at least 1")
+            if self.queues is not None and name not in self.queues:
+                raise ValueError(f"queue_concurrency names queue {name!r}, which is not served")
+        #: Most jobs of one queue running at once in this worker.
+        self.queue_limits: dict[str, int] = limits
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -125,19 +140,39 @@ class Worker:
         self._last_tick = float("-inf")
         self._signals = 0
         self._wake_r, self._wake_w = -1, -1
+        self._beat_thread: _Heartbeat | None = None
 
     # -- claiming and reporting (both executors) -----------------------------------------
 
     def _claim(self, limit: int) -> list[JobRecord]:
+        """Claim up to `limit` jobs, within the per-queue limits."""
         if limit <= 0:
             return []
-        claimed = self.storage.claim(
-            self.worker_id, limit, self.clock.now(), self.lease, self.queues
-        )
+        now = self.clock.now()
+        claimed: list[JobRecord] = []
+        if self.queue_limits:
+            with self._lock:
+                busy: dict[str, int] = {}
+                for running in self._running.values():
+                    busy[running.record.queue] = busy.get(running.record.queue, 0) + 1
+            for name, cap in self.queue_limits.items():
+                room = min(limit - len(claimed), cap - busy.get(name, 0))
+                if room > 0:
+                    claimed += self.storage.claim(self.worker_id, room, now, self.lease, [name])
+            others = self._unlimited_queues()
+            if others != () and len(claimed) < limit:
+                claimed += self.storage.claim(
+                    self.worker_id, limit - len(claimed), now, self.lease, others
+                )
+        else:
+            claimed = self.storage.claim(self.worker_id, limit, now, self.lease, self.queues)
         for record in claimed:
             context = JobContext(
-                id=record.id, name=record.name, attempt=record.attempts,
-                worker_id=self.worker_id, beat=self._beat_now,
+                id=record.id,
+                name=record.name,
+                attempt=record.attempts,
+                worker_id=self.worker_id,
+                beat=self._beat_now,
             )
             with self._lock:
                 self._running[record.id] = _Running(record, context, self.clock.monotonic())
@@ -145,11 +180,19 @@ class Worker:
             self.hooks.job_started(record, record.attempts, self.worker_id)
         return claimed
 
+    def _unlimited_queues(self) -> tuple[str, ...] | None:
+        """The served queues without a per-queue limit; None: any queue not limited."""
+        if self.queues is None:
+            # Every queue but the limited ones: name them by what the storage holds.
+            names = set(self.storage.queue_counts()) - set(self.queue_limits)
+            return tuple(sorted(names))
+        return tuple(q for q in self.queues if q not in self.queue_limits)
+
     def _prepare(self, record: JobRecord) -> dict[str, Any]:
         """The keyword arguments of the call: params, plus parent_results when wanted."""
         params: dict[str, Any] = self.serializer.loads(record.params)
         if record.dependencies and record.pass_parent_results is not False:
-            wanted = record.pass_parent_results
+            wanted: bool | None = record.pass_parent_results
             if wanted is None:
                 try:
                     function = load_function(record, self.settings["allowed_modules"])
@@ -158,11 +201,13 @@ class Worker:
                 wanted = wants_parent_results(function, record)
             if wanted:
                 parents = self.storage.get_many(list(record.dependencies))
-                params["parent_results"] = {
-                    dep: self.serializer.loads(parents[dep].result)
-                    if dep in parents and parents[dep].result is not None
-                    else None
+                results = {
+                    dep: parents[dep].result if dep in parents else None
                     for dep in record.dependencies
+                }
+                params["parent_results"] = {
+                    dep: None if data is None else self.serializer.loads(data)
+                    for dep, data in results.items()
                 }
         return params
 
@@ -172,12 +217,14 @@ class Worker:
             running = self._running.pop(record.id, None)
         reason = running.stop_reason if running else None
         if running is not None and not attempt.duration:
-            attempt = attrs.evolve(
-                attempt, duration=self.clock.monotonic() - running.started
-            )
+            attempt = attrs.evolve(attempt, duration=self.clock.monotonic() - running.started)
         if reason == "lost":
-            log.warning("job %s (%s) attempt %d was taken from this worker; its result is "
-                        "dropped", record.id, record.name, record.attempts)
+            log.warning(
+                "job %s (%s) attempt %d was taken from this worker; its result is dropped",
+                record.id,
+                record.name,
+                record.attempts,
+            )
             return
         if reason == "timeout":
             attempt = AttemptResult(
@@ -188,7 +235,9 @@ class Worker:
         elif reason == "cancelled":
             attempt = AttemptResult(
                 status="cancelled",
-                error=ErrorInfo(type="Cancelled", message=record.error or "cancelled while running"),
+                error=ErrorInfo(
+                    type="Cancelled", message=record.error or "cancelled while running"
+                ),
                 duration=attempt.duration,
             )
         now = self.clock.now()
@@ -196,19 +245,29 @@ class Worker:
         try:
             [transition] = self.storage.finish([outcome], now)
         except GigQError:
-            log.exception("could not record the outcome of job %s; it will be rescued when "
-                          "its lease expires", record.id)
+            log.exception(
+                "could not record the outcome of job %s; it will be rescued when its lease expires",
+                record.id,
+            )
             return
         if transition is None:
             log.warning(
                 "job %s (%s) attempt %d: outcome %s ignored, the attempt no longer holds the "
                 "job (rescued, timed out or cancelled elsewhere)",
-                record.id, record.name, record.attempts, outcome.status,
+                record.id,
+                record.name,
+                record.attempts,
+                outcome.status,
             )
             return
-        log.info("job %s (%s) attempt %d %s in %.3f s", record.id, record.name,
-                 record.attempts, transition.job.status.value if outcome.status == "completed"
-                 else outcome.status, attempt.duration)
+        log.info(
+            "job %s (%s) attempt %d %s in %.3f s",
+            record.id,
+            record.name,
+            record.attempts,
+            transition.job.status.value if outcome.status == "completed" else outcome.status,
+            attempt.duration,
+        )
         self._fire(transition, attempt, delay)
 
     def _fire(self, transition: Transition, attempt: AttemptResult, delay: float | None) -> None:
@@ -247,8 +306,12 @@ class Worker:
         ]
         if outcomes:
             self.storage.finish(outcomes, self.clock.now())
-            log.info("worker %s handed back %d job(s): %s", self.worker_id, len(outcomes),
-                     ", ".join(o.job_id for o in outcomes))
+            log.info(
+                "worker %s handed back %d job(s): %s",
+                self.worker_id,
+                len(outcomes),
+                ", ".join(o.job_id for o in outcomes),
+            )
 
     # -- inline execution ------------------------------------------------------------------
 
@@ -258,12 +321,11 @@ class Worker:
         claimed = self._claim(1)
         if not claimed:
             return False
-        beat = _Heartbeat(self)
-        beat.start()
-        try:
-            self._run_inline(claimed[0])
-        finally:
-            beat.stop()
+        if self._beat_thread is None or not self._beat_thread.is_alive():
+            # One heartbeat thread for all process_one() calls; close() stops it.
+            self._beat_thread = _Heartbeat(self)
+            self._beat_thread.start()
+        self._run_inline(claimed[0])
         return True
 
     def _run_inline(self, record: JobRecord) -> None:
@@ -273,7 +335,8 @@ class Worker:
             function = load_function(record, self.settings["allowed_modules"])
         except PermanentError as err:
             attempt = AttemptResult(
-                status="failed", error=ErrorInfo(type="PermanentError", message=str(err)),
+                status="failed",
+                error=ErrorInfo(type="PermanentError", message=str(err)),
                 permanent=True,
             )
         except Exception as err:  # undecodable params: the job can never run
@@ -283,7 +346,11 @@ class Worker:
         else:
             try:
                 attempt = run_attempt(
-                    record, function, params, running.context, self.serializer,
+                    record,
+                    function,
+                    params,
+                    running.context,
+                    self.serializer,
                     self.settings["max_payload"],
                 )
             except KeyboardInterrupt:
@@ -302,6 +369,8 @@ class Worker:
     def _beat_now(self) -> None:
         with self._lock:
             held = {i: r.record.token for i, r in self._running.items() if r.record.token}
+        if not held and self._wake_r < 0:
+            return  # process_one() between jobs: no lease to renew, no registered worker
         reply = self.storage.heartbeat(self.worker_id, held, self.clock.now(), self.lease)
         with self._lock:
             for job_id, reason in [(i, "lost") for i in reply.lost] + [
@@ -321,8 +390,10 @@ class Worker:
         with self._lock:
             for job_id, running in self._running.items():
                 timeout = running.record.timeout
-                if timeout is not None and running.stop_reason is None and (
-                    mono - running.started > timeout
+                if (
+                    timeout is not None
+                    and running.stop_reason is None
+                    and (mono - running.started > timeout)
                 ):
                     running.stop_reason = "timeout"
                     running.context._stop.set()
@@ -341,17 +412,37 @@ class Worker:
             self._last_tick = mono
             self.hooks.worker_tick(self.worker_id, self.clock.now())
 
+    def _dead_neighbours(self) -> list[str]:
+        """Registered workers of this host whose process is gone (rescued at once, D3)."""
+        host = socket.gethostname()
+        dead = []
+        for info in self.storage.list_workers():
+            if info.host != host or info.id == self.worker_id or info.pid == os.getpid():
+                continue
+            try:
+                os.kill(info.pid, 0)
+            except ProcessLookupError:
+                dead.append(info.id)
+            except PermissionError:
+                pass  # alive, another user's
+        return dead
+
     def rescue(self) -> list[Transition]:
         """Return the jobs of dead workers to pending now; fires their hooks."""
         try:
-            transitions = self.storage.rescue(self.clock.now())
+            transitions = self.storage.rescue(self.clock.now(), self._dead_neighbours())
         except GigQError:
             log.exception("rescue sweep of worker %s failed", self.worker_id)
             return []
         for transition in transitions:
             job = transition.job
-            log.info("rescued job %s (%s) from worker %s: worker lost, now %s",
-                     job.id, job.name, job.worker_id, job.status.value)
+            log.info(
+                "rescued job %s (%s) from worker %s: worker lost, now %s",
+                job.id,
+                job.name,
+                job.worker_id,
+                job.status.value,
+            )
             if transition.error is not None:
                 self.hooks.job_failed(job, transition.error, final=job.status is JobStatus.FAILED)
             self._fire_cascade(transition)
@@ -369,21 +460,33 @@ class Worker:
         os.set_blocking(self._wake_r, False)
         restore = self._install_signals()
         now = self.clock.now()
-        self.storage.register_worker(WorkerInfo(
-            id=self.worker_id, host=socket.gethostname(), pid=os.getpid(),
-            queues=self.queues or (), concurrency=self.concurrency,
-            started_at=now, last_heartbeat=now,
-        ))
-        log.info("worker %s started (%s executor, queues: %s, concurrency %d)", self.worker_id,
-                 self.executor, ", ".join(self.queues) if self.queues else "all",
-                 self.concurrency)
+        self.storage.register_worker(
+            WorkerInfo(
+                id=self.worker_id,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                queues=self.queues or (),
+                concurrency=self.concurrency,
+                started_at=now,
+                last_heartbeat=now,
+            )
+        )
+        log.info(
+            "worker %s started (%s executor, queues: %s, concurrency %d)",
+            self.worker_id,
+            self.executor,
+            ", ".join(self.queues) if self.queues else "all",
+            self.concurrency,
+        )
         self.hooks.worker_started(self.worker_id)
         beat = _Heartbeat(self)
         watcher = _Watcher(self)
         try:
             if self.executor == "process":
                 pool = ProcessPool(
-                    self.concurrency, self.serializer, self.settings["max_payload"],
+                    self.concurrency,
+                    self.serializer,
+                    self.settings["max_payload"],
                     self.settings["allowed_modules"],
                     int(self.settings.get("max_jobs_per_child", 0) or 0),
                     int(self.settings.get("max_child_memory", 0) or 0),
@@ -422,18 +525,15 @@ class Worker:
         return wait
 
     def _drain_wake(self) -> None:
-        try:
+        with contextlib.suppress(BlockingIOError, OSError):
             while os.read(self._wake_r, 4096):
                 pass
-        except (BlockingIOError, OSError):
-            pass
 
     def _wake(self) -> None:
         if self._wake_w >= 0:
-            try:
+            # A full pipe already wakes the loop.
+            with contextlib.suppress(BlockingIOError, OSError):
                 os.write(self._wake_w, b"x")
-            except (BlockingIOError, OSError):
-                pass  # a full pipe already wakes the loop
 
     def _loop_process(self, pool: ProcessPool) -> None:
         records: dict[str, JobRecord] = {}
@@ -443,8 +543,12 @@ class Worker:
             if stopping and stop_at is None:
                 stop_at = self.clock.monotonic() + self.grace
                 if pool.busy():
-                    log.info("worker %s: waiting up to %g s for %d running job(s)",
-                             self.worker_id, self.grace, len(pool.busy()))
+                    log.info(
+                        "worker %s: waiting up to %g s for %d running job(s)",
+                        self.worker_id,
+                        self.grace,
+                        len(pool.busy()),
+                    )
             if stopping and (not pool.busy() or self.clock.monotonic() >= (stop_at or 0)):
                 return  # what is still running is killed by pool.shutdown and handed back
             self._maybe_tick()
@@ -458,9 +562,12 @@ class Worker:
                     try:
                         params = self._prepare(record)
                     except Exception as err:  # undecodable params: the job can never run
-                        self._finish(record, AttemptResult(
-                            status="failed", error=ErrorInfo.from_exception(err),
-                            permanent=True))
+                        self._finish(
+                            record,
+                            AttemptResult(
+                                status="failed", error=ErrorInfo.from_exception(err), permanent=True
+                            ),
+                        )
                         continue
                     pool.dispatch(child, record, params)
             if claimed and len(claimed) == len(pool.idle()) + len(claimed):
@@ -472,17 +579,22 @@ class Worker:
             for child, message in pool.poll(timeout, [self._wake_r]):
                 del child
                 kind, job_id, payload = message
-                record = records.pop(job_id, None) if job_id else None
-                if record is None:
+                found = records.pop(job_id, None) if job_id else None
+                if found is None:
                     continue
+                record = found
                 if kind == "done":
                     self._finish(record, payload)
                 else:  # the child died under the job (segfault, os._exit, OOM killer)
-                    self._finish(record, AttemptResult(
-                        status="failed",
-                        error=ErrorInfo(type="JobProcessDied",
-                                        message=f"the job's process {payload}"),
-                    ))
+                    self._finish(
+                        record,
+                        AttemptResult(
+                            status="failed",
+                            error=ErrorInfo(
+                                type="JobProcessDied", message=f"the job's process {payload}"
+                            ),
+                        ),
+                    )
             self._drain_wake()
             self._check_timeouts()
             with self._lock:
@@ -511,19 +623,23 @@ class Worker:
                 if self._wake_r >= 0:
                     import select
 
-                    select.select([self._wake_r], [], [],
-                                  0.1 if free <= 0 else self._idle_timeout())
+                    select.select(
+                        [self._wake_r], [], [], 0.1 if free <= 0 else self._idle_timeout()
+                    )
                     self._drain_wake()
             pending = [f for f in futures if not f.done()]
             if pending:
-                log.info("worker %s: waiting up to %g s for %d running job(s)",
-                         self.worker_id, self.grace, len(pending))
+                log.info(
+                    "worker %s: waiting up to %g s for %d running job(s)",
+                    self.worker_id,
+                    self.grace,
+                    len(pending),
+                )
                 deadline = self.clock.monotonic() + self.grace
                 for future in pending:
-                    try:
+                    # Past the grace period what still runs is handed back by start().
+                    with contextlib.suppress(Exception):
                         future.result(timeout=max(0.0, deadline - self.clock.monotonic()))
-                    except Exception:  # past the grace period: handed back by start()
-                        pass
             with self._lock:
                 for running in self._running.values():
                     running.context._stop.set()
@@ -547,12 +663,16 @@ class Worker:
             # Second signal: leave at once; live workers rescue the jobs after the lease.
             log.warning("worker %s: second signal, exiting now", self.worker_id)
             os._exit(1)
-        log.info("worker %s: %s received, shutting down", self.worker_id,
-                 signal.Signals(signum).name)
+        log.info(
+            "worker %s: %s received, shutting down", self.worker_id, signal.Signals(signum).name
+        )
         self.stop()
 
     def close(self) -> None:
-        """Close the worker's queue."""
+        """Stop the heartbeat thread of process_one() and close the worker's queue."""
+        if self._beat_thread is not None:
+            self._beat_thread.stop()
+            self._beat_thread = None
         self.queue.close()
 
     def __repr__(self) -> str:
