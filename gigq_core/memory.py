@@ -437,25 +437,66 @@ class MemoryStorage:
                 if job is None or job.status not in BROKEN_STATUSES:
                     continue
                 previous = job.status
-                job = self._reset(job, now)
-                self._cancelled_by.pop(job_id, None)
-                revived: list[JobRecord] = []
-                todo = [job_id]
-                while todo:
-                    parent = todo.pop(0)
-                    for child_id, by in sorted(self._cancelled_by.items()):
-                        if by != parent:
-                            continue
-                        child = self._jobs.get(child_id)
-                        del self._cancelled_by[child_id]
-                        if child is None or child.status is not JobStatus.CANCELLED:
-                            continue
-                        revived.append(self._reset(child, now))
-                        todo.append(child_id)
-                revived.sort(key=lambda j: j.seq)
-                transitions.append(Transition(job=job, previous=previous, revived=tuple(revived)))
+                if not self._reset_unblocked([job_id], now):
+                    continue
+                revived: list[str] = []
+                frontier = [job_id]
+                while frontier:
+                    children = [
+                        child_id
+                        for child_id, by in sorted(self._cancelled_by.items())
+                        if by in frontier and self._jobs[child_id].status is JobStatus.CANCELLED
+                    ]
+                    frontier = self._reset_unblocked(children, now) if children else []
+                    revived.extend(frontier)
+                transitions.append(
+                    Transition(
+                        job=self._jobs[job_id],
+                        previous=previous,
+                        revived=tuple(
+                            sorted((self._jobs[i] for i in revived), key=lambda j: j.seq)
+                        ),
+                    )
+                )
             self._changed()
             return transitions
+
+    def _reset_unblocked(self, job_ids: Sequence[str], now: datetime) -> list[str]:
+        """Reset the jobs that may run again; returns them, in seq order.
+
+        A job with a dependency still failed, timed out or cancelled would wait forever, so
+        it stays cancelled, naming that dependency (requeueing the dependency revives it).
+        A job whose unique key an active job holds is left as it is.
+        """
+        jobs = sorted((self._jobs[i] for i in job_ids), key=lambda j: j.seq)
+        held = {
+            j.unique_key
+            for j in self._jobs.values()
+            if j.unique_key is not None and j.status in _ACTIVE
+        }
+        free = []
+        for job in jobs:
+            if job.unique_key is not None and job.unique_key in held:
+                continue
+            broken = [
+                self._jobs[d]
+                for d in job.dependencies
+                if d in self._jobs and self._jobs[d].status in BROKEN_STATUSES
+            ]
+            if broken:
+                up = broken[0]
+                if job.status is JobStatus.CANCELLED:
+                    self._jobs[job.id] = attrs.evolve(
+                        job, error=cascade_reason(up.id, up.name, up.status.value), updated_at=now
+                    )
+                    self._cancelled_by[job.id] = up.id
+                continue
+            if job.unique_key is not None:
+                held.add(job.unique_key)
+            self._cancelled_by.pop(job.id, None)
+            self._reset(job, now)
+            free.append(job.id)
+        return free
 
     def _reset(self, job: JobRecord, now: datetime) -> JobRecord:
         job = attrs.evolve(

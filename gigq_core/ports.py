@@ -128,6 +128,11 @@ class Storage(Protocol):
         Attempts, result, error, worker and timestamps of the attempt are reset, `run_at`
         becomes `now`, and the dependents that this job's end cancelled are revived
         (transitively). Pending, running, completed and unknown jobs are omitted.
+
+        A job with a dependency still failed, timed out or cancelled would wait forever, so
+        it is not requeued (nor revived): it stays cancelled, its error naming that
+        dependency, and requeueing the dependency revives it. A job whose unique key an
+        active job holds is left unchanged and omitted.
         """
         ...
 

@@ -1,0 +1,380 @@
+"""One SQLite connection per process, shared by threads under a lock, with retrying
+transactions and fork safety."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+from urllib.parse import quote
+
+import attrs
+
+from gigq_core.errors import (
+    BusyError,
+    DatabaseNotFoundError,
+    GigQError,
+    PermissionDeniedError,
+    StorageError,
+)
+from gigq_sqlite._errors import is_busy, translate
+from gigq_sqlite.schema import check_sqlite_version, ensure_schema
+
+T = TypeVar("T")
+
+_MIB = 1024 * 1024
+
+logger = logging.getLogger("gigq.sqlite")
+
+#: File system types (as /proc/self/mounts names them) that are reached over a network.
+NETWORK_FILESYSTEMS = frozenset(
+    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs", "fuse.sshfs"}
+)
+
+# Connections left behind by fork(): the child must never use them, and must not close them
+# either (closing would release POSIX locks its own new connection holds). Keeping them
+# referenced until exit is the only safe thing to do with them.
+_ABANDONED: list[sqlite3.Connection] = []
+
+# Live databases, so that fork() can wait until none is inside a transaction: then the
+# child inherits no half-held SQLite lock. A WeakSet keeps this from pinning any database.
+_LIVE: weakref.WeakSet[Database] = weakref.WeakSet()
+_FORK_HOOK_LOCK = threading.Lock()
+_fork_hook_registered = False
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """How to open a database file."""
+
+    #: Path of the database file.
+    path: str
+    #: "full" (survives power loss) or "normal" (survives process crashes).
+    durability: str = "full"
+    #: Seconds to wait for a lock before BusyError.
+    busy_timeout: float = 30.0
+    #: Bytes the WAL is truncated to after a checkpoint.
+    journal_size_limit: int = 64 * _MIB
+    #: WAL size in bytes past which a maintenance call checkpoints.
+    checkpoint_threshold: int = 64 * _MIB
+    #: Create a missing database file.
+    create: bool = True
+    #: Open with `mode=ro`.
+    read_only: bool = False
+
+
+class Database:
+    """The database file behind one SqliteStorage: connection, lock and transactions."""
+
+    def __init__(self, settings: Settings) -> None:
+        check_sqlite_version()
+        self.settings = settings
+        self.path = settings.path
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+        self._last_checkpoint_check = 0.0
+        #: Commits made through this object that changed rows (PRAGMA data_version only
+        #: sees other connections' commits).
+        self.local_commits = 0
+        #: (data_version, local_commits) as of the last claim, for wait_for_work.
+        self.wait_mark: tuple[int, int] | None = None
+        with self._lock:
+            self._conn = self._connect()
+        _register_for_fork(self)
+        kind = network_filesystem(self.path)
+        if kind is not None:
+            logger.warning(
+                "database %s is on a network file system (%s): SQLite's locking is not "
+                "reliable there; keep GigQ databases on a local disk",
+                self.path,
+                kind,
+            )
+
+    # -- connection ------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        path, settings = self.path, self.settings
+        try:
+            _prepare_file(path, settings)
+            mode = "ro" if settings.read_only else "rw"
+            uri = f"file:{quote(os.path.abspath(path))}?mode={mode}"
+            conn = sqlite3.connect(
+                uri,
+                uri=True,
+                timeout=settings.busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+                cached_statements=256,
+            )
+        except sqlite3.Error as err:
+            raise translate(err, path) from err
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(settings.busy_timeout * 1000)}")
+            ensure_schema(conn, path, read_only=settings.read_only)
+            if not settings.read_only:
+                conn.execute("PRAGMA journal_mode = WAL").fetchall()
+            synchronous = "FULL" if settings.durability == "full" else "NORMAL"
+            conn.execute(f"PRAGMA synchronous = {synchronous}")
+            conn.execute(f"PRAGMA journal_size_limit = {int(settings.journal_size_limit)}")
+            conn.execute("PRAGMA foreign_keys = OFF")
+        except sqlite3.Error as err:
+            conn.close()
+            raise translate(err, path) from err
+        except GigQError:
+            conn.close()
+            raise
+        return conn
+
+    def _after_fork(self) -> None:
+        # Runs in a forked child before any use: the parent's lock and connection stay behind.
+        self._lock = threading.Lock()
+        if self._conn is not None:
+            _ABANDONED.append(self._conn)
+        self._conn = None
+        self._pid = os.getpid()
+        self.wait_mark = None
+
+    @contextmanager
+    def locked(self) -> Iterator[sqlite3.Connection]:
+        """The connection, held exclusively by this thread; sqlite3 errors translated."""
+        if self._pid != os.getpid():
+            self._after_fork()
+        with self._lock:
+            if self._closed:
+                raise StorageError(f"the storage for {self.path} is closed")
+            try:
+                if self._conn is None:
+                    self._conn = self._connect()
+                yield self._conn
+            except sqlite3.Error as err:
+                raise translate(err, self.path) from err
+
+    def close(self) -> None:
+        """Close the connection (in the process that opened it)."""
+        if self._pid != os.getpid():
+            self._after_fork()
+        with self._lock:
+            self._closed = True
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                try:
+                    conn.close()
+                except sqlite3.Error as err:
+                    raise translate(err, self.path) from err
+
+    # -- transactions ----------------------------------------------------------------------
+
+    def write(self, work: Callable[[sqlite3.Connection], T], *, mark_wait: bool = False) -> T:
+        """Run `work` in a BEGIN IMMEDIATE transaction and commit; retried while busy."""
+        return self._transaction("BEGIN IMMEDIATE", work, mark_wait=mark_wait)
+
+    def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` in a deferred read transaction (one consistent snapshot)."""
+        return self._transaction("BEGIN", work, mark_wait=False)
+
+    def _transaction(
+        self, begin: str, work: Callable[[sqlite3.Connection], T], *, mark_wait: bool
+    ) -> T:
+        deadline = time.monotonic() + self.settings.busy_timeout
+        pause = 0.002
+        while True:
+            with self.locked() as conn:
+                try:
+                    return self._attempt(conn, begin, work, mark_wait)
+                except sqlite3.OperationalError as err:
+                    # busy_timeout already waited; this is the rare busy it cannot absorb
+                    # (e.g. a snapshot conflict): retry the whole transaction.
+                    if not is_busy(err):
+                        raise
+                    if time.monotonic() + pause > deadline:
+                        raise BusyError(
+                            f"database {self.path} stayed locked for more than "
+                            f"{self.settings.busy_timeout:g} s"
+                        ) from err
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    def _attempt(
+        self,
+        conn: sqlite3.Connection,
+        begin: str,
+        work: Callable[[sqlite3.Connection], T],
+        mark_wait: bool,
+    ) -> T:
+        changes = conn.total_changes
+        conn.execute(begin)
+        try:
+            result = work(conn)
+            version = _data_version(conn) if mark_wait else 0
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+        if conn.total_changes != changes:
+            self.local_commits += 1
+        if mark_wait:
+            self.wait_mark = (version, self.local_commits)
+        return result
+
+    def change_marker(self) -> tuple[int, int]:
+        """Something that changes whenever any connection commits to the database."""
+        with self.locked() as conn:
+            return _data_version(conn), self.local_commits
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    def maybe_checkpoint(self, min_interval: float = 0.0) -> bool:
+        """Checkpoint and truncate the WAL if it passed the threshold; True if it ran."""
+        if self.settings.read_only:
+            return False
+        now = time.monotonic()
+        if now - self._last_checkpoint_check < min_interval:
+            return False
+        self._last_checkpoint_check = now
+        try:
+            # stat, never open(): opening the file would drop SQLite's POSIX locks.
+            size = os.path.getsize(self.path + "-wal")
+        except OSError:
+            return False
+        if size <= self.settings.checkpoint_threshold:
+            return False
+        with self.locked() as conn:
+            # A pinned reader makes TRUNCATE wait; bound that wait instead of stalling every
+            # thread of this process for the whole busy timeout.
+            conn.execute("PRAGMA busy_timeout = 1000")
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {int(self.settings.busy_timeout * 1000)}")
+        return True
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open (SQLite ends some itself, e.g. on a full
+    disk); a failing rollback must not hide the error that caused it."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
+def network_filesystem(path: str) -> str | None:
+    """The type of the network file system holding `path`, or None (Linux only).
+
+    SQLite's locking is unreliable on network file systems (D11).
+    """
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as mounts:
+            lines = mounts.read().splitlines()
+    except OSError:
+        return None
+    target = os.path.realpath(path)
+    best, kind = "", ""
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        mount = fields[1].replace("\\040", " ")
+        inside = target == mount or target.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) >= len(best):
+            best, kind = mount, fields[2]
+    return kind if kind in NETWORK_FILESYSTEMS else None
+
+
+def _data_version(conn: sqlite3.Connection) -> int:
+    (version,) = conn.execute("PRAGMA data_version").fetchone()
+    return int(version)
+
+
+def _prepare_file(path: str, settings: Settings) -> None:
+    """Make sure a database file exists (created 0600) unless told not to create one."""
+    try:
+        size: int | None = os.stat(path).st_size
+    except FileNotFoundError:
+        size = None
+    if not size and (settings.read_only or not settings.create):
+        what = "does not exist" if size is None else "is empty"
+        raise DatabaseNotFoundError(f"the database {path} {what}")
+    if size is not None:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    _make_folder(folder)
+    try:
+        # Created here, before SQLite sees it, so it is 0600 from its first instant; SQLite
+        # gives the -wal and -shm files the database file's mode.
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return  # another process created it first
+    except PermissionError as err:
+        raise PermissionDeniedError(f"permission denied creating database {path}") from err
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+def _make_folder(folder: str) -> None:
+    """Create missing folders of the database path with mode 0700."""
+    missing: list[str] = []
+    while folder and not os.path.isdir(folder):
+        missing.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    for item in reversed(missing):
+        try:
+            os.mkdir(item, 0o700)
+        except FileExistsError:
+            continue
+        except PermissionError as err:
+            raise PermissionDeniedError(f"permission denied creating folder {item}") from err
+        os.chmod(item, 0o700)
+
+
+def _register_for_fork(database: Database) -> None:
+    global _fork_hook_registered
+    with _FORK_HOOK_LOCK:
+        _LIVE.add(database)
+        if not _fork_hook_registered:
+            os.register_at_fork(
+                before=_before_fork,
+                after_in_parent=_after_fork_in_parent,
+                after_in_child=_after_fork_in_child,
+            )
+            _fork_hook_registered = True
+
+
+_HELD: list[threading.Lock] = []
+
+
+def _before_fork() -> None:
+    _FORK_HOOK_LOCK.acquire()
+    for database in list(_LIVE):
+        if database._pid == os.getpid():
+            database._lock.acquire()
+            _HELD.append(database._lock)
+
+
+def _after_fork_in_parent() -> None:
+    while _HELD:
+        _HELD.pop().release()
+    _FORK_HOOK_LOCK.release()
+
+
+def _after_fork_in_child() -> None:
+    _HELD.clear()
+    for database in list(_LIVE):
+        database._after_fork()
+    _FORK_HOOK_LOCK.release()
+
+
+__all__ = ["Database", "Settings"]

@@ -1,0 +1,377 @@
+"""State transitions of running jobs: claim, finish, heartbeat, rescue, cancel.
+
+Each function runs inside a write transaction opened by the caller with BEGIN IMMEDIATE, so
+what it reads stays true until it commits; every UPDATE still repeats its condition
+(`status = 'running' AND token = ?`), so the rules live in SQL too.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+from gigq_core.errors import StorageError
+from gigq_core.records import (
+    BROKEN_STATUSES,
+    WORKER_LOST,
+    HeartbeatReply,
+    JobRecord,
+    JobStatus,
+    Outcome,
+    Transition,
+    cascade_reason,
+)
+from gigq_sqlite._rows import (
+    JOB_SELECT,
+    error_columns,
+    id_list,
+    jobs_from_rows,
+    load_jobs,
+    to_ts,
+    to_ts_opt,
+)
+
+#: Hand-backs of one job that do not count as attempts (RELIABILITY.md D4).
+FREE_HANDBACKS = 3
+
+OUTCOME_STATUSES = frozenset({"completed", "failed", "timeout", "cancelled", "handed_back"})
+
+# Plans are pinned where it matters: without ANALYZE statistics SQLite would rather walk
+# jobs_status (every pending job) and sort than use a partial index, so hot queries name
+# their index (INDEXED BY) or hide a column from the planner with a unary "+".
+_CLAIM = """
+UPDATE jobs SET status = 'running', attempts = attempts + 1,
+    token = lower(hex(randomblob(16))), worker_id = ?, started_at = ?,
+    lease_expires_at = ?, updated_at = ?, cancel_requested = 0
+WHERE seq IN (
+    SELECT seq FROM jobs INDEXED BY jobs_ready
+    WHERE status = 'pending' AND blocked = 0 AND run_at <= ? {queues}
+        AND queue NOT IN (SELECT queue FROM paused_queues)
+    ORDER BY priority DESC, seq LIMIT ?
+)
+RETURNING {columns}
+"""
+CLAIM_ANY_QUEUE = _CLAIM.format(queues="", columns=JOB_SELECT)
+CLAIM_QUEUES = _CLAIM.format(
+    queues="AND queue IN (SELECT value FROM json_each(?))", columns=JOB_SELECT
+)
+
+_INSERT_EXECUTION = """
+INSERT INTO job_executions (id, job_id, attempt, worker_id, token, status, started_at)
+VALUES (?, ?, ?, ?, ?, 'running', ?)
+"""
+
+_END_EXECUTION = """
+UPDATE job_executions SET status = ?, result = ?, error_type = ?, error_message = ?,
+    error_traceback = ?, completed_at = ?
+WHERE job_id = ? AND token = ?
+"""
+
+# One statement for every way an attempt ends; the new values are computed in Python from
+# the row read in the same transaction.
+_END_ATTEMPT = """
+UPDATE jobs SET status = ?, attempts = ?, handbacks = ?, run_at = ?, result = ?, error = ?,
+    completed_at = ?, updated_at = ?, token = NULL, lease_expires_at = NULL,
+    cancel_requested = 0
+WHERE id = ? AND status = 'running' AND token = ?
+"""
+
+# A completed dependency no longer blocks its dependents (once per dependency row).
+_RELEASE = """
+UPDATE jobs SET blocked = blocked - (
+    SELECT count(*) FROM dependencies d WHERE d.job_id = jobs.id AND d.depends_on = ?1)
+WHERE id IN (SELECT job_id FROM dependencies WHERE depends_on = ?1)
+"""
+
+_CASCADE = f"""
+UPDATE jobs SET status = 'cancelled', error = ?, cancelled_by = ?, completed_at = ?,
+    updated_at = ?
+WHERE id IN (SELECT job_id FROM dependencies WHERE depends_on = ?) AND +status = 'pending'
+RETURNING {JOB_SELECT}
+"""
+
+_EXPIRED = f"""
+SELECT {JOB_SELECT} FROM jobs INDEXED BY jobs_running
+WHERE status = 'running'
+    AND (lease_expires_at < ? OR worker_id IN (SELECT value FROM json_each(?)))
+ORDER BY seq
+"""
+
+
+def claim_jobs(
+    conn: sqlite3.Connection,
+    worker_id: str,
+    limit: int,
+    now: datetime,
+    lease: float,
+    queues: Sequence[str] | None,
+) -> list[JobRecord]:
+    """Claim up to `limit` ready jobs in one UPDATE, and open an execution for each."""
+    ts = to_ts(now)
+    lease_end = to_ts(now + timedelta(seconds=lease))
+    head: tuple[Any, ...] = (worker_id, ts, lease_end, ts, ts)
+    if queues is None:
+        rows = conn.execute(CLAIM_ANY_QUEUE, (*head, limit)).fetchall()
+    else:
+        rows = conn.execute(CLAIM_QUEUES, (*head, id_list(queues), limit)).fetchall()
+    jobs = jobs_from_rows(conn, rows)
+    jobs.sort(key=lambda job: (-job.priority, job.seq))
+    conn.executemany(
+        _INSERT_EXECUTION,
+        [(str(uuid.uuid4()), job.id, job.attempts, worker_id, job.token, ts) for job in jobs],
+    )
+    return jobs
+
+
+class _Attempt(NamedTuple):
+    """The columns of a running job that ending its attempt reads."""
+
+    id: str
+    name: str
+    status: str
+    token: str | None
+    attempts: int
+    handbacks: int
+    run_at: float
+    result: str | None
+    error: str | None
+
+
+_SELECT_ATTEMPTS = f"""
+SELECT {", ".join(_Attempt._fields)} FROM jobs WHERE id IN (SELECT value FROM json_each(?))
+"""
+
+
+def finish_outcomes(
+    conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: datetime
+) -> list[Transition | None]:
+    """Apply attempt outcomes (fenced by token) with releases and cascades; see Storage."""
+    for outcome in outcomes:
+        if outcome.status not in OUTCOME_STATUSES:
+            raise ValueError(f"unknown outcome status {outcome.status!r}")
+    # Only what ending an attempt needs: full records are built once, for the result.
+    before = {
+        row[0]: _Attempt(*row)
+        for row in conn.execute(_SELECT_ATTEMPTS, (id_list({o.job_id for o in outcomes}),))
+    }
+    ts = to_ts(now)
+    applied: list[tuple[int, Outcome]] = []
+    ended: set[str] = set()
+    job_rows: list[tuple[Any, ...]] = []
+    execution_rows: list[tuple[Any, ...]] = []
+    completed: list[tuple[str]] = []
+    broken: list[tuple[int, _Attempt, str]] = []
+    for index, outcome in enumerate(outcomes):
+        job = before.get(outcome.job_id)
+        if (
+            job is None
+            or job.id in ended
+            or job.status != JobStatus.RUNNING.value
+            or job.token != outcome.token
+        ):
+            continue
+        ended.add(job.id)
+        applied.append((index, outcome))
+        status, values = _ended_values(job, outcome, now)
+        job_rows.append((*values, ts, job.id, outcome.token))
+        execution_rows.append(
+            (
+                outcome.status,
+                outcome.result,
+                *error_columns(outcome.error),
+                ts,
+                job.id,
+                outcome.token,
+            )
+        )
+        if status is JobStatus.COMPLETED:
+            completed.append((job.id,))
+        elif status in BROKEN_STATUSES:
+            broken.append((index, job, status.value))
+    if not applied:
+        return [None] * len(outcomes)
+    changed = conn.executemany(_END_ATTEMPT, job_rows).rowcount
+    if changed != len(job_rows):
+        raise StorageError("a job changed under a write lock; the transaction was rolled back")
+    conn.executemany(_END_EXECUTION, execution_rows)
+    if completed:
+        conn.executemany(_RELEASE, completed)
+    cascaded = {
+        index: cascade(conn, job.id, job.name, status, now) for index, job, status in broken
+    }
+    after = load_jobs(conn, [o.job_id for _, o in applied])
+    results: list[Transition | None] = [None] * len(outcomes)
+    for index, outcome in applied:
+        results[index] = Transition(
+            job=after[outcome.job_id],
+            previous=JobStatus.RUNNING,
+            cancelled=tuple(cascaded.get(index, ())),
+            error=outcome.error,
+        )
+    return results
+
+
+def _ended_values(
+    job: _Attempt, outcome: Outcome, now: datetime
+) -> tuple[JobStatus, tuple[Any, ...]]:
+    """The job's new (status, attempts, handbacks, run_at, result, error, completed_at)."""
+    error = str(outcome.error) if outcome.error is not None else None
+    run_at, attempts, handbacks = job.run_at, job.attempts, job.handbacks
+    result, completed_at = job.result, to_ts_opt(now)
+    if outcome.status == "completed":
+        status, result, error = JobStatus.COMPLETED, outcome.result, None
+    elif outcome.status == "handed_back":
+        status, error, completed_at = JobStatus.PENDING, job.error, None
+        run_at = to_ts(now)
+        if handbacks < FREE_HANDBACKS:
+            attempts -= 1
+        handbacks += 1
+    elif outcome.status in ("failed", "timeout") and outcome.retry_at is not None:
+        status, run_at, completed_at = JobStatus.PENDING, to_ts(outcome.retry_at), None
+        error = error or outcome.status
+    else:
+        status = JobStatus(outcome.status)
+        if error is None:
+            # A cancel request already recorded its reason on the job.
+            error = job.error if status is JobStatus.CANCELLED and job.error else outcome.status
+    values = (status.value, attempts, handbacks, run_at, result, error, completed_at)
+    return status, values
+
+
+def cascade(
+    conn: sqlite3.Connection, job_id: str, name: str, status: str, now: datetime
+) -> list[JobRecord]:
+    """Cancel the pending dependents of job `job_id` (which ended `status`), transitively.
+
+    Each dependent's error names the dependency whose end cancelled it, and `cancelled_by`
+    records that dependency, so requeueing it revives exactly these.
+    """
+    ts = to_ts(now)
+    cancelled: list[JobRecord] = []
+    frontier = [(job_id, name, status)]
+    while frontier:
+        found: list[Sequence[Any]] = []
+        for upstream, upstream_name, ended in frontier:
+            reason = cascade_reason(upstream, upstream_name, ended)
+            rows = conn.execute(_CASCADE, (reason, upstream, ts, ts, upstream)).fetchall()
+            found.extend(sorted(rows, key=lambda row: row[0]))
+        frontier = [(row[1], row[2], JobStatus.CANCELLED.value) for row in found]
+        cancelled.extend(jobs_from_rows(conn, found))
+    return cancelled
+
+
+def renew_leases(
+    conn: sqlite3.Connection,
+    worker_id: str,
+    held: Mapping[str, str],
+    now: datetime,
+    lease: float,
+) -> HeartbeatReply:
+    """Renew the leases of the jobs still held under their tokens; report the others."""
+    conn.execute("UPDATE workers SET last_heartbeat = ? WHERE id = ?", (to_ts(now), worker_id))
+    if not held:
+        return HeartbeatReply()
+    rows = conn.execute(
+        "SELECT id, token, cancel_requested FROM jobs"
+        " WHERE id IN (SELECT value FROM json_each(?)) AND +status = 'running'",
+        (id_list(held),),
+    ).fetchall()
+    alive = {job_id: bool(cancel) for job_id, token, cancel in rows if held[job_id] == token}
+    lease_end = to_ts(now + timedelta(seconds=lease))
+    conn.executemany(
+        "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND status = 'running' AND token = ?",
+        [(lease_end, job_id, held[job_id]) for job_id in alive],
+    )
+    return HeartbeatReply(
+        lost=frozenset(held.keys() - alive.keys()),
+        cancel_requested=frozenset(job_id for job_id, cancel in alive.items() if cancel),
+    )
+
+
+def rescue_jobs(
+    conn: sqlite3.Connection, now: datetime, worker_ids: Sequence[str]
+) -> list[Transition]:
+    """Return running jobs with an expired lease, or of dead workers, to pending (or fail)."""
+    ts = to_ts(now)
+    if worker_ids:
+        conn.execute(
+            "UPDATE workers SET stopped_at = ? WHERE stopped_at IS NULL"
+            " AND id IN (SELECT value FROM json_each(?))",
+            (ts, id_list(worker_ids)),
+        )
+    rows = conn.execute(_EXPIRED, (ts, id_list(worker_ids))).fetchall()
+    lost = jobs_from_rows(conn, rows)
+    if not lost:
+        return []
+    job_rows, execution_rows = [], []
+    for job in lost:
+        final = job.attempts >= job.max_attempts
+        status = JobStatus.FAILED if final else JobStatus.PENDING
+        run_at = job.run_at if final else now
+        values = (status.value, job.attempts, job.handbacks, to_ts(run_at), job.result)
+        job_rows.append(
+            (*values, WORKER_LOST.message, ts if final else None, ts, job.id, job.token)
+        )
+        execution_rows.append(("lost", None, *error_columns(WORKER_LOST), ts, job.id, job.token))
+    conn.executemany(_END_ATTEMPT, job_rows)
+    conn.executemany(_END_EXECUTION, execution_rows)
+    cascaded = {
+        job.id: cascade(conn, job.id, job.name, JobStatus.FAILED.value, now)
+        for job in lost
+        if job.attempts >= job.max_attempts
+    }
+    after = load_jobs(conn, [job.id for job in lost])
+    return [
+        Transition(
+            job=after[job.id],
+            previous=JobStatus.RUNNING,
+            cancelled=tuple(cascaded.get(job.id, ())),
+            error=WORKER_LOST,
+        )
+        for job in lost
+    ]
+
+
+def cancel_jobs(
+    conn: sqlite3.Connection, job_ids: Sequence[str], now: datetime, reason: str
+) -> list[Transition]:
+    """Cancel pending jobs (with cascade) and ask running ones to stop; see Storage."""
+    ts = to_ts(now)
+    changes: list[tuple[str, JobStatus, list[JobRecord]]] = []
+    for job_id in job_ids:
+        current = load_jobs(conn, [job_id]).get(job_id)
+        if current is None:
+            continue
+        if current.status is JobStatus.PENDING:
+            conn.execute(
+                "UPDATE jobs SET status = 'cancelled', error = ?, completed_at = ?,"
+                " updated_at = ?, cancelled_by = NULL WHERE id = ? AND status = 'pending'",
+                (reason, ts, ts, job_id),
+            )
+            cancelled = cascade(conn, job_id, current.name, JobStatus.CANCELLED.value, now)
+            changes.append((job_id, JobStatus.PENDING, cancelled))
+        elif current.status is JobStatus.RUNNING and not current.cancel_requested:
+            conn.execute(
+                "UPDATE jobs SET cancel_requested = 1, error = ?, updated_at = ?"
+                " WHERE id = ? AND status = 'running'",
+                (reason, ts, job_id),
+            )
+            changes.append((job_id, JobStatus.RUNNING, []))
+    after = load_jobs(conn, [job_id for job_id, _, _ in changes])
+    return [
+        Transition(job=after[job_id], previous=previous, cancelled=tuple(cancelled))
+        for job_id, previous, cancelled in changes
+    ]
+
+
+__all__ = [
+    "cancel_jobs",
+    "cascade",
+    "claim_jobs",
+    "finish_outcomes",
+    "renew_leases",
+    "rescue_jobs",
+]

@@ -1,0 +1,401 @@
+"""SqliteStorage: the Storage port on one SQLite file (WAL, BEGIN IMMEDIATE for writes)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from gigq_core.errors import UserError
+from gigq_core.records import (
+    Execution,
+    HeartbeatReply,
+    JobFilter,
+    JobRecord,
+    JobStatus,
+    Outcome,
+    Transition,
+    WorkerInfo,
+    WorkflowInfo,
+)
+from gigq_sqlite import _lifecycle
+from gigq_sqlite._connection import Database, Settings, network_filesystem
+from gigq_sqlite._insert import insert_jobs
+from gigq_sqlite._queries import (
+    load_workers,
+    load_workflows,
+    prefix_upper_bound,
+    prune_jobs,
+    vacuum_some,
+    where_clause,
+)
+from gigq_sqlite._requeue import requeue_jobs
+from gigq_sqlite._rows import (
+    EXECUTION_SELECT,
+    JOB_SELECT,
+    WORKER_SELECT,
+    execution_from_row,
+    from_ts,
+    id_list,
+    jobs_from_rows,
+    load_jobs,
+    to_ts,
+    worker_values,
+)
+from gigq_sqlite.schema import SCHEMA_VERSION
+
+#: Seconds between polls of PRAGMA data_version in wait_for_work.
+POLL_INTERVAL = 0.005
+
+_ORDERS = {"newest": "seq DESC", "oldest": "seq", "priority": "priority DESC, seq"}
+
+
+class SqliteStorage:
+    """Jobs in one SQLite file; safe for threads of one process and for many processes."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        url: str | None = None,
+        durability: str = "full",
+        busy_timeout: float = 30.0,
+        journal_size_limit: int = 64 * 1024 * 1024,
+        checkpoint_threshold: int = 64 * 1024 * 1024,
+        create: bool = True,
+        read_only: bool = False,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.url = url or self.path
+        self._db = Database(
+            Settings(
+                path=self.path,
+                durability=durability,
+                busy_timeout=busy_timeout,
+                journal_size_limit=journal_size_limit,
+                checkpoint_threshold=checkpoint_threshold,
+                create=create,
+                read_only=read_only,
+            )
+        )
+
+    def __repr__(self) -> str:
+        return f"SqliteStorage({self.url!r})"
+
+    # -- jobs: writes ----------------------------------------------------------------------
+
+    def insert(self, jobs: Sequence[JobRecord], now: datetime) -> list[str]:
+        """Store new jobs atomically; see Storage.insert."""
+        jobs = list(jobs)
+        return self._db.write(lambda conn: insert_jobs(conn, jobs, now))
+
+    def claim(
+        self,
+        worker_id: str,
+        limit: int,
+        now: datetime,
+        lease: float,
+        queues: Sequence[str] | None = None,
+    ) -> list[JobRecord]:
+        """Claim up to `limit` ready jobs; see Storage.claim."""
+        if limit <= 0 or (queues is not None and not queues):
+            return []
+        return self._db.write(
+            lambda conn: _lifecycle.claim_jobs(conn, worker_id, limit, now, lease, queues),
+            mark_wait=True,
+        )
+
+    def finish(self, outcomes: Sequence[Outcome], now: datetime) -> list[Transition | None]:
+        """Apply attempt outcomes in one transaction; see Storage.finish."""
+        if not outcomes:
+            return []
+        outcomes = list(outcomes)
+        result = self._db.write(lambda conn: _lifecycle.finish_outcomes(conn, outcomes, now))
+        self._db.maybe_checkpoint(min_interval=1.0)
+        return result
+
+    def heartbeat(
+        self, worker_id: str, held: Mapping[str, str], now: datetime, lease: float
+    ) -> HeartbeatReply:
+        """Renew the leases of held jobs; see Storage.heartbeat."""
+        held = dict(held)
+        return self._db.write(
+            lambda conn: _lifecycle.renew_leases(conn, worker_id, held, now, lease)
+        )
+
+    def rescue(self, now: datetime, worker_ids: Sequence[str] = ()) -> list[Transition]:
+        """Return jobs of dead workers to pending; see Storage.rescue."""
+        dead = list(worker_ids)
+        result = self._db.write(lambda conn: _lifecycle.rescue_jobs(conn, now, dead))
+        # Every worker sweeps periodically, which makes this the place to bound the WAL.
+        self._db.maybe_checkpoint()
+        return result
+
+    def cancel(self, job_ids: Sequence[str], now: datetime, reason: str) -> list[Transition]:
+        """Cancel jobs, with cascade; see Storage.cancel."""
+        ids = list(job_ids)
+        return self._db.write(lambda conn: _lifecycle.cancel_jobs(conn, ids, now, reason))
+
+    def requeue(self, job_ids: Sequence[str], now: datetime) -> list[Transition]:
+        """Requeue finished-badly jobs, reviving their dependents; see Storage.requeue."""
+        ids = list(job_ids)
+        return self._db.write(lambda conn: requeue_jobs(conn, ids, now))
+
+    def prune(self, before: datetime, statuses: Sequence[str]) -> int:
+        """Delete old jobs in `statuses` that no unfinished job needs; see Storage.prune."""
+        wanted = sorted({JobStatus(status).value for status in statuses})
+        if not wanted:
+            return 0
+        deleted = self._db.write(lambda conn: prune_jobs(conn, to_ts(before), wanted))
+        if deleted:
+            self._db.write(vacuum_some)
+        return deleted
+
+    # -- jobs: reads -----------------------------------------------------------------------
+
+    def get(self, job_id: str) -> JobRecord | None:
+        """The job with that id, or None."""
+        return self.get_many([job_id]).get(job_id)
+
+    def get_many(self, job_ids: Sequence[str]) -> dict[str, JobRecord]:
+        """The jobs that exist among `job_ids`, by id."""
+        ids = list(job_ids)
+        if not ids:
+            return {}
+        return self._db.read(lambda conn: load_jobs(conn, ids))
+
+    def executions(self, job_id: str) -> list[Execution]:
+        """The job's execution records, oldest first."""
+        with self._db.locked() as conn:
+            rows = conn.execute(
+                f"SELECT {EXECUTION_SELECT} FROM job_executions WHERE job_id = ?"
+                " ORDER BY started_at, attempt, rowid",
+                (job_id,),
+            ).fetchall()
+        return [execution_from_row(row) for row in rows]
+
+    def list_jobs(
+        self, where: JobFilter, limit: int = 100, offset: int = 0, order: str = "newest"
+    ) -> list[JobRecord]:
+        """Jobs matching `where`, in `order` ("newest", "oldest" or "priority")."""
+        if order not in _ORDERS:
+            raise ValueError(f"unknown order {order!r}; use newest, oldest or priority")
+        clause, params = where_clause(where)
+        sql = (
+            f"SELECT {JOB_SELECT} FROM jobs WHERE {clause} ORDER BY {_ORDERS[order]}"
+            " LIMIT ? OFFSET ?"
+        )
+        args = (*params, max(limit, 0), max(offset, 0))
+        return self._db.read(lambda conn: jobs_from_rows(conn, conn.execute(sql, args).fetchall()))
+
+    def count(self, where: JobFilter) -> dict[str, int]:
+        """Count of matching jobs per status value."""
+        clause, params = where_clause(where)
+        with self._db.locked() as conn:
+            rows = conn.execute(
+                f"SELECT status, count(*) FROM jobs WHERE {clause} GROUP BY status", params
+            ).fetchall()
+        return {status: total for status, total in rows}
+
+    def queue_counts(self) -> dict[str, dict[str, int]]:
+        """Count of jobs per queue name and status value, queues sorted by name."""
+        with self._db.locked() as conn:
+            rows = conn.execute(
+                "SELECT queue, status, count(*) FROM jobs GROUP BY queue, status ORDER BY queue"
+            ).fetchall()
+        counts: dict[str, dict[str, int]] = {}
+        for queue, status, total in rows:
+            counts.setdefault(queue, {})[status] = total
+        return counts
+
+    def find_ids(self, prefix: str, limit: int = 2) -> list[str]:
+        """Up to `limit` ids starting with `prefix`, sorted (a range scan of the id index)."""
+        if limit <= 0:
+            return []
+        upper = prefix_upper_bound(prefix)
+        with self._db.locked() as conn:
+            if upper is None:
+                rows = conn.execute(
+                    "SELECT id FROM jobs WHERE id >= ? ORDER BY id LIMIT ?", (prefix, limit)
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT id FROM jobs WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
+                    (prefix, upper, limit),
+                ).fetchall()
+        return [job_id for (job_id,) in rows if job_id.startswith(prefix)]
+
+    def next_due(self, now: datetime, queues: Sequence[str] | None = None) -> datetime | None:
+        """The earliest run_at of a pending job whose dependencies all completed."""
+        if queues is not None and not queues:
+            return None
+        # The first row of the jobs_due index that passes the filters; never a scan of jobs.
+        sql = (
+            "SELECT run_at FROM jobs INDEXED BY jobs_due WHERE status = 'pending' AND blocked = 0"
+            " AND queue NOT IN (SELECT queue FROM paused_queues){queues}"
+            " ORDER BY run_at LIMIT 1"
+        )
+        params: tuple[Any, ...] = ()
+        if queues is None:
+            sql = sql.format(queues="")
+        else:
+            sql = sql.format(queues=" AND queue IN (SELECT value FROM json_each(?))")
+            params = (id_list(queues),)
+        with self._db.locked() as conn:
+            row = conn.execute(sql, params).fetchone()
+        return None if row is None else from_ts(row[0])
+
+    def wait_for_work(self, timeout: float) -> bool:
+        """Block up to `timeout` seconds until another commit may have made a job ready.
+
+        Polls PRAGMA data_version (which changes when another connection commits) and this
+        object's own commit count; no write, no file I/O beyond SQLite's shared memory.
+        """
+        deadline = time.monotonic() + max(timeout, 0.0)
+        mark = self._db.wait_mark
+        current = self._db.change_marker()
+        self._db.wait_mark = current
+        if mark is not None and current != mark:
+            return True
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(POLL_INTERVAL, remaining))
+            latest = self._db.change_marker()
+            if latest != current:
+                self._db.wait_mark = latest
+                return True
+
+    def list_workflows(self, limit: int = 100) -> list[WorkflowInfo]:
+        """Workflows with their job counts, newest first."""
+        return self._db.read(lambda conn: load_workflows(conn, max(limit, 0)))
+
+    # -- workers, queues, key-value --------------------------------------------------------
+
+    def register_worker(self, info: WorkerInfo) -> None:
+        """Record a worker, replacing a record with the same id."""
+        values = worker_values(info)
+        self._db.write(
+            lambda conn: conn.execute(
+                f"INSERT OR REPLACE INTO workers ({WORKER_SELECT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                values,
+            )
+        )
+
+    def deregister_worker(self, worker_id: str, now: datetime) -> None:
+        """Mark the worker stopped at `now`."""
+        self._db.write(
+            lambda conn: conn.execute(
+                "UPDATE workers SET stopped_at = ? WHERE id = ?", (to_ts(now), worker_id)
+            )
+        )
+
+    def list_workers(self, since: datetime | None = None) -> list[WorkerInfo]:
+        """Workers still registered, or stopped at or after `since`; with their jobs."""
+        return self._db.read(lambda conn: load_workers(conn, since))
+
+    def set_queue_paused(self, queue: str, paused: bool) -> None:
+        """Pause or resume a queue."""
+        sql = (
+            "INSERT OR IGNORE INTO paused_queues (queue) VALUES (?)"
+            if paused
+            else "DELETE FROM paused_queues WHERE queue = ?"
+        )
+        self._db.write(lambda conn: conn.execute(sql, (queue,)))
+
+    def paused_queues(self) -> frozenset[str]:
+        """Names of the paused queues."""
+        with self._db.locked() as conn:
+            return frozenset(q for (q,) in conn.execute("SELECT queue FROM paused_queues"))
+
+    def kv_get(self, namespace: str, key: str) -> str | None:
+        """A value of the key-value store, or None."""
+        with self._db.locked() as conn:
+            row = conn.execute(
+                "SELECT value FROM kv WHERE namespace = ? AND key = ?", (namespace, key)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def kv_set(self, namespace: str, key: str, value: str | None) -> None:
+        """Set a value (None deletes it)."""
+        params: tuple[str, ...] = (namespace, key)
+        if value is None:
+            sql = "DELETE FROM kv WHERE namespace = ? AND key = ?"
+        else:
+            sql = "INSERT OR REPLACE INTO kv (namespace, key, value) VALUES (?, ?, ?)"
+            params = (namespace, key, value)
+        self._db.write(lambda conn: conn.execute(sql, params))
+
+    def kv_items(self, namespace: str) -> dict[str, str]:
+        """All keys and values of a namespace, sorted by key."""
+        with self._db.locked() as conn:
+            rows = conn.execute(
+                "SELECT key, value FROM kv WHERE namespace = ? ORDER BY key", (namespace,)
+            ).fetchall()
+        return {key: value for key, value in rows}
+
+    # -- capabilities ----------------------------------------------------------------------
+
+    def backup(self, path: str | os.PathLike[str]) -> None:
+        """Copy the database, consistently and online, to a new file at `path` (mode 0600)."""
+        target = os.fspath(path)
+        try:
+            fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError as err:
+            raise UserError(f"the backup target {target} already exists") from err
+        except OSError as err:
+            raise UserError(f"cannot create the backup {target}: {err.strerror}") from err
+        os.close(fd)
+        with self._db.locked() as conn:
+            copy = sqlite3.connect(target)
+            try:
+                conn.backup(copy)
+            finally:
+                copy.close()
+
+    def diagnose(self) -> list[dict[str, Any]]:
+        """Checks for `gigq doctor`: each a dict with `check`, `ok` and `detail`."""
+        with self._db.locked() as conn:
+            integrity = conn.execute("PRAGMA quick_check").fetchone()[0]
+            journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            synchronous = conn.execute("PRAGMA synchronous").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        mode = os.stat(self.path).st_mode & 0o777
+        try:
+            wal = os.path.getsize(self.path + "-wal")
+        except OSError:
+            wal = 0
+        old_sqlite = sqlite3.sqlite_version_info < (3, 51, 3)
+        sync_name = {1: "NORMAL", 2: "FULL"}.get(synchronous, str(synchronous))
+        threshold = self._db.settings.checkpoint_threshold
+        network = network_filesystem(self.path)
+        return [
+            _check(
+                "sqlite version",
+                not old_sqlite,
+                f"SQLite {sqlite3.sqlite_version}"
+                + (" (3.7.0-3.51.2 have a WAL-reset bug under multi-process use)" * old_sqlite),
+            ),
+            _check("integrity", integrity == "ok", str(integrity)),
+            _check("journal mode", journal == "wal", str(journal)),
+            _check("synchronous", synchronous in (1, 2), sync_name),
+            _check("schema version", version == SCHEMA_VERSION, str(version)),
+            _check("file mode", mode & 0o022 == 0, oct(mode)),
+            _check("wal size", wal <= threshold, f"{wal} bytes"),
+            _check("file system", network is None, network or "local"),
+        ]
+
+    def close(self) -> None:
+        """Close the connection; the object may not be used afterwards."""
+        self._db.close()
+
+
+def _check(name: str, ok: bool, detail: str) -> dict[str, Any]:
+    return {"check": name, "ok": ok, "detail": detail}
+
+
+__all__ = ["SqliteStorage"]
