@@ -15,10 +15,11 @@ import attrs
 
 from gigq_core.context import JobContext, reset_current_job, set_current_job
 from gigq_core.errors import Abort, DisallowedFunctionError, GigQError
-from gigq_core.jobs import check_function_allowed, import_function
+from gigq_core.jobs import MAX_SECONDS, check_function_allowed, import_function
 from gigq_core.ports import Serializer
 from gigq_core.records import ErrorInfo, JobRecord, Outcome
 from gigq_core.retry import build_strategy
+from gigq_core.serializers import check_size
 
 
 class PermanentError(Exception):
@@ -113,8 +114,7 @@ def run_attempt(
     duration = time.monotonic() - started
     try:
         result = serializer.dumps(value)
-        if len(result) > max_payload:
-            raise GigQError(f"result is {len(result):,} bytes, over the {max_payload:,}-byte limit")
+        check_size(result, max_payload, "the serialized result")
     except GigQError as err:
         return AttemptResult(
             status="failed",
@@ -158,6 +158,9 @@ def decide(
         except Exception as exc:  # a broken strategy must not lose the job: retry at once
             error = attrs.evolve(error, message=f"{error.message} (retry strategy failed: {exc!r})")
             delay = 0.0
+    # A strategy may answer anything; keep the retry inside the calendar (100 years at most).
+    if delay is not None:
+        delay = min(max(delay, 0.0), MAX_SECONDS) if delay == delay else 0.0
     retry_at = now + timedelta(seconds=delay) if delay is not None else None
     return (
         Outcome(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import inspect
+import math
 import sys
 import uuid
 from collections.abc import Callable, Sequence
@@ -103,12 +104,22 @@ def import_function(path: str) -> Callable[..., Any]:
     return target  # type: ignore[no-any-return]
 
 
+#: Longest delay, timeout or retry delay accepted: 100 years, well inside datetime's range.
+MAX_SECONDS = 100 * 365.25 * 24 * 3600
+
+
 def _seconds(value: Any, what: str) -> float:
     if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, int | float):
+        seconds = value.total_seconds()
+    elif isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidJobError(f"{what} must be a number of seconds or a timedelta, got {value!r}")
-    return float(value)
+    else:
+        seconds = float(value)
+    if not math.isfinite(seconds) or abs(seconds) > MAX_SECONDS:
+        raise InvalidJobError(
+            f"{what} must be a finite number of seconds (at most 100 years), got {value!r}"
+        )
+    return seconds
 
 
 def normalize_retry(retry: Any, retry_delay: Any) -> tuple[str | None, dict[str, Any]]:

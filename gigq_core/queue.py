@@ -105,11 +105,12 @@ class JobQueue:
         now = self.clock.now()
         records = [self._record(job, now) for job in jobs]
         ids = self.storage.insert(records, now)
-        stored = {r.id for r, i in zip(records, ids, strict=True) if r.id == i}
+        stored = [r.id for r, i in zip(records, ids, strict=True) if r.id == i]
         if stored and self.pm.hook.gigq_job_submitted.get_hookimpls():
-            for job_id, record in self.storage.get_many(sorted(stored)).items():
-                self.hooks.job_submitted(record)
-                del job_id
+            found = self.storage.get_many(stored)
+            for job_id in stored:
+                if job_id in found:
+                    self.hooks.job_submitted(found[job_id])
         for job, job_id in zip(jobs, ids, strict=True):
             if job_id != job.id:
                 log.debug("job %s deduplicated into %s (unique key)", job.name, job_id)
@@ -131,7 +132,9 @@ class JobQueue:
         else:
             check_function_allowed(path, self.settings["allowed_modules"])
         params = self.serializer.dumps(job.params)
-        check_size(params, self.settings["max_payload"], f"params of job '{job.name}'")
+        check_size(
+            params, self.settings["max_payload"], f"the serialized params of job '{job.name}'"
+        )
         name, options = normalize_retry(job.retry, job.retry_delay)
         name = name or DEFAULT_STRATEGY
         build_strategy(self._strategies, name, options)

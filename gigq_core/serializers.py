@@ -65,7 +65,7 @@ def check_size(data: str, limit: int, what: str) -> None:
     size = len(data.encode("utf-8")) if len(data) * 4 > limit else len(data)
     if size > limit:
         raise SerializationError(
-            f"{what} are {size:,} bytes, over the {limit:,}-byte limit "
+            f"{what} is {size:,} bytes, over the {limit:,}-byte limit "
             "(raise the max_payload setting, up to 16 MiB, or pass a reference such as a path)"
         )
 
