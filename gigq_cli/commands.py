@@ -11,9 +11,12 @@ from gigq_cli.main import CliContext, pass_cli
 
 
 def _parse_param(text: str) -> tuple[str, Any]:
+    """`key=value`, the value as JSON when it parses, else as a string; a user error if bad."""
+    from gigq_core.errors import InvalidJobError
+
     key, sep, raw = text.partition("=")
     if not sep or not key:
-        raise click.BadParameter(f"{text!r} is not of the form key=value", param_hint="--param")
+        raise InvalidJobError(f"--param {text!r} is not of the form key=value")
     try:
         return key, json.loads(raw)
     except ValueError:
@@ -62,6 +65,7 @@ def submit(
     depends_on: tuple[str, ...],
 ) -> None:
     """Submit a job that calls FUNCTION (package.module:function)."""
+    from gigq_core.errors import InvalidJobError
     from gigq_core.jobs import Job
 
     values: dict[str, Any] = {}
@@ -69,9 +73,9 @@ def submit(
         try:
             values = json.loads(params_json)
         except ValueError as err:
-            raise click.BadParameter(f"not JSON: {err}", param_hint="--params-json") from None
+            raise InvalidJobError(f"--params-json is not valid JSON: {err}") from None
         if not isinstance(values, dict):
-            raise click.BadParameter("must be a JSON object", param_hint="--params-json")
+            raise InvalidJobError("--params-json must be a JSON object, like '{\"a\": 1}'")
     values.update(_parse_param(p) for p in params)
     _check_importable(function)
     with obj.open_queue(create=True) as jobs:
@@ -98,11 +102,40 @@ def submit(
 @click.option("--polling-interval", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--once", is_flag=True, help="Process at most one job, then exit.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=None)
-@click.option("--queue", "queues", multiple=True, help="Serve this queue (repeatable).")
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    metavar="NAME[=N]",
+    help="Serve this queue (repeatable); NAME=N runs at most N of its jobs at once.",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["process", "inline"]),
+    default=None,
+    help="process: jobs in child processes (default); inline: in the worker itself.",
+)
+@click.option(
+    "--max-jobs-per-child",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Recycle a child process after this many jobs (0: never).",
+)
+@click.option(
+    "--max-child-memory",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Recycle a child process past this many MiB of memory (0: never).",
+)
 @click.option("--lease", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--heartbeat", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--grace", type=click.FloatRange(min=0), default=None)
-@click.option("--log-level", default="INFO", show_default=True)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default="INFO",
+    show_default=True,
+)
 @pass_cli
 def worker(
     obj: CliContext,
@@ -111,6 +144,9 @@ def worker(
     once: bool,
     concurrency: int | None,
     queues: tuple[str, ...],
+    executor: str | None,
+    max_jobs_per_child: int | None,
+    max_child_memory: int | None,
     lease: float | None,
     heartbeat: float | None,
     grace: float | None,
@@ -120,21 +156,40 @@ def worker(
     from gigq_core.logs import setup_logging
     from gigq_core.worker import Worker
 
+    names, limits = _parse_queues(queues)
     setup_logging(log_level)
-    runner = Worker(
-        obj.open_queue(create=True),
-        worker_id=worker_id,
+    # Given to the queue too, so the settings chain checks them together (heartbeat < lease).
+    jobs = obj.open_queue(
+        create=True,
         polling_interval=polling_interval,
         concurrency=concurrency,
-        queues=list(queues) or None,
         lease=lease,
         heartbeat=heartbeat,
         grace=grace,
+        executor=executor,
+        max_jobs_per_child=max_jobs_per_child,
+        max_child_memory=max_child_memory,
+    )
+    runner = Worker(
+        jobs,
+        worker_id=worker_id,
+        polling_interval=polling_interval,
+        concurrency=concurrency,
+        queues=names or None,
+        lease=lease,
+        heartbeat=heartbeat,
+        grace=grace,
+        executor=executor,
+        queue_concurrency=limits or None,
+        max_jobs_per_child=max_jobs_per_child,
+        max_child_memory=max_child_memory,
     )
     try:
         if once:
             ran = runner.process_one()
-            if not obj.json:
+            if obj.json:
+                click.echo(json.dumps({"processed": ran}))
+            else:
                 click.echo("Processed one job." if ran else "No job was ready.")
         else:
             runner.start()
@@ -142,6 +197,32 @@ def worker(
         runner.close()
 
 
-BUILTIN = (submit, worker)
+def _parse_queues(values: tuple[str, ...]) -> tuple[list[str], dict[str, int]]:
+    """`--queue NAME[=N]` values as queue names and per-queue limits."""
+    names: list[str] = []
+    limits: dict[str, int] = {}
+    for value in values:
+        name, sep, cap = value.partition("=")
+        if not name:
+            raise click.BadParameter(f"{value!r} names no queue", param_hint="--queue")
+        if sep:
+            if not cap.isdigit() or int(cap) < 1:
+                raise click.BadParameter(
+                    f"{value!r}: the limit after '=' must be a whole number of at least 1",
+                    param_hint="--queue",
+                )
+            limits[name] = int(cap)
+        names.append(name)
+    return names, limits
+
+
+def _builtin() -> tuple[click.Command, ...]:
+    from gigq_cli import admin, jobs
+
+    return (submit, worker, *jobs.COMMANDS, *admin.COMMANDS)
+
+
+#: Every built-in command, in the order `gigq --help` lists them.
+BUILTIN = _builtin()
 
 __all__ = ["BUILTIN", "submit", "worker"]

@@ -40,6 +40,7 @@ from gigq_core.pool import ProcessPool
 from gigq_core.ports import Clock, Serializer
 from gigq_core.queue import JobQueue
 from gigq_core.records import ErrorInfo, JobRecord, JobStatus, Outcome, Transition, WorkerInfo
+from gigq_core.settings import check as check_settings
 
 log = logging.getLogger("gigq")
 
@@ -103,6 +104,7 @@ class Worker:
             )
         merged = dict(self.queue.settings)
         merged.update({k: v for k, v in overrides.items() if v is not None})
+        check_settings(merged)
         self.settings = merged
         self.storage = self.queue.storage
         self.hooks = self.queue.hooks

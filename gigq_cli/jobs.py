@@ -1,0 +1,407 @@
+"""Commands about jobs: list, status, cancel, requeue, clear, wait."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from gigq_cli import _format as fmt
+from gigq_cli.main import CliContext, pass_cli
+
+if TYPE_CHECKING:
+    from gigq_core.queue import JobQueue
+
+#: `gigq wait` exit codes (RELIABILITY.md D10).
+WAIT_FAILED = 3
+WAIT_TIMEOUT = 124
+
+#: Jobs read per page when a filter selects jobs for a bulk change.
+_PAGE = 1000
+
+_LIST_HEADERS = ("id", "name", "status", "priority", "attempts", "created", "updated")
+
+
+def check_statuses(values: Sequence[str]) -> list[str]:
+    """The values, if each names a job state; else a user error naming the bad one."""
+    from gigq_core.errors import UserError
+    from gigq_core.records import JobStatus
+
+    known = [s.value for s in JobStatus]
+    for value in values:
+        if value not in known:
+            raise UserError(f"unknown status '{value}'; use one of: {', '.join(known)}")
+    return list(values)
+
+
+def _attempts(info: dict[str, Any]) -> str:
+    return f"{info['attempts']}/{info['max_attempts']}"
+
+
+@click.command("list")
+@click.option("--status", "statuses", multiple=True, help="Only jobs in this state (repeatable).")
+@click.option("--queue", "queues", multiple=True, help="Only jobs of this queue (repeatable).")
+@click.option("--name", help="Only jobs with this exact name.")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option(
+    "--sort",
+    type=click.Choice(["newest", "oldest", "priority"]),
+    default="newest",
+    show_default=True,
+    help="Submit order (newest or oldest first), or claim order (priority).",
+)
+@pass_cli
+def list_jobs(
+    obj: CliContext,
+    statuses: tuple[str, ...],
+    queues: tuple[str, ...],
+    name: str | None,
+    limit: int,
+    sort: str,
+) -> None:
+    """List jobs, newest first."""
+    check_statuses(statuses)
+    with obj.open_queue() as queue:
+        jobs = queue.list_jobs(
+            list(statuses) or None, limit, queue=list(queues) or None, name=name, order=sort
+        )
+    if obj.json:
+        fmt.echo_json(jobs)
+        return
+    if not jobs:
+        click.echo("No jobs found.")
+        return
+    reference = fmt.now()
+    rows = [
+        (
+            j["id"],
+            j["name"],
+            j["status"],
+            j["priority"],
+            _attempts(j),
+            fmt.human_time(j["created_at"], reference),
+            fmt.human_time(j["updated_at"], reference),
+        )
+        for j in jobs
+    ]
+    click.echo(fmt.table(rows, _LIST_HEADERS))
+
+
+@click.command(short_help="Show a job.")
+@click.argument("job_id", metavar="ID")
+@click.option("--show-params", is_flag=True, help="Also print the params.")
+@click.option("--show-result", is_flag=True, help="Also print the result.")
+@click.option("--show-executions", is_flag=True, help="Also print one row per attempt.")
+@pass_cli
+def status(
+    obj: CliContext, job_id: str, show_params: bool, show_result: bool, show_executions: bool
+) -> None:
+    """Show a job: its fields, and on request params, result and attempts.
+
+    ID may be any unique prefix of the job's id.
+    """
+    with obj.open_queue() as queue:
+        info = queue.get_status(queue.resolve_id(job_id))
+    if obj.json:
+        fmt.echo_json(info)
+        return
+    reference = fmt.now()
+    fields: list[tuple[str, Any]] = [
+        ("Job", f"{info['name']} ({info['id']})"),
+        ("Status", info["status"] + (" (cancel requested)" * bool(info["cancel_requested"]))),
+        ("Function", info["function"]),
+        ("Queue", info["queue"]),
+        ("Priority", info["priority"]),
+        ("Attempts", _attempts(info)),
+        ("Timeout", fmt.NONE if info["timeout"] is None else f"{info['timeout']:g} s"),
+        ("Dependencies", ", ".join(info["dependencies"]) or fmt.NONE),
+    ]
+    if info["workflow_id"]:
+        fields.append(("Workflow", f"{info['workflow_name'] or ''} ({info['workflow_id']})"))
+    if info["description"]:
+        fields.append(("Description", info["description"]))
+    fields += [
+        ("Created", fmt.when(info["created_at"], reference)),
+        ("Updated", fmt.when(info["updated_at"], reference)),
+    ]
+    if info["status"] == "pending":
+        fields.append(("Run at", fmt.when(info["run_at"], reference)))
+    fields += [
+        ("Started", fmt.when(info["started_at"], reference)),
+        ("Completed", fmt.when(info["completed_at"], reference)),
+        ("Worker", info["worker_id"] or fmt.NONE),
+    ]
+    if info["error"]:
+        fields.append(("Error", info["error"]))
+    click.echo(fmt.fields(fields))
+    if show_params:
+        click.echo("\nParams:\n" + fmt.to_json(info["params"]))
+    if show_result:
+        click.echo("\nResult:\n" + fmt.to_json(info["result"]))
+    if show_executions:
+        click.echo("\nExecutions:")
+        click.echo(_executions_table(info["executions"], reference) or "(none)")
+
+
+def _executions_table(executions: Sequence[dict[str, Any]], reference: Any) -> str:
+    if not executions:
+        return ""
+    rows = []
+    for e in executions:
+        started = fmt.parse_time(e["started_at"])
+        ended = fmt.parse_time(e["completed_at"])
+        took = fmt.duration((ended - started).total_seconds()) if started and ended else fmt.NONE
+        rows.append(
+            (
+                e["attempt"],
+                e["status"],
+                e["worker_id"],
+                fmt.when(started, reference),
+                took,
+                fmt.short_error(e["error"], 80),
+            )
+        )
+    return fmt.table(rows, ("attempt", "status", "worker", "started", "took", "error"))
+
+
+# -- bulk changes --------------------------------------------------------------------------
+
+
+def _select(
+    queue: JobQueue,
+    ids: Sequence[str],
+    statuses: Sequence[str],
+    queues: Sequence[str],
+    name: str | None,
+    default_statuses: Sequence[str],
+) -> list[str]:
+    """The job ids a cancel or requeue applies to: the ids given, or those a filter picks."""
+    from gigq_core.queue import make_filter
+
+    check_statuses(statuses)
+    has_filter = bool(statuses or queues or name is not None)
+    if ids and has_filter:
+        raise click.UsageError("give job ids or filters (--status, --queue, --name), not both")
+    if not ids and not has_filter:
+        raise click.UsageError("give job ids, or select jobs with --status, --queue or --name")
+    if ids:
+        return list(dict.fromkeys(queue.resolve_id(i) for i in ids))
+    where = make_filter(
+        status=list(statuses or default_statuses), queue=list(queues) or None, name=name
+    )
+    found: list[str] = []
+    while True:
+        page = queue.storage.list_jobs(where, limit=_PAGE, offset=len(found), order="oldest")
+        found.extend(r.id for r in page)
+        if len(page) < _PAGE:
+            return found
+
+
+def _bulk(
+    obj: CliContext,
+    ids: Sequence[str],
+    statuses: Sequence[str],
+    queues: Sequence[str],
+    name: str | None,
+    default_statuses: Sequence[str],
+    change: Callable[[JobQueue, list[str]], list[str]],
+    verb: str,
+    target: str,
+) -> None:
+    """Apply `change` to the selected jobs and say how many changed (`target`: the state a
+    changed job ends in)."""
+    with obj.open_queue() as queue:
+        selected = _select(queue, ids, statuses, queues, name, default_statuses)
+        before = {i: r.status.value for i, r in queue.storage.get_many(selected).items()}
+        returned = set(change(queue, selected)) if selected else set()
+        after = queue.storage.get_many(selected)
+        # A selected job can also change as a dependent of another one (a cascade or a
+        # revival in the same transaction); it counts as changed too.
+        changed = [
+            i
+            for i in selected
+            if i in returned
+            or (i in after and after[i].status.value == target and before.get(i) != target)
+        ]
+        running = [i for i in changed if i in after and after[i].status.value == "running"]
+        changed_set = set(changed)
+        unchanged = [i for i in selected if i not in changed_set]
+        reasons = [f"{i} is {after[i].status.value}" for i in unchanged if i in after]
+    if obj.json:
+        fmt.echo_json({"count": len(changed), "changed": changed, "unchanged": unchanged})
+        return
+    message = f"{verb.capitalize()} {fmt.plural(len(changed) - len(running), 'job')}."
+    if running:
+        message += f" Asked {fmt.plural(len(running), 'running job')} to stop."
+    click.echo(message)
+    if reasons and ids:
+        click.echo(f"Not {verb}: " + "; ".join(reasons) + ".")
+
+
+_filter_options = (
+    click.option("--status", "statuses", multiple=True, help="Select jobs in this state."),
+    click.option("--queue", "queues", multiple=True, help="Select jobs of this queue."),
+    click.option("--name", help="Select jobs with this exact name."),
+)
+
+
+def _with_filters(function: Any) -> Any:
+    for option in reversed(_filter_options):
+        function = option(function)
+    return function
+
+
+@click.command(short_help="Cancel jobs, by id or by filter.")
+@click.argument("ids", nargs=-1, metavar="[ID]...")
+@_with_filters
+@pass_cli
+def cancel(
+    obj: CliContext,
+    ids: tuple[str, ...],
+    statuses: tuple[str, ...],
+    queues: tuple[str, ...],
+    name: str | None,
+) -> None:
+    """Cancel jobs by id, or every pending and running job a filter picks.
+
+    An ID may be any unique prefix of a job id. A pending job is cancelled, with the
+    jobs that depend on it; a running job is asked to stop. Finished jobs are left alone.
+    """
+    _bulk(
+        obj, ids, statuses, queues, name, ("pending", "running"),
+        lambda queue, selected: queue.cancel_many(selected), "cancelled", "cancelled",
+    )  # fmt: skip
+
+
+@click.command()
+@click.argument("ids", nargs=-1, metavar="[ID]...")
+@_with_filters
+@pass_cli
+def requeue(
+    obj: CliContext,
+    ids: tuple[str, ...],
+    statuses: tuple[str, ...],
+    queues: tuple[str, ...],
+    name: str | None,
+) -> None:
+    """Requeue failed, timed-out or cancelled jobs, by id or by filter.
+
+    They go back to pending. Attempts and results start over; dependents the job's end
+    cancelled are revived.
+    """
+    _bulk(
+        obj, ids, statuses, queues, name, ("failed", "timeout", "cancelled"),
+        lambda queue, selected: queue.requeue_many(selected), "requeued", "pending",
+    )  # fmt: skip
+
+
+@click.command()
+@click.option(
+    "--before",
+    type=click.FloatRange(min=0),
+    metavar="DAYS",
+    help="Only jobs last updated more than DAYS days ago.",
+)
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    help="Remove jobs in this finished state (repeatable; default: completed).",
+)
+@pass_cli
+def clear(obj: CliContext, before: float | None, statuses: tuple[str, ...]) -> None:
+    """Remove finished jobs (completed by default) and their executions.
+
+    A job that an unfinished job depends on is kept.
+    """
+    from datetime import timedelta
+
+    chosen = check_statuses(statuses) or ["completed"]
+    with obj.open_queue() as queue:
+        cutoff = None if before is None else queue.clock.now() - timedelta(days=before)
+        deleted = queue.clear(chosen, cutoff)
+    if obj.json:
+        fmt.echo_json({"deleted": deleted})
+    else:
+        click.echo(f"Cleared {fmt.plural(deleted, 'job')} ({', '.join(chosen)}).")
+
+
+@click.command()
+@click.argument("ids", nargs=-1, required=True, metavar="ID...")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Give up after this many seconds (exit 124).",
+)
+@click.pass_context
+def wait(ctx: click.Context, ids: tuple[str, ...], timeout: float | None) -> None:
+    """Wait until the jobs finish.
+
+    Exit 0 if all completed, 3 if some ended otherwise (failed, cancelled, timeout),
+    124 if --timeout passed first.
+    """
+    import time
+
+    from gigq_core.records import JobStatus
+
+    obj = ctx.find_object(CliContext)
+    assert obj is not None  # the root group always sets it
+    with obj.open_queue() as queue:
+        wanted = list(dict.fromkeys(queue.resolve_id(i) for i in ids))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        show_bar = not obj.json and sys.stderr.isatty()
+        bar = (
+            click.progressbar(
+                length=len(wanted),
+                label="Waiting",
+                file=sys.stderr,
+                show_pos=True,
+                show_percent=False,
+            )
+            if show_bar
+            else None
+        )
+        done = 0
+        try:
+            while True:
+                left = None if deadline is None else deadline - time.monotonic()
+                step = 0.5 if left is None else max(0.0, min(0.5, left))
+                statuses = queue.wait(wanted, timeout=step)
+                finished = sum(JobStatus(s).is_final for s in statuses.values())
+                if bar is not None:
+                    bar.update(finished - done)
+                done = finished
+                if finished == len(wanted):
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+        finally:
+            if bar is not None:
+                bar.render_finish()
+        names = {i: r.name for i, r in queue.storage.get_many(wanted).items()}
+    timed_out = done < len(wanted)
+    if obj.json:
+        fmt.echo_json(statuses)
+    else:
+        rows = [(i, names.get(i, ""), s) for i, s in statuses.items()]
+        click.echo(fmt.table(rows, ("id", "name", "status")))
+        counts: dict[str, int] = {}
+        for value in statuses.values():
+            counts[value] = counts.get(value, 0) + 1
+        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        if timed_out:
+            click.echo(f"Timed out after {timeout:g} s: {summary}.", err=True)
+        else:
+            click.echo(f"All finished: {summary}.")
+    if timed_out:
+        ctx.exit(WAIT_TIMEOUT)
+    if any(s != JobStatus.COMPLETED.value for s in statuses.values()):
+        ctx.exit(WAIT_FAILED)
+
+
+COMMANDS = (list_jobs, status, cancel, requeue, clear, wait)
+
+__all__ = ["COMMANDS", "cancel", "clear", "list_jobs", "requeue", "status", "wait"]
