@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gigq_core.errors import ConfigError
 from gigq_core.hookspecs import hookimpl
-from gigq_sqlite.storage import SqliteStorage
+
+if TYPE_CHECKING:
+    from gigq_sqlite.storage import SqliteStorage
 
 _MIB = 1024 * 1024
 _TRUE = {"1", "true", "yes", "on"}
@@ -48,6 +50,9 @@ def open_sqlite(url: str, options: dict[str, Any]) -> SqliteStorage | None:
     durability = str(options.get("durability", "full")).lower()
     if durability not in ("full", "normal"):
         raise ConfigError(f"durability must be 'full' or 'normal', not {durability!r}")
+    # Imported here: loading the plugin (every `gigq` start) must not load sqlite3.
+    from gigq_sqlite.storage import SqliteStorage
+
     return SqliteStorage(
         path,
         url=url,

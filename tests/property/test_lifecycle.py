@@ -1,0 +1,689 @@
+"""A hypothesis state machine of the job lifecycle, run against a plain-dict model on every
+built-in adapter (memory and SQLite).
+
+It drives the Storage port directly with a fake clock: submit, claim, report (success,
+failure with or without retry, timeout, cancelled, handed back), stale reports, heartbeats,
+crashes with rescue, cancel, requeue, prune, reopen and clock moves. After every step the
+storage must agree with the model, and the lifecycle invariants must hold.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from gigq_core.errors import GigQError, UserError
+from gigq_core.plugins import make_plugin_manager, open_storage
+from gigq_core.records import ErrorInfo, JobFilter, JobRecord, JobStatus, Outcome
+from gigq_core.settings import DEFAULTS
+from gigq_core.testing import FakeClock
+from tests import strategies as gs
+
+LEASE = 30.0
+WORKER = "w1"
+BOOM = ErrorInfo(type="ValueError", message="boom")
+ACTIVE = ("pending", "running")
+BROKEN = ("failed", "cancelled", "timeout")
+FINAL = ("completed", *BROKEN)
+
+# One plugin manager for every run: building one scans entry points.
+PM = make_plugin_manager(load_entrypoints=False)
+
+
+@dataclass
+class Model:
+    """What the model knows of one job."""
+
+    id: str
+    name: str
+    priority: int
+    seq: int
+    deps: tuple[str, ...]
+    unique_key: str | None
+    unique_scope: str
+    max_attempts: int
+    run_at: datetime
+    status: str = "pending"
+    attempts: int = 0
+    handbacks: int = 0
+    token: str | None = None
+    lease_expires: datetime | None = None
+    cancel_requested: bool = False
+    #: When the job last became final (updated_at of a final job).
+    final_at: datetime | None = None
+    #: Execution records created for it (one per claim).
+    claims: int = 0
+
+
+class LifecycleMachine(RuleBasedStateMachine):
+    """The job lifecycle on one adapter; subclasses choose the adapter."""
+
+    adapter = "memory"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = FakeClock()
+        self.folder: str | None = None
+        if self.adapter == "memory":
+            self.target = f"memory://lifecycle_{uuid.uuid4().hex}"
+        else:
+            self.folder = tempfile.mkdtemp(prefix="gigq-lifecycle-")
+            self.target = str(Path(self.folder) / "jobs.db")
+        self.storage = self._open()
+        self.jobs: dict[str, Model] = {}
+        #: Job id -> the token of the attempt our worker holds.
+        self.held: dict[str, str] = {}
+        #: (job id, token) of attempts that no longer hold their job.
+        self.stale: list[tuple[str, str]] = []
+        #: Job id -> the upstream job whose end cancelled it (for revival by requeue).
+        self.cancelled_by: dict[str, str] = {}
+        self.seq = 0
+        self.serial = 0
+
+    def _open(self) -> Any:
+        options = dict(DEFAULTS)
+        options["durability"] = "normal"
+        return open_storage(self.target, options, PM)
+
+    def teardown(self) -> None:
+        self.storage.close()
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    # -- model helpers -----------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def holders(self, key: str | None, scope: str) -> set[str]:
+        if key is None:
+            return set()
+        holding = {"pending", "running"} | ({"completed"} if scope == "success" else set())
+        return {j.id for j in self.jobs.values() if j.unique_key == key and j.status in holding}
+
+    def cascade(self, upstream: str) -> set[str]:
+        """Cancel the pending dependents of `upstream`, transitively; returns their ids."""
+        cancelled: set[str] = set()
+        todo = [upstream]
+        while todo:
+            parent = todo.pop(0)
+            children = sorted(
+                (j for j in self.jobs.values() if parent in j.deps), key=lambda j: j.seq
+            )
+            for child in children:
+                if child.status != "pending":
+                    continue
+                self.end(child, "cancelled")
+                self.cancelled_by[child.id] = parent
+                cancelled.add(child.id)
+                todo.append(child.id)
+        return cancelled
+
+    def end(self, job: Model, status: str) -> None:
+        job.status = status
+        job.final_at = self.now()
+        self.release(job)
+
+    def release(self, job: Model) -> None:
+        """The job's attempt ends: its token goes stale."""
+        if job.token is not None:
+            self.stale.append((job.id, job.token))
+        self.held.pop(job.id, None)
+        job.token = None
+        job.lease_expires = None
+        job.cancel_requested = False
+
+    def reset(self, job: Model) -> None:
+        job.status = "pending"
+        job.attempts = 0
+        job.handbacks = 0
+        job.run_at = self.now()
+        job.final_at = None
+        self.release(job)
+
+    def ready(self) -> list[Model]:
+        now = self.now()
+        found = [
+            j
+            for j in self.jobs.values()
+            if j.status == "pending"
+            and j.run_at <= now
+            and all(d in self.jobs and self.jobs[d].status == "completed" for d in j.deps)
+        ]
+        return sorted(found, key=lambda j: (-j.priority, j.seq))
+
+    def ids(self) -> list[str]:
+        """Every job id, in submit order."""
+        return sorted(self.jobs, key=lambda i: self.jobs[i].seq)
+
+    def held_ids(self) -> list[str]:
+        """The ids of the jobs our worker holds, in submit order."""
+        return sorted(self.held, key=lambda i: self.jobs[i].seq)
+
+    def record(self, job_id: str) -> JobRecord:
+        stored = self.storage.get(job_id)
+        assert stored is not None, f"job {job_id} is missing"
+        return stored
+
+    def new_record(self, data: Any, deps: list[str], key: str | None) -> JobRecord:
+        now = self.now()
+        self.serial += 1
+        # Ids follow submit order, so a failing run replays (and prints) the same way.
+        job_id = str(uuid.UUID(int=self.serial))
+        return JobRecord(
+            id=job_id,
+            name=f"job-{self.serial}",
+            function="tests.jobs:noop",
+            params="{}",
+            priority=data.draw(gs.priorities, label="priority"),
+            max_attempts=data.draw(gs.max_attempts, label="max_attempts"),
+            dependencies=tuple(deps),
+            unique_key=key,
+            unique_scope=data.draw(gs.unique_scopes, label="scope"),
+            run_at=now + timedelta(seconds=data.draw(gs.delays, label="delay")),
+            created_at=now,
+            updated_at=now,
+        )
+
+    def insert(self, records: list[JobRecord]) -> None:
+        """Insert `records` in one call and update the model the way the port says."""
+        ids = self.storage.insert(records, self.now())
+        assert len(ids) == len(records)
+        alias: dict[str, str] = {}
+        batch_keys: dict[str, str] = {}
+        for record, returned in zip(records, ids, strict=True):
+            holders = self.holders(record.unique_key, record.unique_scope)
+            if holders:
+                assert returned in holders, (returned, holders)
+                alias[record.id] = returned
+                continue
+            if record.unique_key is not None and record.unique_key in batch_keys:
+                assert returned == batch_keys[record.unique_key]
+                alias[record.id] = returned
+                continue
+            assert returned == record.id
+            if record.unique_key is not None:
+                batch_keys[record.unique_key] = record.id
+            deps = tuple(alias.get(d, d) for d in record.dependencies)
+            self.seq += 1
+            job = Model(
+                id=record.id,
+                name=record.name,
+                priority=record.priority,
+                seq=self.seq,
+                deps=deps,
+                unique_key=record.unique_key,
+                unique_scope=record.unique_scope,
+                max_attempts=record.max_attempts,
+                run_at=record.run_at,
+            )
+            self.jobs[job.id] = job
+            broken = [d for d in deps if self.jobs[d].status in BROKEN]
+            stored = self.record(job.id)
+            if broken:
+                self.end(job, "cancelled")
+                self.cancelled_by[job.id] = broken[0]
+                assert stored.status == JobStatus.CANCELLED
+                assert broken[0] in (stored.error or ""), stored.error
+            assert stored.dependencies == deps
+            assert stored.seq > 0
+
+    # -- rules: submitting -------------------------------------------------------------------
+
+    @rule(data=st.data())
+    def submit(self, data: Any) -> None:
+        existing = self.ids()
+        deps = (
+            data.draw(st.lists(st.sampled_from(existing), max_size=3, unique=True), label="deps")
+            if existing
+            else []
+        )
+        key = data.draw(gs.unique_keys, label="unique_key")
+        self.insert([self.new_record(data, deps, key)])
+
+    @rule(data=st.data())
+    def submit_pair(self, data: Any) -> None:
+        """Two jobs in one call; the second may depend on the first and share its key."""
+        key = data.draw(gs.unique_keys, label="unique_key")
+        first = self.new_record(data, [], key)
+        existing = self.ids()
+        deps = (
+            data.draw(st.lists(st.sampled_from(existing), max_size=2, unique=True), label="deps")
+            if existing
+            else []
+        )
+        if data.draw(st.booleans(), label="depends on first"):
+            deps.append(first.id)
+        second_key = data.draw(st.sampled_from([None, key]), label="second key")
+        self.insert([first, self.new_record(data, deps, second_key)])
+
+    # -- rules: claiming and reporting -------------------------------------------------------
+
+    @rule(limit=st.integers(min_value=1, max_value=3))
+    def claim(self, limit: int) -> None:
+        expected = [j.id for j in self.ready()[:limit]]
+        now = self.now()
+
+        claimed = self.storage.claim(WORKER, limit, now, LEASE)
+
+        assert [r.id for r in claimed] == expected, "claim order or readiness differs"
+        for record in claimed:
+            job = self.jobs[record.id]
+            job.status = "running"
+            job.attempts += 1
+            job.claims += 1
+            job.cancel_requested = False
+            job.lease_expires = now + timedelta(seconds=LEASE)
+            assert record.status == JobStatus.RUNNING
+            assert record.attempts == job.attempts
+            assert record.worker_id == WORKER
+            assert record.token
+            assert record.token not in {t for _, t in self.stale}
+            job.token = record.token
+            self.held[record.id] = record.token
+
+    def finish(self, job_id: str, outcome: Outcome) -> Any:
+        [transition] = self.storage.finish([outcome], self.now())
+        assert transition is not None, f"{outcome.status} of a held attempt was fenced"
+        assert transition.job.id == job_id
+        return transition
+
+    def fail(self, data: Any, status: str) -> None:
+        job_id = data.draw(st.sampled_from(self.held_ids()), label="job")
+        job = self.jobs[job_id]
+        retry_at = None
+        if job.attempts < job.max_attempts and data.draw(st.booleans(), label="retry"):
+            retry_at = self.now() + timedelta(seconds=data.draw(gs.retry_delays, label="wait"))
+        outcome = Outcome(
+            job_id=job_id, token=self.held[job_id], status=status, error=BOOM, retry_at=retry_at
+        )
+
+        transition = self.finish(job_id, outcome)
+
+        if retry_at is not None:
+            self.release(job)
+            job.status = "pending"
+            job.run_at = retry_at
+            assert transition.cancelled == ()
+        else:
+            self.end(job, status)
+            assert {r.id for r in transition.cancelled} == self.cascade(job_id)
+        assert transition.job.status == JobStatus(job.status)
+
+    @precondition(lambda self: self.held)
+    @rule(data=st.data())
+    def succeed(self, data: Any) -> None:
+        job_id = data.draw(st.sampled_from(self.held_ids()), label="job")
+        outcome = Outcome(
+            job_id=job_id, token=self.held[job_id], status="completed", result='"done"'
+        )
+
+        transition = self.finish(job_id, outcome)
+
+        self.end(self.jobs[job_id], "completed")
+        assert transition.job.status == JobStatus.COMPLETED
+        assert transition.job.result == '"done"'
+        assert transition.cancelled == ()
+
+    @precondition(lambda self: self.held)
+    @rule(data=st.data())
+    def fail_attempt(self, data: Any) -> None:
+        """A failed attempt, retried if the worker would (attempts left) and chooses to."""
+        self.fail(data, "failed")
+
+    @precondition(lambda self: self.held)
+    @rule(data=st.data())
+    def time_out(self, data: Any) -> None:
+        self.fail(data, "timeout")
+
+    @precondition(lambda self: self.held)
+    @rule(data=st.data())
+    def report_cancelled(self, data: Any) -> None:
+        job_id = data.draw(st.sampled_from(self.held_ids()), label="job")
+        outcome = Outcome(job_id=job_id, token=self.held[job_id], status="cancelled")
+
+        transition = self.finish(job_id, outcome)
+
+        self.end(self.jobs[job_id], "cancelled")
+        assert {r.id for r in transition.cancelled} == self.cascade(job_id)
+
+    @precondition(lambda self: self.held)
+    @rule(data=st.data())
+    def hand_back(self, data: Any) -> None:
+        job_id = data.draw(st.sampled_from(self.held_ids()), label="job")
+        outcome = Outcome(job_id=job_id, token=self.held[job_id], status="handed_back")
+
+        self.finish(job_id, outcome)
+
+        job = self.jobs[job_id]
+        self.release(job)
+        job.status = "pending"
+        job.run_at = self.now()
+        if job.handbacks < 3:
+            job.attempts -= 1
+        job.handbacks += 1
+
+    @precondition(lambda self: self.stale or any(j.status == "running" for j in self.jobs.values()))
+    @rule(data=st.data(), kind=st.sampled_from(["completed", "failed", "timeout", "cancelled"]))
+    def report_with_a_stale_token(self, data: Any, kind: str) -> None:
+        choices = list(self.stale) + [
+            (j.id, f"forged-{j.id}") for j in self.jobs.values() if j.status == "running"
+        ]
+        job_id, token = data.draw(st.sampled_from(choices), label="stale attempt")
+        before = self.storage.get(job_id)
+        runs = self.storage.executions(job_id)
+        retry_at = self.now() if kind in ("failed", "timeout") else None
+        outcome = Outcome(
+            job_id=job_id, token=token, status=kind, result="1", error=BOOM, retry_at=retry_at
+        )
+
+        assert self.storage.finish([outcome], self.now()) == [None]
+
+        assert self.storage.get(job_id) == before
+        assert self.storage.executions(job_id) == runs
+
+    # -- rules: leases -----------------------------------------------------------------------
+
+    @rule(data=st.data())
+    def heartbeat(self, data: Any) -> None:
+        sent = dict(self.held)
+        stale = [(i, t) for i, t in self.stale if i not in sent]
+        if stale:
+            for job_id, token in data.draw(
+                st.lists(st.sampled_from(stale), max_size=2), label="stale in heartbeat"
+            ):
+                sent[job_id] = token
+        now = self.now()
+
+        reply = self.storage.heartbeat(WORKER, sent, now, LEASE)
+
+        assert reply.lost == frozenset(i for i in sent if i not in self.held)
+        assert reply.cancel_requested == frozenset(
+            i for i in self.held if self.jobs[i].cancel_requested
+        )
+        for job_id in self.held:
+            self.jobs[job_id].lease_expires = now + timedelta(seconds=LEASE)
+
+    def rescue_now(self) -> None:
+        now = self.now()
+        expected = sorted(
+            (
+                j
+                for j in self.jobs.values()
+                if j.status == "running" and j.lease_expires is not None and j.lease_expires < now
+            ),
+            key=lambda j: j.seq,
+        )
+
+        transitions = self.storage.rescue(now)
+
+        assert [t.job.id for t in transitions] == [j.id for j in expected]
+        for job, transition in zip(expected, transitions, strict=True):
+            if job.attempts >= job.max_attempts:
+                self.end(job, "failed")
+                assert {r.id for r in transition.cancelled} == self.cascade(job.id)
+            else:
+                self.release(job)
+                job.status = "pending"
+                job.run_at = now
+                assert transition.cancelled == ()
+            assert transition.job.status == JobStatus(job.status)
+            assert "worker lost" in (transition.job.error or "")
+            assert self.storage.executions(job.id)[-1].status == "lost"
+
+    @rule()
+    def rescue(self) -> None:
+        self.rescue_now()
+
+    @precondition(lambda self: self.held)
+    @rule()
+    def crash(self) -> None:
+        """The worker dies: its tokens are forgotten, the leases run out, a sweep rescues."""
+        self.held.clear()
+        self.clock.advance(LEASE + 1)
+        self.rescue_now()
+        assert not any(j.status == "running" for j in self.jobs.values())
+
+    @rule(seconds=gs.clock_steps)
+    def advance_clock(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    # -- rules: steering ---------------------------------------------------------------------
+
+    @precondition(lambda self: self.jobs)
+    @rule(data=st.data())
+    def cancel(self, data: Any) -> None:
+        job_id = data.draw(st.sampled_from(self.ids()), label="job")
+        job = self.jobs[job_id]
+
+        transitions = self.storage.cancel([job_id], self.now(), "stop")
+
+        if job.status == "pending":
+            self.end(job, "cancelled")
+            self.cancelled_by.pop(job_id, None)
+            [transition] = transitions
+            assert transition.job.status == JobStatus.CANCELLED
+            assert {r.id for r in transition.cancelled} == self.cascade(job_id)
+        elif job.status == "running" and not job.cancel_requested:
+            job.cancel_requested = True
+            [transition] = transitions
+            assert transition.job.status == JobStatus.RUNNING
+            assert transition.job.cancel_requested
+            assert transition.cancelled == ()
+        elif job.status == "running":
+            assert len(transitions) <= 1
+        else:
+            assert transitions == []
+
+    def would_revive(self, job_id: str) -> list[str]:
+        """Every job that `job_id`'s end cancelled, transitively (a requeue may revive them)."""
+        revived: list[str] = []
+        todo = [job_id]
+        while todo:
+            parent = todo.pop(0)
+            for child in self.ids():
+                if self.cancelled_by.get(child) == parent and self.jobs[child].status == "cancelled":
+                    revived.append(child)
+                    todo.append(child)
+        return revived
+
+    def broken_dependency(self, job_id: str) -> str | None:
+        """The first dependency (in the order given) that ended badly for good, if any."""
+        for dep in self.jobs[job_id].deps:
+            if dep in self.jobs and self.jobs[dep].status in BROKEN:
+                return dep
+        return None
+
+    def key_conflict(self, job_id: str) -> bool:
+        """Would putting `job_id` back to pending make two active jobs with one unique key?"""
+        key = self.jobs[job_id].unique_key
+        return key is not None and any(
+            j.unique_key == key and j.status in ACTIVE and j.id != job_id
+            for j in self.jobs.values()
+        )
+
+    def requeue_is_refused(self, job_id: str) -> None:
+        """Requeueing a job whose unique key another active job holds must change nothing:
+        the job is omitted, or a user error says why; never a storage failure."""
+        before = self.storage.list_jobs(JobFilter(), limit=100_000)
+        try:
+            transitions = self.storage.requeue([job_id], self.now())
+        except UserError:
+            transitions = []
+        except GigQError as err:
+            raise AssertionError(
+                f"requeue of a job whose unique key is held failed in the storage: {err!r}"
+            ) from err
+        assert transitions == [], "requeue made a second active job with one unique key"
+        assert self.storage.list_jobs(JobFilter(), limit=100_000) == before
+
+    def stays_cancelled(self, job_id: str, upstream: str) -> None:
+        """A job that cannot run because `upstream` ended badly is (again) cancelled by it."""
+        job = self.jobs[job_id]
+        assert job.status == "cancelled"
+        job.final_at = self.now()
+        self.cancelled_by[job_id] = upstream
+        record = self.record(job_id)
+        assert record.status == JobStatus.CANCELLED, (
+            f"job {job_id} was put back to pending although its dependency {upstream} is "
+            f"{self.jobs[upstream].status}"
+        )
+        assert upstream in (record.error or ""), record.error
+
+    @precondition(lambda self: self.jobs)
+    @rule(data=st.data())
+    def requeue(self, data: Any) -> None:
+        job_id = data.draw(st.sampled_from(self.ids()), label="job")
+        job = self.jobs[job_id]
+        if job.status not in BROKEN:
+            assert self.storage.requeue([job_id], self.now()) == []
+            return
+        if self.key_conflict(job_id):
+            self.requeue_is_refused(job_id)
+            return
+        family = [job_id, *self.would_revive(job_id)]
+        keys = [self.jobs[i].unique_key for i in family if self.jobs[i].unique_key is not None]
+        if len(keys) != len(set(keys)) or any(self.key_conflict(i) for i in family):
+            # Which of the revived dependents sharing a unique key comes back is not
+            # specified; only the direct case is (refused, above).
+            return
+        if any(d not in self.jobs for i in family for d in self.jobs[i].deps):
+            # A dependency was pruned: whether it still counts as done is not specified.
+            return
+        upstream = self.broken_dependency(job_id)
+
+        transitions = self.storage.requeue([job_id], self.now())
+
+        if upstream is not None:
+            # It would wait forever: it stays cancelled, and is not reported as requeued.
+            assert transitions == [], "a job whose dependency ended badly was requeued"
+            self.stays_cancelled(job_id, upstream)
+            return
+        [transition] = transitions
+        self.reset(job)
+        self.cancelled_by.pop(job_id, None)
+        revived: set[str] = set()
+        frontier = [job_id]
+        while frontier:
+            children = [
+                child
+                for child in self.ids()
+                if self.cancelled_by.get(child) in frontier
+                and self.jobs[child].status == "cancelled"
+            ]
+            frontier = []
+            for child in children:
+                blocker = self.broken_dependency(child)
+                if blocker is not None:
+                    self.stays_cancelled(child, blocker)
+                    continue
+                self.reset(self.jobs[child])
+                self.cancelled_by.pop(child, None)
+                revived.add(child)
+                frontier.append(child)
+        assert transition.job.status == JobStatus.PENDING
+        assert {r.id for r in transition.revived} == revived
+
+    @rule(statuses=gs.prunable_statuses, back=st.sampled_from([-1, 0, 10, 40]))
+    def prune(self, statuses: list[str], back: int) -> None:
+        before = self.now() - timedelta(seconds=back)
+        needed = {d for j in self.jobs.values() if j.status in ACTIVE for d in j.deps}
+        doomed = [
+            j.id
+            for j in self.jobs.values()
+            if j.status in statuses
+            and j.final_at is not None
+            and j.final_at < before
+            and j.id not in needed
+        ]
+
+        assert self.storage.prune(before, statuses) == len(doomed)
+
+        for job_id in doomed:
+            del self.jobs[job_id]
+            self.cancelled_by.pop(job_id, None)
+            assert self.storage.get(job_id) is None
+            assert self.storage.executions(job_id) == []
+
+    @rule()
+    def reopen(self) -> None:
+        self.storage.close()
+        self.storage = self._open()
+
+    # -- invariants --------------------------------------------------------------------------
+
+    @invariant()
+    def statuses_match_the_model(self) -> None:
+        stored = self.storage.list_jobs(JobFilter(), limit=100_000)
+        assert {r.id for r in stored} == set(self.jobs), "stored jobs differ from the model"
+        for record in stored:
+            job = self.jobs[record.id]
+            assert record.status.value == job.status, (record.id, record.status, job.status)
+            assert record.attempts == job.attempts, (record.id, record.attempts, job.attempts)
+
+    @invariant()
+    def running_only_when_held(self) -> None:
+        running = self.storage.list_jobs(JobFilter(statuses=(JobStatus.RUNNING,)), limit=100_000)
+        assert {r.id: r.token for r in running} == self.held
+
+    @invariant()
+    def attempts_within_max_attempts(self) -> None:
+        for record in self.storage.list_jobs(JobFilter(), limit=100_000):
+            assert 0 <= record.attempts <= record.max_attempts, record
+
+    @invariant()
+    def dependents_of_a_broken_job_are_cancelled(self) -> None:
+        records = {r.id: r for r in self.storage.list_jobs(JobFilter(), limit=100_000)}
+        for record in records.values():
+            broken = [
+                d for d in record.dependencies if d in records and records[d].status.value in BROKEN
+            ]
+            if broken:
+                assert record.status == JobStatus.CANCELLED, (
+                    f"job {record.id} is {record.status.value} although its dependency "
+                    f"{broken[0]} is {records[broken[0]].status.value}"
+                )
+
+    @invariant()
+    def at_most_one_active_job_per_unique_key(self) -> None:
+        active = self.storage.list_jobs(
+            JobFilter(statuses=(JobStatus.PENDING, JobStatus.RUNNING)), limit=100_000
+        )
+        keys = [r.unique_key for r in active if r.unique_key is not None]
+        assert len(keys) == len(set(keys)), keys
+
+    @invariant()
+    def one_execution_per_claim(self) -> None:
+        for job in self.jobs.values():
+            assert len(self.storage.executions(job.id)) == job.claims, job.id
+
+
+MACHINE_SETTINGS = settings(
+    max_examples=int(__import__("os").environ.get("TEMP_N", 30)),
+    stateful_step_count=int(__import__("os").environ.get("TEMP_S", 30)),
+    database=None if __import__("os").environ.get("TEMP_DB") else settings.default.database,
+    deadline=None,
+)
+
+
+class MemoryLifecycle(LifecycleMachine):
+    adapter = "memory"
+
+
+class SqliteLifecycle(LifecycleMachine):
+    adapter = "sqlite"
+
+
+TestMemoryLifecycle = MemoryLifecycle.TestCase
+TestMemoryLifecycle.settings = MACHINE_SETTINGS
+TestSqliteLifecycle = SqliteLifecycle.TestCase
+TestSqliteLifecycle.settings = MACHINE_SETTINGS
