@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import click
 
     from gigq_core.ports import Serializer, Storage
+    from gigq_core.queue import JobQueue
     from gigq_core.records import ErrorInfo, JobRecord
 
 NAME = "gigq"
@@ -73,8 +74,9 @@ def gigq_worker_stopped(worker_id: str) -> None:
 
 
 @hookspec
-def gigq_worker_tick(worker_id: str, now: datetime) -> None:
-    """About once a second in every running worker, for periodic plugin work."""
+def gigq_worker_tick(worker_id: str, now: datetime, queue: JobQueue) -> None:
+    """About once a second in every running worker, for periodic plugin work (such as
+    cron); `queue` is the worker's JobQueue, to read plugin state and submit jobs."""
 
 
 # -- extension points ----------------------------------------------------------------------

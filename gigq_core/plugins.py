@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from gigq_core.ports import Serializer, Storage
+    from gigq_core.queue import JobQueue
 
 log = logging.getLogger("gigq.plugins")
 
@@ -179,9 +180,9 @@ class Hooks:
         """Fire gigq_worker_stopped."""
         self._notify("gigq_worker_stopped", worker_id=worker_id)
 
-    def worker_tick(self, worker_id: str, now: datetime) -> None:
+    def worker_tick(self, worker_id: str, now: datetime, queue: JobQueue) -> None:
         """Fire gigq_worker_tick."""
-        self._notify("gigq_worker_tick", worker_id=worker_id, now=now)
+        self._notify("gigq_worker_tick", worker_id=worker_id, now=now, queue=queue)
 
     def storage(self, url: str, options: dict[str, Any]) -> Storage | None:
         """The first adapter that answers `url`."""

@@ -412,7 +412,7 @@ class Worker:
         mono = self.clock.monotonic()
         if mono - self._last_tick >= 1.0:
             self._last_tick = mono
-            self.hooks.worker_tick(self.worker_id, self.clock.now())
+            self.hooks.worker_tick(self.worker_id, self.clock.now(), self.queue)
 
     def _dead_neighbours(self) -> list[str]:
         """Registered workers of this host whose process is gone (rescued at once, D3)."""
