@@ -143,7 +143,8 @@ def test_original_quick_start_runs_unchanged(tmp_path: Path) -> None:
 def test_original_workflow_runs_unchanged(tmp_path: Path) -> None:
     source = (
         ORIGINAL_QUICK_START.replace("# Start a worker", WORKFLOW_FUNCTIONS + ORIGINAL_WORKFLOW)
-        + "\nfor i in job_ids:\n    print(queue.get_status(i)['name'], queue.get_status(i)['status'])\n"
+        + "\nfor i in job_ids:\n"
+        + "    print(queue.get_status(i)['name'], queue.get_status(i)['status'])\n"
     )
     done = run_script(tmp_path, source)
     assert done.returncode == 0, done.stderr
