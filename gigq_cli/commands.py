@@ -217,9 +217,9 @@ def _parse_queues(values: tuple[str, ...]) -> tuple[list[str], dict[str, int]]:
 
 
 def _builtin() -> tuple[click.Command, ...]:
-    from gigq_cli import admin, jobs
+    from gigq_cli import admin, jobs, workflows
 
-    return (submit, worker, *jobs.COMMANDS, *admin.COMMANDS)
+    return (submit, worker, *jobs.COMMANDS, *workflows.COMMANDS, *admin.COMMANDS)
 
 
 #: Every built-in command, in the order `gigq --help` lists them.

@@ -329,7 +329,8 @@ def clear(obj: CliContext, before: float | None, statuses: tuple[str, ...]) -> N
 
 
 @click.command()
-@click.argument("ids", nargs=-1, required=True, metavar="ID...")
+@click.argument("ids", nargs=-1, metavar="[ID]...")
+@click.option("--workflow", "workflow_ref", metavar="NAME|ID", help="Wait for a workflow's jobs.")
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0),
@@ -337,8 +338,10 @@ def clear(obj: CliContext, before: float | None, statuses: tuple[str, ...]) -> N
     help="Give up after this many seconds (exit 124).",
 )
 @click.pass_context
-def wait(ctx: click.Context, ids: tuple[str, ...], timeout: float | None) -> None:
-    """Wait until the jobs finish.
+def wait(
+    ctx: click.Context, ids: tuple[str, ...], workflow_ref: str | None, timeout: float | None
+) -> None:
+    """Wait until the jobs (or a workflow's jobs) finish.
 
     Exit 0 if all completed, 3 if some ended otherwise (failed, cancelled, timeout),
     124 if --timeout passed first.
@@ -350,7 +353,12 @@ def wait(ctx: click.Context, ids: tuple[str, ...], timeout: float | None) -> Non
     obj = ctx.find_object(CliContext)
     assert obj is not None  # the root group always sets it
     with obj.open_queue() as queue:
+        if not ids and workflow_ref is None:
+            raise click.UsageError("name job ids, or a workflow with --workflow")
         wanted = list(dict.fromkeys(queue.resolve_id(i) for i in ids))
+        if workflow_ref is not None:
+            flow = queue.resolve_workflow(workflow_ref)
+            wanted += [j.id for j in queue.workflow_jobs(flow.id) if j.id not in wanted]
         deadline = None if timeout is None else time.monotonic() + timeout
         show_bar = not obj.json and sys.stderr.isatty()
         bar = (

@@ -29,6 +29,7 @@ from gigq_core.records import (
     JobStatus,
     Transition,
     WorkerInfo,
+    WorkflowInfo,
     utc,
 )
 from gigq_core.retry import DEFAULT_STRATEGY, build_strategy
@@ -357,6 +358,45 @@ class JobQueue:
         result = {status.value: counts.get(status.value, 0) for status in JobStatus}
         result["total"] = sum(result.values())
         return result
+
+    def workflows(self, limit: int = 100) -> list[WorkflowInfo]:
+        """Submitted workflows with their job counts per status, newest first."""
+        return self.storage.list_workflows(limit)
+
+    def resolve_workflow(self, name_or_id: str) -> WorkflowInfo:
+        """The workflow with that id (or unique id prefix), or the only one with that name.
+
+        A name used by several workflows is an AmbiguousIdError listing their ids.
+        """
+        flows = self.storage.list_workflows(limit=1_000_000)
+        exact = [f for f in flows if f.id == name_or_id]
+        if exact:
+            return exact[0]
+        named = [f for f in flows if f.name == name_or_id]
+        if len(named) == 1:
+            return named[0]
+        if len(named) > 1:
+            ids = ", ".join(f.id for f in named)
+            raise AmbiguousIdError(
+                f"{len(named)} workflows are named '{name_or_id}'; name one by id: {ids}"
+            )
+        prefixed = [f for f in flows if name_or_id and f.id.startswith(name_or_id)]
+        if len(prefixed) == 1:
+            return prefixed[0]
+        if len(prefixed) > 1:
+            raise AmbiguousIdError(f"workflow id prefix '{name_or_id}' matches more than one")
+        raise JobNotFoundError(f"no workflow with name or id '{name_or_id}'")
+
+    def workflow_jobs(self, workflow_id: str) -> list[JobRecord]:
+        """The jobs of a workflow, in submit order."""
+        return self.storage.list_jobs(
+            JobFilter(workflow_id=workflow_id), limit=1_000_000, order="oldest"
+        )
+
+    def cancel_workflow(self, workflow_id: str, reason: str = "workflow cancelled") -> list[str]:
+        """Cancel every unfinished job of a workflow in one transaction; returns their ids."""
+        ids = [j.id for j in self.workflow_jobs(workflow_id) if not j.status.is_final]
+        return self.cancel_many(ids, reason) if ids else []
 
     def workers(self, since: datetime | None = None) -> list[WorkerInfo]:
         """Registered workers (and those stopped after `since`) with their current jobs."""

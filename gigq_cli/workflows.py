@@ -1,0 +1,220 @@
+"""`gigq workflow list|show|cancel`: workflows and their DAGs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import click
+
+from gigq_cli import _format as fmt
+from gigq_cli.main import CliContext, pass_cli
+
+if TYPE_CHECKING:
+    from gigq_core.records import JobRecord
+
+#: Marks a job's status in the text tree.
+_MARK = {
+    "pending": "…",
+    "running": "▶",
+    "completed": "✓",
+    "failed": "✗",
+    "cancelled": "⊘",
+    "timeout": "⌛",
+}
+
+
+@click.group()
+def workflow() -> None:
+    """List, show and cancel workflows."""
+
+
+@workflow.command("list")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@pass_cli
+def list_workflows(obj: CliContext, limit: int) -> None:
+    """Workflows, newest first, with their jobs per status."""
+    with obj.open_queue() as queue:
+        flows = queue.workflows(limit)
+    if obj.json:
+        fmt.echo_json(
+            [
+                {"id": f.id, "name": f.name, "created_at": f.created_at, "counts": f.counts}
+                for f in flows
+            ]
+        )
+        return
+    if not flows:
+        click.echo("No workflows.")
+        return
+    rows = [
+        (
+            f.id,
+            f.name,
+            sum(f.counts.values()),
+            ", ".join(f"{n} {s}" for s, n in sorted(f.counts.items())),
+            fmt.human_time(f.created_at),
+        )
+        for f in flows
+    ]
+    click.echo(fmt.table(rows, ("id", "name", "jobs", "states", "created")))
+
+
+def tree_lines(jobs: Sequence[JobRecord]) -> list[str]:
+    """The DAG as an indented text tree: roots first, each dependent under each parent
+    (a job with several parents appears under each, marked after its first time)."""
+    by_id = {j.id: j for j in jobs}
+    children: dict[str, list[JobRecord]] = {j.id: [] for j in jobs}
+    roots = []
+    for job in jobs:
+        parents = [d for d in job.dependencies if d in by_id]
+        if not parents:
+            roots.append(job)
+        for parent in parents:
+            children[parent].append(job)
+    lines: list[str] = []
+    shown: set[str] = set()
+
+    def label(job: JobRecord) -> str:
+        text = f"{_MARK.get(job.status.value, '?')} {job.name} [{job.status.value}] {job.id[:8]}"
+        outside = [d[:8] for d in job.dependencies if d not in by_id]
+        if outside:
+            text += f" (also waits for {', '.join(outside)})"
+        if job.error and job.status.value != "completed":
+            text += f": {fmt.short_error(job.error, 50)}"
+        return text
+
+    def walk(job: JobRecord, prefix: str, last: bool, top: bool) -> None:
+        branch = "" if top else ("└── " if last else "├── ")
+        if job.id in shown:
+            lines.append(f"{prefix}{branch}{job.name} {job.id[:8]} (see above)")
+            return
+        shown.add(job.id)
+        lines.append(f"{prefix}{branch}{label(job)}")
+        below = children[job.id]
+        deeper = prefix if top else prefix + ("    " if last else "│   ")
+        for index, child in enumerate(below):
+            walk(child, deeper, index == len(below) - 1, False)
+
+    for root in roots:
+        walk(root, "", True, True)
+    return lines
+
+
+def dot(name: str, jobs: Sequence[JobRecord]) -> str:
+    """The DAG in Graphviz dot."""
+    colors = {
+        "completed": "palegreen",
+        "failed": "salmon",
+        "timeout": "orange",
+        "cancelled": "lightgrey",
+        "running": "lightblue",
+        "pending": "white",
+    }
+    out = [f"digraph {_quote(name)} {{", "  rankdir=LR;", "  node [shape=box, style=filled];"]
+    ids = {j.id for j in jobs}
+    for job in jobs:
+        label = f"{job.name}\\n{job.status.value}"
+        color = colors.get(job.status.value, "white")
+        out.append(f"  {_quote(job.id)} [label={_quote(label)}, fillcolor={color}];")
+    for job in jobs:
+        for dep in job.dependencies:
+            if dep in ids:
+                out.append(f"  {_quote(dep)} -> {_quote(job.id)};")
+    out.append("}")
+    return "\n".join(out)
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\\\\n", "\\n") + '"'
+
+
+def mermaid(jobs: Sequence[JobRecord]) -> str:
+    """The DAG as a Mermaid flowchart."""
+    node = {j.id: f"j{i}" for i, j in enumerate(jobs)}
+    out = ["flowchart LR"]
+    for job in jobs:
+        text = f"{job.name} ({job.status.value})".replace('"', "'")
+        out.append(f'  {node[job.id]}["{text}"]:::{job.status.value}')
+    for job in jobs:
+        for dep in job.dependencies:
+            if dep in node:
+                out.append(f"  {node[dep]} --> {node[job.id]}")
+    out += [
+        "  classDef completed fill:#cfc;",
+        "  classDef failed fill:#fcc;",
+        "  classDef timeout fill:#fdb;",
+        "  classDef cancelled fill:#ddd;",
+        "  classDef running fill:#cdf;",
+        "  classDef pending fill:#fff;",
+    ]
+    return "\n".join(out)
+
+
+@workflow.command()
+@click.argument("workflow_ref", metavar="NAME|ID")
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["tree", "dot", "mermaid"]),
+    default="tree",
+    show_default=True,
+    help="A text tree, or a picture's source (Graphviz dot, Mermaid).",
+)
+@pass_cli
+def show(obj: CliContext, workflow_ref: str, output: str) -> None:
+    """Show a workflow's jobs as a tree of their dependencies, with each job's status."""
+    from gigq_core.queue import iso
+
+    with obj.open_queue() as queue:
+        flow = queue.resolve_workflow(workflow_ref)
+        jobs = queue.workflow_jobs(flow.id)
+    if obj.json:
+        fmt.echo_json(
+            {
+                "id": flow.id,
+                "name": flow.name,
+                "created_at": flow.created_at,
+                "counts": flow.counts,
+                "jobs": [
+                    {
+                        "id": j.id,
+                        "name": j.name,
+                        "status": j.status.value,
+                        "dependencies": list(j.dependencies),
+                        "attempts": j.attempts,
+                        "error": j.error,
+                        "completed_at": iso(j.completed_at),
+                    }
+                    for j in jobs
+                ],
+            }
+        )
+    elif output == "dot":
+        click.echo(dot(flow.name, jobs))
+    elif output == "mermaid":
+        click.echo(mermaid(jobs))
+    else:
+        states = ", ".join(f"{n} {s}" for s, n in sorted(flow.counts.items()))
+        click.echo(f"Workflow {flow.name} ({flow.id}): {fmt.plural(len(jobs), 'job')}, {states}")
+        for line in tree_lines(jobs):
+            click.echo(line)
+
+
+@workflow.command()
+@click.argument("workflow_ref", metavar="NAME|ID")
+@pass_cli
+def cancel(obj: CliContext, workflow_ref: str) -> None:
+    """Cancel every unfinished job of a workflow (running ones are asked to stop)."""
+    with obj.open_queue() as queue:
+        flow = queue.resolve_workflow(workflow_ref)
+        changed = queue.cancel_workflow(flow.id)
+    if obj.json:
+        fmt.echo_json({"workflow": flow.id, "cancelled": changed})
+    else:
+        click.echo(f"Cancelled {fmt.plural(len(changed), 'job')} of workflow {flow.name}.")
+
+
+COMMANDS = (workflow,)
+
+__all__ = ["COMMANDS", "dot", "mermaid", "tree_lines", "workflow"]
