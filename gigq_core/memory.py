@@ -332,6 +332,18 @@ class MemoryStorage:
             raise ValueError(f"unknown outcome status {outcome.status!r}")
         return Transition(job=job, previous=previous, cancelled=cancelled, error=outcome.error)
 
+    def finish_and_claim(
+        self,
+        outcomes: Sequence[Outcome],
+        now: datetime,
+        worker_id: str,
+        limit: int,
+        lease: float,
+        queues: Sequence[str] | None = None,
+    ) -> tuple[list[Transition | None], list[JobRecord]]:
+        with self._lock:  # re-entrant: one atomic step for both
+            return self.finish(outcomes, now), self.claim(worker_id, limit, now, lease, queues)
+
     def heartbeat(
         self, worker_id: str, held: Mapping[str, str], now: datetime, lease: float
     ) -> HeartbeatReply:

@@ -92,6 +92,20 @@ class Storage(Protocol):
         """
         ...
 
+    def finish_and_claim(
+        self,
+        outcomes: Sequence[Outcome],
+        now: datetime,
+        worker_id: str,
+        limit: int,
+        lease: float,
+        queues: Sequence[str] | None = None,
+    ) -> tuple[list[Transition | None], list[JobRecord]]:
+        """`finish(outcomes, now)` then `claim(worker_id, limit, now, lease, queues)`, as one
+        transaction (one commit where two would do): the outcomes are durable before any
+        job claimed here starts. Returns both results."""
+        ...
+
     def heartbeat(
         self, worker_id: str, held: Mapping[str, str], now: datetime, lease: float
     ) -> HeartbeatReply:

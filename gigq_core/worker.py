@@ -168,6 +168,11 @@ class Worker:
                 )
         else:
             claimed = self.storage.claim(self.worker_id, limit, now, self.lease, self.queues)
+        self._started(claimed)
+        return claimed
+
+    def _started(self, claimed: Sequence[JobRecord]) -> None:
+        """Hold newly claimed jobs and fire their start hooks."""
         for record in claimed:
             context = JobContext(
                 id=record.id,
@@ -180,7 +185,6 @@ class Worker:
                 self._running[record.id] = _Running(record, context, self.clock.monotonic())
             log.debug("start job %s (%s) attempt %d", record.id, record.name, record.attempts)
             self.hooks.job_started(record, record.attempts, self.worker_id)
-        return claimed
 
     def _unlimited_queues(self) -> tuple[str, ...] | None:
         """The served queues without a per-queue limit; None: any queue not limited."""
@@ -214,7 +218,48 @@ class Worker:
         return params
 
     def _finish(self, record: JobRecord, attempt: AttemptResult) -> None:
-        """Report an attempt's end (fenced by its token), log it and fire its hooks."""
+        """Report one attempt's end (fenced by its token), log it and fire its hooks."""
+        self._finish_and_claim([(record, attempt)], 0)
+
+    def _finish_and_claim(
+        self, ended: Sequence[tuple[JobRecord, AttemptResult]], limit: int
+    ) -> list[JobRecord]:
+        """Report attempts and claim up to `limit` new jobs in one transaction (one commit:
+        the outcomes are durable before the new jobs start); then log and fire hooks."""
+        reports = []
+        for record, attempt in ended:
+            report = self._outcome(record, attempt)
+            if report is not None:
+                reports.append(report)
+        now = self.clock.now()
+        outcomes = [outcome for _, _, outcome, _ in reports]
+        try:
+            if limit > 0 and not self.queue_limits:
+                transitions, claimed = self.storage.finish_and_claim(
+                    outcomes, now, self.worker_id, limit, self.lease, self.queues
+                )
+            else:
+                transitions = self.storage.finish(outcomes, now) if outcomes else []
+                claimed = []
+        except GigQError:
+            log.exception(
+                "could not record the outcome of job(s) %s; they will be rescued when their "
+                "lease expires",
+                ", ".join(o.job_id for o in outcomes),
+            )
+            return []
+        for (record, attempt, outcome, delay), transition in zip(reports, transitions, strict=True):
+            self._reported(record, attempt, outcome, delay, transition)
+        if limit > 0 and self.queue_limits:
+            claimed = self._claim(limit)
+        else:
+            self._started(claimed)
+        return claimed
+
+    def _outcome(
+        self, record: JobRecord, attempt: AttemptResult
+    ) -> tuple[JobRecord, AttemptResult, Outcome, float | None] | None:
+        """The outcome to report for an attempt, or None when the job was taken away."""
         with self._lock:
             running = self._running.pop(record.id, None)
         reason = running.stop_reason if running else None
@@ -227,7 +272,7 @@ class Worker:
                 record.name,
                 record.attempts,
             )
-            return
+            return None
         if reason == "timeout":
             attempt = AttemptResult(
                 status="timeout",
@@ -242,16 +287,18 @@ class Worker:
                 ),
                 duration=attempt.duration,
             )
-        now = self.clock.now()
-        outcome, delay = decide(record, attempt, now, self.queue._strategies)
-        try:
-            [transition] = self.storage.finish([outcome], now)
-        except GigQError:
-            log.exception(
-                "could not record the outcome of job %s; it will be rescued when its lease expires",
-                record.id,
-            )
-            return
+        outcome, delay = decide(record, attempt, self.clock.now(), self.queue._strategies)
+        return record, attempt, outcome, delay
+
+    def _reported(
+        self,
+        record: JobRecord,
+        attempt: AttemptResult,
+        outcome: Outcome,
+        delay: float | None,
+        transition: Transition | None,
+    ) -> None:
+        """Log a committed (or fenced) outcome and fire its hooks."""
         if transition is None:
             log.warning(
                 "job %s (%s) attempt %d: outcome %s ignored, the attempt no longer holds the "
@@ -540,6 +587,7 @@ class Worker:
     def _loop_process(self, pool: ProcessPool) -> None:
         records: dict[str, JobRecord] = {}
         stop_at: float | None = None
+        claimed: list[JobRecord] = []
         while True:
             stopping = self._stop.is_set()
             if stopping and stop_at is None:
@@ -554,49 +602,40 @@ class Worker:
             if stopping and (not pool.busy() or self.clock.monotonic() >= (stop_at or 0)):
                 return  # what is still running is killed by pool.shutdown and handed back
             self._maybe_tick()
-            claimed: list[JobRecord] = []
             if not stopping:
                 self._maybe_sweep()
-                idle = pool.idle()
-                claimed = self._claim(len(idle))
-                for child, record in zip(idle, claimed, strict=False):
-                    records[record.id] = record
-                    try:
-                        params = self._prepare(record)
-                    except Exception as err:  # undecodable params: the job can never run
-                        self._finish(
-                            record,
-                            AttemptResult(
-                                status="failed", error=ErrorInfo.from_exception(err), permanent=True
-                            ),
-                        )
-                        continue
-                    pool.dispatch(child, record, params)
-            if claimed and len(claimed) == len(pool.idle()) + len(claimed):
+                claimed += self._claim(len(pool.idle()) - len(claimed))
+            self._dispatch(pool, claimed, records)
+            if claimed:
                 timeout = 0.0  # every free child got a job: more may be ready
             elif pool.busy():
                 timeout = 0.1
             else:
                 timeout = self._idle_timeout()
-            for child, message in pool.poll(timeout, [self._wake_r]):
-                del child
-                kind, job_id, payload = message
+            claimed = []
+            ended: list[tuple[JobRecord, AttemptResult]] = []
+            for _, (kind, job_id, payload) in pool.poll(timeout, [self._wake_r]):
                 found = records.pop(job_id, None) if job_id else None
                 if found is None:
                     continue
-                record = found
                 if kind == "done":
-                    self._finish(record, payload)
+                    ended.append((found, payload))
                 else:  # the child died under the job (segfault, os._exit, OOM killer)
-                    self._finish(
-                        record,
-                        AttemptResult(
-                            status="failed",
-                            error=ErrorInfo(
-                                type="JobProcessDied", message=f"the job's process {payload}"
+                    ended.append(
+                        (
+                            found,
+                            AttemptResult(
+                                status="failed",
+                                error=ErrorInfo(
+                                    type="JobProcessDied", message=f"the job's process {payload}"
+                                ),
                             ),
-                        ),
+                        )
                     )
+            if ended:
+                # Group commit: every outcome of this round and the next claims in one commit.
+                room = 0 if self._stop.is_set() else len(pool.idle())
+                claimed = self._finish_and_claim(ended, room)
             self._drain_wake()
             self._check_timeouts()
             with self._lock:
@@ -605,6 +644,25 @@ class Worker:
                 if job_id in records:
                     pool.kill(job_id)
                     self._finish(records.pop(job_id), AttemptResult(status="failed"))
+
+    def _dispatch(
+        self, pool: ProcessPool, claimed: list[JobRecord], records: dict[str, JobRecord]
+    ) -> None:
+        """Send claimed jobs to idle children."""
+        for child, record in zip(pool.idle(), claimed, strict=False):
+            records[record.id] = record
+            try:
+                params = self._prepare(record)
+            except Exception as err:  # undecodable params: the job can never run
+                self._finish(
+                    record,
+                    AttemptResult(
+                        status="failed", error=ErrorInfo.from_exception(err), permanent=True
+                    ),
+                )
+                records.pop(record.id, None)
+                continue
+            pool.dispatch(child, record, params)
 
     def _loop_inline(self) -> None:
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="gigq-job")

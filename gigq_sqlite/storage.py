@@ -117,6 +117,32 @@ class SqliteStorage:
         self._db.maybe_checkpoint(min_interval=1.0)
         return result
 
+    def finish_and_claim(
+        self,
+        outcomes: Sequence[Outcome],
+        now: datetime,
+        worker_id: str,
+        limit: int,
+        lease: float,
+        queues: Sequence[str] | None = None,
+    ) -> tuple[list[Transition | None], list[JobRecord]]:
+        """finish() then claim() in one transaction; see Storage.finish_and_claim."""
+        outcomes = list(outcomes)
+        claiming = limit > 0 and (queues is None or bool(queues))
+
+        def work(conn: sqlite3.Connection) -> tuple[list[Transition | None], list[JobRecord]]:
+            done = _lifecycle.finish_outcomes(conn, outcomes, now) if outcomes else []
+            claimed = (
+                _lifecycle.claim_jobs(conn, worker_id, limit, now, lease, queues)
+                if claiming
+                else []
+            )
+            return done, claimed
+
+        result = self._db.write(work, mark_wait=claiming)
+        self._db.maybe_checkpoint(min_interval=1.0)
+        return result
+
     def heartbeat(
         self, worker_id: str, held: Mapping[str, str], now: datetime, lease: float
     ) -> HeartbeatReply:

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -27,6 +28,9 @@ from gigq_core.records import ErrorInfo, JobFilter, JobRecord, JobStatus, Outcom
 from gigq_core.settings import DEFAULTS
 from gigq_core.testing import FakeClock
 from tests import strategies as gs
+
+# A bound for the "ci" profile's longer runs (and their shrinking).
+pytestmark = pytest.mark.timeout(900)
 
 LEASE = 30.0
 WORKER = "w1"
@@ -491,7 +495,10 @@ class LifecycleMachine(RuleBasedStateMachine):
         while todo:
             parent = todo.pop(0)
             for child in self.ids():
-                if self.cancelled_by.get(child) == parent and self.jobs[child].status == "cancelled":
+                if (
+                    self.cancelled_by.get(child) == parent
+                    and self.jobs[child].status == "cancelled"
+                ):
                     revived.append(child)
                     todo.append(child)
         return revived
@@ -622,27 +629,32 @@ class LifecycleMachine(RuleBasedStateMachine):
     # -- invariants --------------------------------------------------------------------------
 
     @invariant()
-    def statuses_match_the_model(self) -> None:
-        stored = self.storage.list_jobs(JobFilter(), limit=100_000)
-        assert {r.id for r in stored} == set(self.jobs), "stored jobs differ from the model"
-        for record in stored:
+    def storage_agrees_with_the_model(self) -> None:
+        """Checked after every step, on one listing of the whole store."""
+        records = {r.id: r for r in self.storage.list_jobs(JobFilter(), limit=100_000)}
+        self.statuses_match_the_model(records)
+        self.running_only_when_held(records)
+        self.attempts_within_max_attempts(records)
+        self.dependents_of_a_broken_job_are_cancelled(records)
+        self.at_most_one_active_job_per_unique_key(records)
+        self.one_execution_per_claim()
+
+    def statuses_match_the_model(self, records: dict[str, JobRecord]) -> None:
+        assert set(records) == set(self.jobs), "stored jobs differ from the model"
+        for record in records.values():
             job = self.jobs[record.id]
             assert record.status.value == job.status, (record.id, record.status, job.status)
             assert record.attempts == job.attempts, (record.id, record.attempts, job.attempts)
 
-    @invariant()
-    def running_only_when_held(self) -> None:
-        running = self.storage.list_jobs(JobFilter(statuses=(JobStatus.RUNNING,)), limit=100_000)
-        assert {r.id: r.token for r in running} == self.held
+    def running_only_when_held(self, records: dict[str, JobRecord]) -> None:
+        running = {r.id: r.token for r in records.values() if r.status == JobStatus.RUNNING}
+        assert running == self.held, "a job runs that the worker does not hold (or not held)"
 
-    @invariant()
-    def attempts_within_max_attempts(self) -> None:
-        for record in self.storage.list_jobs(JobFilter(), limit=100_000):
+    def attempts_within_max_attempts(self, records: dict[str, JobRecord]) -> None:
+        for record in records.values():
             assert 0 <= record.attempts <= record.max_attempts, record
 
-    @invariant()
-    def dependents_of_a_broken_job_are_cancelled(self) -> None:
-        records = {r.id: r for r in self.storage.list_jobs(JobFilter(), limit=100_000)}
+    def dependents_of_a_broken_job_are_cancelled(self, records: dict[str, JobRecord]) -> None:
         for record in records.values():
             broken = [
                 d for d in record.dependencies if d in records and records[d].status.value in BROKEN
@@ -653,26 +665,24 @@ class LifecycleMachine(RuleBasedStateMachine):
                     f"{broken[0]} is {records[broken[0]].status.value}"
                 )
 
-    @invariant()
-    def at_most_one_active_job_per_unique_key(self) -> None:
-        active = self.storage.list_jobs(
-            JobFilter(statuses=(JobStatus.PENDING, JobStatus.RUNNING)), limit=100_000
-        )
-        keys = [r.unique_key for r in active if r.unique_key is not None]
-        assert len(keys) == len(set(keys)), keys
+    def at_most_one_active_job_per_unique_key(self, records: dict[str, JobRecord]) -> None:
+        keys = [
+            r.unique_key
+            for r in records.values()
+            if r.unique_key is not None and r.status.value in ACTIVE
+        ]
+        assert len(keys) == len(set(keys)), f"two active jobs share a unique key: {keys}"
 
-    @invariant()
     def one_execution_per_claim(self) -> None:
         for job in self.jobs.values():
             assert len(self.storage.executions(job.id)) == job.claims, job.id
 
 
-MACHINE_SETTINGS = settings(
-    max_examples=int(__import__("os").environ.get("TEMP_N", 30)),
-    stateful_step_count=int(__import__("os").environ.get("TEMP_S", 30)),
-    database=None if __import__("os").environ.get("TEMP_DB") else settings.default.database,
-    deadline=None,
-)
+def machine_settings(examples: int) -> settings:
+    """`examples` runs of up to 40 steps under the default profile; four times as many under
+    the "ci" profile (HYPOTHESIS_PROFILE=ci)."""
+    scale = 4 if settings.default.max_examples >= 500 else 1
+    return settings(max_examples=examples * scale, stateful_step_count=40, deadline=None)
 
 
 class MemoryLifecycle(LifecycleMachine):
@@ -683,7 +693,8 @@ class SqliteLifecycle(LifecycleMachine):
     adapter = "sqlite"
 
 
+# The in-memory adapter is cheap, so it gets more runs; SQLite writes a file per step.
 TestMemoryLifecycle = MemoryLifecycle.TestCase
-TestMemoryLifecycle.settings = MACHINE_SETTINGS
+TestMemoryLifecycle.settings = machine_settings(150)
 TestSqliteLifecycle = SqliteLifecycle.TestCase
-TestSqliteLifecycle.settings = MACHINE_SETTINGS
+TestSqliteLifecycle.settings = machine_settings(60)
