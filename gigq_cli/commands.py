@@ -195,6 +195,7 @@ def worker(
             runner.start()
     finally:
         runner.close()
+        jobs.close()
 
 
 def _parse_queues(values: tuple[str, ...]) -> tuple[list[str], dict[str, int]]:

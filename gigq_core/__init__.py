@@ -49,7 +49,7 @@ if TYPE_CHECKING:
         JobStatus,
         WorkerInfo,
     )
-    from gigq_core.task import TaskWrapper, task
+    from gigq_core.tasks import TaskWrapper, task
     from gigq_core.worker import Worker
     from gigq_core.workflow import Workflow
 
@@ -85,7 +85,7 @@ _LAZY = {
     "StorageError": "gigq_core.errors",
     "StorageIOError": "gigq_core.errors",
     "StorageUnavailableError": "gigq_core.errors",
-    "TaskWrapper": "gigq_core.task",
+    "TaskWrapper": "gigq_core.tasks",
     "UnknownDependencyError": "gigq_core.errors",
     "UserError": "gigq_core.errors",
     "Worker": "gigq_core.worker",
@@ -98,7 +98,7 @@ _LAZY = {
     "make_plugin_manager": "gigq_core.plugins",
     "open_storage": "gigq_core.plugins",
     "setup_logging": "gigq_core.logs",
-    "task": "gigq_core.task",
+    "task": "gigq_core.tasks",
 }
 
 

@@ -183,6 +183,8 @@ class Job:
         self.params = dict(params or {})
         if isinstance(priority, bool) or not isinstance(priority, int):
             raise InvalidJobError(f"priority must be an integer, got {priority!r}")
+        if not -(2**63) <= priority < 2**63:
+            raise InvalidJobError(f"priority must fit in 64 bits, got {priority!r}")
         self.priority = priority
         self.dependencies = [_dependency_id(dep) for dep in (dependencies or [])]
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:

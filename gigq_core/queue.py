@@ -65,7 +65,7 @@ class JobQueue:
         *,
         plugin_manager: pluggy.PluginManager | None = None,
         clock: Clock | None = None,
-        serializer: Serializer | None = None,
+        serializer: Serializer | str | None = None,
         **settings: Any,
     ) -> None:
         self.pm = plugin_manager or get_plugin_manager()
@@ -82,8 +82,8 @@ class JobQueue:
             base, self.settings = resolve(target, settings)
             self.storage = open_storage(base, self.settings, self.pm)
         self.target = self.storage.url
-        if serializer is None:
-            name = self.settings["serializer"]
+        if serializer is None or isinstance(serializer, str):
+            name = serializer or self.settings["serializer"]
             serializer = self.hooks.serializers().get(name)
             if serializer is None:
                 raise ConfigError(f"unknown serializer '{name}'")
@@ -169,10 +169,13 @@ class JobQueue:
         return bool(self.cancel_many([job_id]))
 
     def cancel_many(self, job_ids: Sequence[str], reason: str = "cancelled by user") -> list[str]:
-        """Cancel jobs in one transaction; returns the ids that changed."""
+        """Cancel jobs in one transaction; returns the ids that changed, the dependents the
+        cancels cascaded to included."""
         transitions = self.storage.cancel(list(job_ids), self.clock.now(), reason)
         self._fire_cancelled(transitions)
-        return [t.job.id for t in transitions]
+        changed = [t.job.id for t in transitions]
+        changed += [c.id for t in transitions for c in t.cancelled if c.id not in changed]
+        return changed
 
     def _fire_cancelled(self, transitions: Sequence[Transition]) -> None:
         for transition in transitions:

@@ -92,6 +92,8 @@ class Worker:
             "executor": executor,
             **settings,
         }
+        #: Whether close() closes the queue (not when the caller passed its own JobQueue).
+        self._owns_queue = not isinstance(target, JobQueue)
         if isinstance(target, JobQueue):
             self.queue = target
         else:
@@ -729,11 +731,13 @@ class Worker:
         self.stop()
 
     def close(self) -> None:
-        """Stop the heartbeat thread of process_one() and close the worker's queue."""
+        """Stop the heartbeat thread of process_one(), and close the worker's queue unless
+        the caller passed it in (then it stays the caller's to close)."""
         if self._beat_thread is not None:
             self._beat_thread.stop()
             self._beat_thread = None
-        self.queue.close()
+        if self._owns_queue:
+            self.queue.close()
 
     def __repr__(self) -> str:
         return f"<Worker {self.worker_id} {self.queue.target}>"

@@ -11,7 +11,7 @@ from gigq_core.jobs import Job
 
 if TYPE_CHECKING:
     from gigq_core.queue import JobQueue
-    from gigq_core.task import TaskWrapper
+    from gigq_core.tasks import TaskWrapper
 
 
 def _ids(depends_on: Any) -> list[str]:

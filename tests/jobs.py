@@ -7,8 +7,10 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from gigq_core import Abort, current_job, task
+from gigq_core.context import current_job
+from gigq_core.errors import Abort
 from gigq_core.memory import open_memory
+from gigq_core.tasks import task
 
 #: Fake clocks a job can reach by name (a job gets only JSON params).
 CLOCKS: dict[str, Any] = {}

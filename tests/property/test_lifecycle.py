@@ -695,6 +695,6 @@ class SqliteLifecycle(LifecycleMachine):
 
 # The in-memory adapter is cheap, so it gets more runs; SQLite writes a file per step.
 TestMemoryLifecycle = MemoryLifecycle.TestCase
-TestMemoryLifecycle.settings = machine_settings(150)
+TestMemoryLifecycle.settings = machine_settings(120)
 TestSqliteLifecycle = SqliteLifecycle.TestCase
-TestSqliteLifecycle.settings = machine_settings(60)
+TestSqliteLifecycle.settings = machine_settings(50)

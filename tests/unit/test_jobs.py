@@ -10,8 +10,11 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from gigq_core import InvalidJobError, Job, TaskWrapper, task
+from gigq_core import InvalidJobError, Job
 from gigq_core.jobs import function_path
+
+# From the defining module: see test_public_api.py for `from gigq_core import task`.
+from gigq_core.tasks import TaskWrapper, task
 from tests import jobs
 
 
