@@ -218,9 +218,16 @@ def _parse_queues(values: tuple[str, ...]) -> tuple[list[str], dict[str, int]]:
 
 
 def _builtin() -> tuple[click.Command, ...]:
-    from gigq_cli import admin, jobs, workflows
+    from gigq_cli import admin, jobs, maintenance, workflows
 
-    return (submit, worker, *jobs.COMMANDS, *workflows.COMMANDS, *admin.COMMANDS)
+    return (
+        submit,
+        worker,
+        *jobs.COMMANDS,
+        *workflows.COMMANDS,
+        *admin.COMMANDS,
+        *maintenance.COMMANDS,
+    )
 
 
 #: Every built-in command, in the order `gigq --help` lists them.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
@@ -384,35 +385,164 @@ class SqliteStorage:
                 copy.close()
 
     def diagnose(self) -> list[dict[str, Any]]:
-        """Checks for `gigq doctor`: each a dict with `check`, `ok` and `detail`."""
+        """Checks for `gigq doctor`: dicts with `check`, `level` ("ok", "warn" or "fail"),
+        `ok`, `detail` and `fix` (one line, empty when there is nothing to do)."""
+        now = time.time()
         with self._db.locked() as conn:
-            integrity = conn.execute("PRAGMA quick_check").fetchone()[0]
+            integrity = ", ".join(r[0] for r in conn.execute("PRAGMA quick_check(5)"))
             journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
             synchronous = conn.execute("PRAGMA synchronous").fetchone()[0]
             version = conn.execute("PRAGMA user_version").fetchone()[0]
+            busy_ms = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+            limit = conn.execute("PRAGMA journal_size_limit").fetchone()[0]
+            auto_vacuum = conn.execute("PRAGMA auto_vacuum").fetchone()[0]
+            stuck = conn.execute(
+                "SELECT count(*) FROM jobs WHERE status = 'running' AND lease_expires_at < ?",
+                (now,),
+            ).fetchone()[0]
+            orphans = conn.execute(
+                "SELECT count(*) FROM dependencies d WHERE NOT EXISTS "
+                "(SELECT 1 FROM jobs j WHERE j.id = d.job_id)"
+            ).fetchone()[0]
+            # A passive checkpoint copies what it can without waiting; frames it cannot
+            # copy are pinned by a reader that holds an old snapshot.
+            _, wal_frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         mode = os.stat(self.path).st_mode & 0o777
+        folder = os.path.dirname(os.path.abspath(self.path))
+        folder_mode = os.stat(folder).st_mode & 0o777
         try:
             wal = os.path.getsize(self.path + "-wal")
         except OSError:
             wal = 0
         old_sqlite = sqlite3.sqlite_version_info < (3, 51, 3)
-        sync_name = {1: "NORMAL", 2: "FULL"}.get(synchronous, str(synchronous))
+        sync_name = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(synchronous, "?")
         threshold = self._db.settings.checkpoint_threshold
         network = network_filesystem(self.path)
+        pinned = wal_frames > 0 and copied < wal_frames
         return [
             _check(
-                "sqlite version",
-                not old_sqlite,
-                f"SQLite {sqlite3.sqlite_version}"
-                + (" (3.7.0-3.51.2 have a WAL-reset bug under multi-process use)" * old_sqlite),
+                "python",
+                "ok",
+                f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}",
             ),
-            _check("integrity", integrity == "ok", str(integrity)),
-            _check("journal mode", journal == "wal", str(journal)),
-            _check("synchronous", synchronous in (1, 2), sync_name),
-            _check("schema version", version == SCHEMA_VERSION, str(version)),
-            _check("file mode", mode & 0o022 == 0, oct(mode)),
-            _check("wal size", wal <= threshold, f"{wal} bytes"),
-            _check("file system", network is None, network or "local"),
+            _check(
+                "sqlite version",
+                "warn" if old_sqlite else "ok",
+                f"SQLite {sqlite3.sqlite_version}"
+                + (
+                    " is in 3.7.0-3.51.2, which has a WAL-reset bug under concurrent "
+                    "multi-process use"
+                    if old_sqlite
+                    else ""
+                ),
+                "use a Python built with SQLite 3.51.3 or newer (e.g. pysqlite3-binary, or a "
+                "newer python.org build)"
+                if old_sqlite
+                else "",
+            ),
+            _check(
+                "integrity",
+                "ok" if integrity == "ok" else "fail",
+                f"quick_check: {integrity}",
+                ""
+                if integrity == "ok"
+                else "stop the workers, restore the latest `gigq backup`, or copy what is readable "
+                "with `sqlite3 DB .recover`",
+            ),
+            _check(
+                "schema version",
+                "ok" if version == SCHEMA_VERSION else "fail",
+                f"{version} (this GigQ knows {SCHEMA_VERSION})",
+                "" if version == SCHEMA_VERSION else "upgrade GigQ, or run `gigq upgrade`",
+            ),
+            _check(
+                "journal mode",
+                "ok" if journal == "wal" else "fail",
+                str(journal),
+                "" if journal == "wal" else "open the database with GigQ once to switch to WAL",
+            ),
+            _check(
+                "synchronous",
+                "ok" if synchronous == 2 else "warn",
+                sync_name
+                + (
+                    " (durability=normal: the last commits may be lost on power loss)"
+                    if synchronous == 1
+                    else ""
+                ),
+                ""
+                if synchronous == 2
+                else "set durability=full unless you chose speed over power-loss safety",
+            ),
+            _check("busy timeout", "ok", f"{busy_ms / 1000:g} s"),
+            _check(
+                "journal size limit",
+                "ok" if limit >= 0 else "warn",
+                f"{limit} bytes",
+            ),
+            _check(
+                "auto vacuum",
+                "ok" if auto_vacuum == 2 else "warn",
+                {0: "NONE", 1: "FULL", 2: "INCREMENTAL"}.get(auto_vacuum, str(auto_vacuum)),
+                ""
+                if auto_vacuum == 2
+                else "databases made by other tools cannot give space "
+                "back after pruning without a full VACUUM",
+            ),
+            _check(
+                "wal size",
+                "ok" if wal <= threshold else "warn",
+                f"{wal:,} bytes"
+                + (f", past the {threshold:,}-byte threshold" if wal > threshold else ""),
+                ""
+                if wal <= threshold
+                else "a worker's sweep checkpoints it; if it stays big, "
+                "find the process holding a long read (see 'wal readers')",
+            ),
+            _check(
+                "wal readers",
+                "warn" if pinned else "ok",
+                f"{copied} of {wal_frames} WAL frames checkpointed"
+                + ("; a reader holds an old snapshot" if pinned else ""),
+                "close long-running read transactions (an open cursor, a `sqlite3` shell session)"
+                if pinned
+                else "",
+            ),
+            _check(
+                "file system",
+                "fail" if network else "ok",
+                network or "local",
+                "move the database to a local disk: SQLite's locks are unreliable on network "
+                "file systems"
+                if network
+                else "",
+            ),
+            _check(
+                "file permissions",
+                "ok" if mode & 0o077 == 0 else ("fail" if mode & 0o022 else "warn"),
+                oct(mode),
+                "" if mode & 0o077 == 0 else f"chmod 600 {self.path}",
+            ),
+            _check(
+                "directory permissions",
+                "ok" if folder_mode & 0o022 == 0 else "warn",
+                f"{folder} {oct(folder_mode)}",
+                "" if folder_mode & 0o022 == 0 else f"chmod go-w {folder}",
+            ),
+            _check(
+                "stuck jobs",
+                "ok" if stuck == 0 else "warn",
+                f"{stuck} running job(s) past their lease",
+                "" if stuck == 0 else "start a worker: its sweep returns them to pending",
+            ),
+            _check(
+                "dependency rows",
+                "ok" if orphans == 0 else "warn",
+                f"{orphans} pointing at no job",
+                ""
+                if orphans == 0
+                else "harmless leftovers; `gigq clear` removes them with their jobs",
+            ),
         ]
 
     def close(self) -> None:
@@ -420,8 +550,8 @@ class SqliteStorage:
         self._db.close()
 
 
-def _check(name: str, ok: bool, detail: str) -> dict[str, Any]:
-    return {"check": name, "ok": ok, "detail": detail}
+def _check(name: str, level: str, detail: str, fix: str = "") -> dict[str, Any]:
+    return {"check": name, "level": level, "ok": level != "fail", "detail": detail, "fix": fix}
 
 
 __all__ = ["SqliteStorage"]
