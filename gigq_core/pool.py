@@ -14,6 +14,8 @@ import logging
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from multiprocessing.connection import Connection, Pipe, wait
 from typing import Any
@@ -34,8 +36,8 @@ class Child:
 
     pid: int
     conn: Connection
-    #: The job it runs, or None when idle.
-    job_id: str | None = None
+    #: The token of the attempt it runs, or None when idle.
+    token: str | None = None
     jobs_done: int = 0
 
 
@@ -87,22 +89,22 @@ class ProcessPool:
 
     def idle(self) -> list[Child]:
         """Children without a job."""
-        return [c for c in self.children if c.job_id is None]
+        return [c for c in self.children if c.token is None]
 
     def busy(self) -> list[Child]:
         """Children running a job."""
-        return [c for c in self.children if c.job_id is not None]
+        return [c for c in self.children if c.token is not None]
 
     def dispatch(self, child: Child, record: JobRecord, params: dict[str, Any]) -> None:
-        """Send a job to an idle child."""
-        child.job_id = record.id
+        """Send an attempt to an idle child."""
+        child.token = record.token
         child.conn.send(("run", record, params))
 
     def poll(self, timeout: float, extra: Sequence[Any] = ()) -> list[tuple[Child, Any]]:
         """Wait up to `timeout` s for messages; returns (child, message) pairs.
 
-        A message is ("done", job_id, AttemptResult) or ("died", job_id or None, exit info).
-        A child that retired or died is replaced.
+        A message is ("done", token, AttemptResult) or ("died", token or None, exit info),
+        where token names the attempt. A child that retired or died is replaced.
         """
         conns = {c.conn: c for c in self.children}
         ready = wait([*conns, *extra], timeout)
@@ -114,13 +116,13 @@ class ProcessPool:
             try:
                 message = child.conn.recv()
             except (EOFError, OSError):
-                job_id = child.job_id
+                token = child.token
                 status = self._reap(child)
-                messages.append((child, ("died", job_id, status)))
+                messages.append((child, ("died", token, status)))
                 self._replace(child)
                 continue
             if message[0] == "done":
-                child.job_id = None
+                child.token = None
                 child.jobs_done += 1
                 messages.append((child, message))
             elif message[0] == "retire":
@@ -128,10 +130,10 @@ class ProcessPool:
                 self._replace(child)
         return messages
 
-    def kill(self, job_id: str) -> None:
-        """Kill the process group running `job_id`, and replace its child."""
+    def kill(self, token: str) -> None:
+        """Kill the process group running the attempt `token`, and replace its child."""
         for child in self.children:
-            if child.job_id == job_id:
+            if child.token == token:
                 _killpg(child.pid)
                 self._reap(child)
                 self._replace(child)
@@ -155,10 +157,15 @@ class ProcessPool:
         if len(self.children) < self.size:
             self.children.append(self._spawn())
 
+    def kill_all(self) -> None:
+        """Kill every child's process group at once (the supervisor is leaving now)."""
+        for child in self.children:
+            _killpg(child.pid)
+
     def shutdown(self) -> None:
         """Stop every child (killing any job still running) and reap them."""
         for child in self.children:
-            if child.job_id is None:
+            if child.token is None:
                 with contextlib.suppress(OSError):
                     child.conn.send(("exit",))
             else:
@@ -196,6 +203,7 @@ def _child_main(
     code = 0
     try:
         os.setpgid(0, 0)
+        _die_with_parent()
         # The supervisor decides about shutdown; a terminal's Ctrl-C is not for children.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -206,7 +214,7 @@ def _child_main(
                 break
             _, record, params = message
             result = _run_in_child(record, params, serializer, max_payload, allowed_modules)
-            conn.send(("done", record.id, result))
+            conn.send(("done", record.token, result))
             done += 1
             if (max_jobs and done >= max_jobs) or (max_memory and _rss_mib() > max_memory):
                 conn.send(("retire",))
@@ -219,6 +227,20 @@ def _child_main(
         # os._exit: never run the supervisor's atexit handlers or close its inherited
         # SQLite connection from here.
         os._exit(code)
+
+
+def _die_with_parent() -> None:
+    """Kill this child's whole process group (the job and what it started) as soon as the
+    supervisor is gone, however it died: a job must not run on unsupervised while a
+    rescuer starts it again elsewhere."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os.killpg(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="gigq-orphan-watch", daemon=True).start()
 
 
 def _run_in_child(

@@ -36,8 +36,9 @@ from gigq_core.execution import (
     run_attempt,
     wants_parent_results,
 )
+from gigq_core.plugins import open_storage
 from gigq_core.pool import ProcessPool
-from gigq_core.ports import Clock, Serializer
+from gigq_core.ports import Clock, Serializer, Storage
 from gigq_core.queue import JobQueue
 from gigq_core.records import ErrorInfo, JobRecord, JobStatus, Outcome, Transition, WorkerInfo
 from gigq_core.settings import check as check_settings
@@ -109,6 +110,9 @@ class Worker:
         check_settings(merged)
         self.settings = merged
         self.storage = self.queue.storage
+        #: Heartbeats go through their own connection where the storage has connections,
+        #: so a renewal never queues behind this process's own slow write.
+        self.heartbeat_storage = self.storage
         self.hooks = self.queue.hooks
         self.clock = self.queue.clock
         self.serializer = self.queue.serializer
@@ -139,7 +143,10 @@ class Worker:
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        #: The attempts this worker holds, by token (one job may be held twice for a moment:
+        #: a rescued attempt still running here and its new attempt).
         self._running: dict[str, _Running] = {}
+        self._pool: ProcessPool | None = None
         self._last_sweep = float("-inf")
         self._last_tick = float("-inf")
         self._signals = 0
@@ -183,8 +190,14 @@ class Worker:
                 worker_id=self.worker_id,
                 beat=self._beat_now,
             )
+            assert record.token is not None
             with self._lock:
-                self._running[record.id] = _Running(record, context, self.clock.monotonic())
+                for older in self._running.values():
+                    if older.record.id == record.id and older.stop_reason is None:
+                        # Claimed again: the older attempt was rescued from under us.
+                        older.stop_reason = "lost"
+                        older.context._stop.set()
+                self._running[record.token] = _Running(record, context, self.clock.monotonic())
             log.debug("start job %s (%s) attempt %d", record.id, record.name, record.attempts)
             self.hooks.job_started(record, record.attempts, self.worker_id)
 
@@ -263,7 +276,7 @@ class Worker:
     ) -> tuple[JobRecord, AttemptResult, Outcome, float | None] | None:
         """The outcome to report for an attempt, or None when the job was taken away."""
         with self._lock:
-            running = self._running.pop(record.id, None)
+            running = self._running.pop(record.token or "", None)
         reason = running.stop_reason if running else None
         if running is not None and not attempt.duration:
             attempt = attrs.evolve(attempt, duration=self.clock.monotonic() - running.started)
@@ -380,7 +393,7 @@ class Worker:
         return True
 
     def _run_inline(self, record: JobRecord) -> None:
-        running = self._running[record.id]
+        running = self._running[record.token or ""]
         try:
             params = self._prepare(record)
             function = load_function(record, self.settings["allowed_modules"])
@@ -419,27 +432,29 @@ class Worker:
 
     def _beat_now(self) -> None:
         with self._lock:
-            held = {i: r.record.token for i, r in self._running.items() if r.record.token}
+            # The newest attempt of each job is the one that may still hold it.
+            held = {r.record.id: token for token, r in self._running.items()}
         if not held and self._wake_r < 0:
             return  # process_one() between jobs: no lease to renew, no registered worker
-        reply = self.storage.heartbeat(self.worker_id, held, self.clock.now(), self.lease)
+        reply = self.heartbeat_storage.heartbeat(self.worker_id, held, self.clock.now(), self.lease)
+        marks = [(held[i], "lost") for i in reply.lost] + [
+            (held[i], "cancelled") for i in reply.cancel_requested
+        ]
         with self._lock:
-            for job_id, reason in [(i, "lost") for i in reply.lost] + [
-                (i, "cancelled") for i in reply.cancel_requested
-            ]:
-                running = self._running.get(job_id)
+            for token, reason in marks:
+                running = self._running.get(token)
                 if running is not None and running.stop_reason is None:
                     running.stop_reason = reason
                     running.context._stop.set()
-        if reply.lost or reply.cancel_requested:
+        if marks:
             self._wake()
 
     def _check_timeouts(self) -> list[str]:
-        """Mark jobs past their timeout; returns their ids."""
+        """Mark attempts past their timeout; returns their tokens."""
         mono = self.clock.monotonic()
         expired = []
         with self._lock:
-            for job_id, running in self._running.items():
+            for token, running in self._running.items():
                 timeout = running.record.timeout
                 if (
                     timeout is not None
@@ -448,7 +463,7 @@ class Worker:
                 ):
                     running.stop_reason = "timeout"
                     running.context._stop.set()
-                    expired.append(job_id)
+                    expired.append(token)
         return expired
 
     def _maybe_sweep(self) -> None:
@@ -478,8 +493,23 @@ class Worker:
                 pass  # alive, another user's
         return dead
 
+    def _second_storage(self) -> Storage:
+        """Another handle on the same storage (its own connection) where the adapter says
+        that opening its URL again gives one (the `independent_handles` capability)."""
+        if not getattr(self.storage, "independent_handles", False):
+            return self.storage
+        try:
+            return open_storage(self.storage.url, self.settings, self.queue.pm)
+        except GigQError:
+            return self.storage
+
     def rescue(self) -> list[Transition]:
         """Return the jobs of dead workers to pending now; fires their hooks."""
+        if self._running and self._wake_r >= 0:
+            # Renew our own leases first: a sweep must never rescue this worker's live jobs
+            # because its heartbeat thread happened to be waiting for the database.
+            with contextlib.suppress(GigQError):
+                self._beat_now()
         try:
             transitions = self.storage.rescue(self.clock.now(), self._dead_neighbours())
         except GigQError:
@@ -532,6 +562,7 @@ class Worker:
         self.hooks.worker_started(self.worker_id)
         beat = _Heartbeat(self)
         watcher = _Watcher(self)
+        self.heartbeat_storage = self._second_storage()
         try:
             if self.executor == "process":
                 pool = ProcessPool(
@@ -544,12 +575,14 @@ class Worker:
                 )
                 # Fork the children before any other thread of ours exists.
                 pool.start()
+                self._pool = pool
                 beat.start()
                 watcher.start()
                 try:
                     self._loop_process(pool)
                 finally:
                     pool.shutdown()
+                    self._pool = None
             else:
                 beat.start()
                 watcher.start()
@@ -559,6 +592,9 @@ class Worker:
             watcher.stop()
             beat.stop()
             self.storage.deregister_worker(self.worker_id, self.clock.now())
+            if self.heartbeat_storage is not self.storage:
+                self.heartbeat_storage.close()
+                self.heartbeat_storage = self.storage
             for fd in (self._wake_r, self._wake_w):
                 os.close(fd)
             self._wake_r = self._wake_w = -1
@@ -616,8 +652,8 @@ class Worker:
                 timeout = self._idle_timeout()
             claimed = []
             ended: list[tuple[JobRecord, AttemptResult]] = []
-            for _, (kind, job_id, payload) in pool.poll(timeout, [self._wake_r]):
-                found = records.pop(job_id, None) if job_id else None
+            for _, (kind, token, payload) in pool.poll(timeout, [self._wake_r]):
+                found = records.pop(token, None) if token else None
                 if found is None:
                     continue
                 if kind == "done":
@@ -642,17 +678,18 @@ class Worker:
             self._check_timeouts()
             with self._lock:
                 doomed = [i for i, r in self._running.items() if r.stop_reason]
-            for job_id in doomed:
-                if job_id in records:
-                    pool.kill(job_id)
-                    self._finish(records.pop(job_id), AttemptResult(status="failed"))
+            for token in doomed:
+                if token in records:
+                    pool.kill(token)
+                    self._finish(records.pop(token), AttemptResult(status="failed"))
 
     def _dispatch(
         self, pool: ProcessPool, claimed: list[JobRecord], records: dict[str, JobRecord]
     ) -> None:
         """Send claimed jobs to idle children."""
         for child, record in zip(pool.idle(), claimed, strict=False):
-            records[record.id] = record
+            assert record.token is not None
+            records[record.token] = record
             try:
                 params = self._prepare(record)
             except Exception as err:  # undecodable params: the job can never run
@@ -662,7 +699,7 @@ class Worker:
                         status="failed", error=ErrorInfo.from_exception(err), permanent=True
                     ),
                 )
-                records.pop(record.id, None)
+                records.pop(record.token, None)
                 continue
             pool.dispatch(child, record, params)
 
@@ -723,7 +760,10 @@ class Worker:
         self._signals += 1
         if self._signals > 1:
             # Second signal: leave at once; live workers rescue the jobs after the lease.
+            # The jobs' processes go too, so no job runs on unsupervised.
             log.warning("worker %s: second signal, exiting now", self.worker_id)
+            if self._pool is not None:
+                self._pool.kill_all()
             os._exit(1)
         log.info(
             "worker %s: %s received, shutting down", self.worker_id, signal.Signals(signum).name

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -28,6 +29,9 @@ from gigq_sqlite._errors import is_busy, translate
 from gigq_sqlite.schema import check_sqlite_version, ensure_schema
 
 T = TypeVar("T")
+
+#: Milliseconds SQLite itself waits for a lock before _transaction retries (see _connect).
+_LOCK_SLICE_MS = 5
 
 _MIB = 1024 * 1024
 
@@ -126,6 +130,11 @@ class Database:
             conn.execute(f"PRAGMA synchronous = {synchronous}")
             conn.execute(f"PRAGMA journal_size_limit = {int(settings.journal_size_limit)}")
             conn.execute("PRAGMA foreign_keys = OFF")
+            # From here on, waits for the write lock are short and retried by
+            # _transaction with small jittered pauses up to busy_timeout: SQLite's own busy
+            # handler backs off to 100 ms sleeps, so under contention a writer that has
+            # waited a while keeps losing the lock to newcomers (and a heartbeat starves).
+            conn.execute(f"PRAGMA busy_timeout = {_LOCK_SLICE_MS}")
         except sqlite3.Error as err:
             conn.close()
             raise translate(err, path) from err
@@ -185,7 +194,6 @@ class Database:
         self, begin: str, work: Callable[[sqlite3.Connection], T], *, mark_wait: bool
     ) -> T:
         deadline = time.monotonic() + self.settings.busy_timeout
-        pause = 0.002
         while True:
             with self.locked() as conn:
                 try:
@@ -195,13 +203,12 @@ class Database:
                     # (e.g. a snapshot conflict): retry the whole transaction.
                     if not is_busy(err):
                         raise
-                    if time.monotonic() + pause > deadline:
+                    if time.monotonic() > deadline:
                         raise BusyError(
                             f"database {self.path} stayed locked for more than "
                             f"{self.settings.busy_timeout:g} s"
                         ) from err
-            time.sleep(pause)
-            pause = min(pause * 2, 0.05)
+            time.sleep(random.uniform(0.0002, 0.002))
 
     def _attempt(
         self,

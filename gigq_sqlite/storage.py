@@ -57,6 +57,10 @@ _ORDERS = {"newest": "seq DESC", "oldest": "seq", "priority": "priority DESC, se
 class SqliteStorage:
     """Jobs in one SQLite file; safe for threads of one process and for many processes."""
 
+    #: Capability: opening the same URL again gives an independent connection to the same
+    #: database (the worker heartbeats through one of its own).
+    independent_handles = True
+
     def __init__(
         self,
         path: str | os.PathLike[str],

@@ -1,0 +1,68 @@
+"""Jobs for the process tests. Each one appends "<job_id> <attempt> <pid>" to its ledger
+file before doing anything else, so every execution (even one killed a moment later) is
+countable, and duplicates and losses show up."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from typing import Any
+
+from gigq import current_job
+
+
+def record(ledger: str) -> dict[str, Any]:
+    """Append this execution to `ledger` in one O_APPEND write; returns what it wrote."""
+    job = current_job()
+    pid = os.getpid()
+    line = f"{job.id} {job.attempt} {pid}\n".encode()
+    fd = os.open(ledger, os.O_APPEND | os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+    return {"id": job.id, "attempt": job.attempt, "pid": pid}
+
+
+def work(ledger: str, ms: float = 0.0) -> dict[str, Any]:
+    """Record, then sleep `ms` milliseconds; returns the execution's attempt and pid."""
+    execution = record(ledger)
+    if ms:
+        time.sleep(ms / 1000)
+    return execution
+
+
+def sleep_unless_marked(
+    ledger: str, marker: str, long: float, short: float = 0.0
+) -> dict[str, Any]:
+    """Sleep `long` seconds on the first run (creating `marker`), `short` on later runs."""
+    execution = record(ledger)
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        time.sleep(short)
+        return {**execution, "first": False}
+    time.sleep(long)
+    return {**execution, "first": True}
+
+
+def spawn_grandchild(ledger: str, pidfile: str, seconds: float) -> dict[str, Any]:
+    """Start `sleep 300` as a grandchild of the worker, write its pid, then sleep."""
+    execution = record(ledger)
+    child = subprocess.Popen(["sleep", "300"])
+    fd = os.open(pidfile, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, f"{child.pid}\n".encode())
+    finally:
+        os.close(fd)
+    time.sleep(seconds)
+    return {**execution, "grandchild": child.pid}
+
+
+def kill_own_worker(ledger: str) -> None:
+    """A poison job: SIGKILL the worker's supervisor (this child's parent)."""
+    record(ledger)
+    os.kill(os.getppid(), signal.SIGKILL)
+    time.sleep(10)  # never report: the supervisor is gone

@@ -1,0 +1,80 @@
+"""SIGKILL chaos (RELIABILITY.md fast tier 1, scaled to a 2-core machine): workers holding
+jobs are killed every 200 ms and replaced; every job still runs to completion, exactly one
+completion each, and the extra executions stay within what the kills can explain."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.process._harness import (
+    Fleet,
+    WorkerProcess,
+    all_final,
+    chaos_job,
+    kill,
+    ledger_check,
+    running_workers,
+    stop,
+    submit,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.process, pytest.mark.timeout(240)]
+
+JOBS = 800
+WORKERS = 4
+CONCURRENCY = 2
+KILL_EVERY = 0.2
+
+
+def test_chaos_sigkill(tmp_path: Path) -> None:
+    db, ledger = tmp_path / "jobs.db", tmp_path / "ledger"
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    ids = submit(
+        db,
+        [
+            chaos_job("work", ledger=str(ledger), ms=round(rng.uniform(2, 18), 1), max_attempts=10)
+            for _ in range(JOBS)
+        ],
+    )
+    started = time.monotonic()
+    kills = 0
+    with Fleet(db, tmp_path) as fleet:
+
+        def replacement() -> WorkerProcess:
+            return fleet.start(concurrency=CONCURRENCY, log_level="WARNING")
+
+        live = {w.worker_id: w for w in (replacement() for _ in range(WORKERS))}
+        deadline = time.monotonic() + 180
+        while not all_final(db):
+            assert time.monotonic() < deadline, "the chaos run did not finish in 180 s"
+            time.sleep(KILL_EVERY)
+            for worker_id, worker in list(live.items()):
+                code = worker.process.poll()
+                assert code is None, f"worker {worker_id} exited by itself ({code})"
+            holders = sorted(running_workers(db) & live.keys())
+            if holders:
+                kill(live.pop(rng.choice(holders)))
+                kills += 1
+                worker = replacement()
+                live[worker.worker_id] = worker
+        # Let the survivors show they are healthy before stopping them.
+        wait_until(lambda: not running_workers(db), 10, "no job running")
+        codes = {worker_id: stop(worker) for worker_id, worker in live.items()}
+    assert set(codes.values()) == {0}, codes
+    ledger_check(
+        db,
+        ledger,
+        faults=kills,
+        submitted=ids,
+        per_fault=CONCURRENCY,
+        name="chaos-sigkill",
+        seed=seed,
+        started=started,
+        kills=kills,
+    )
