@@ -170,7 +170,7 @@ def test_readme_python_snippets_run(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.parametrize("script", ["quickstart.py"])
+@pytest.mark.parametrize("script", ["quickstart.py", "github_archive.py"])
 def test_examples_run(tmp_path: Path, script: str) -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "examples" / script), str(tmp_path / "ex.db")],
