@@ -52,6 +52,8 @@ def make_plugin_manager(load_entrypoints: bool = True) -> pluggy.PluginManager:
     pm.add_hookspecs(hookspecs)
     failures: dict[str, str] = {}
     pm.gigq_failures = failures  # type: ignore[attr-defined]
+    versions: dict[str, str] = {}
+    pm.gigq_versions = versions  # type: ignore[attr-defined]
     for name, module in DEFAULT_PLUGINS.items():
         pm.register(importlib.import_module(module), name=name)
     block_all, blocked = _disabled(os.environ)
@@ -69,6 +71,9 @@ def make_plugin_manager(load_entrypoints: bool = True) -> pluggy.PluginManager:
             message = f"plugin '{entry.name}' ({dist} {version}) failed to load: {err!r}"
             failures[entry.name] = message
             log.warning("%s", message)
+        else:
+            if entry.dist is not None:
+                versions[entry.name] = entry.dist.version
     if os.environ.get("GIGQ_TRACE_PLUGINS", "") not in ("", "0"):
         _trace(pm)
     return pm
@@ -83,6 +88,12 @@ def _trace(pm: pluggy.PluginManager) -> None:
     ) -> None:
         return None
 
+    if not log.handlers and not logging.getLogger().handlers:
+        # Tracing was asked for: make it visible even where nothing configured logging.
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
     pm.add_hookcall_monitoring(before, after)
     pm.gigq_traced = True  # type: ignore[attr-defined]
 
@@ -103,12 +114,13 @@ def get_plugin_manager() -> pluggy.PluginManager:
 def plugin_versions(pm: pluggy.PluginManager) -> list[tuple[str, str, list[str]]]:
     """(name, version, hooks implemented) for every registered plugin."""
     dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
+    versions: dict[str, str] = getattr(pm, "gigq_versions", {})
     rows = []
     for name, plugin in pm.list_name_plugin():
         if plugin is None:
             continue
         dist = dists.get(id(plugin))
-        version = dist.version if dist is not None else _own_version()
+        version = versions.get(name) or (dist.version if dist is not None else _own_version())
         hooks = sorted(impl.name for impl in pm.get_hookcallers(plugin) or ())
         rows.append((name, version, hooks))
     return rows

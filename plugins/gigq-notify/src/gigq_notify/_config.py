@@ -1,0 +1,168 @@
+"""The settings of gigq-notify: `[tool.gigq.notify]`, overridden by `GIGQ_NOTIFY_*`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from gigq_core.errors import ConfigError
+from gigq_core.settings import find_config
+
+#: Every event a notification can be sent for.
+EVENTS = (
+    "submitted",
+    "started",
+    "succeeded",
+    "failed",
+    "retrying",
+    "cancelled",
+    "timed_out",
+    "worker_started",
+    "worker_stopped",
+)
+#: Events sent when `events` is not set: a job that ended badly for good.
+DEFAULT_EVENTS = ("failed", "timed_out")
+#: The environment variable prefix of the settings.
+ENV_PREFIX = "GIGQ_NOTIFY_"
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """Where notifications go, for which events, and how hard to try."""
+
+    #: URL that receives a JSON POST per event (http or https), or None.
+    webhook_url: str | None = None
+    #: Program and arguments run per event (no shell), or empty.
+    command: tuple[str, ...] = ()
+    #: Events that send a notification.
+    events: frozenset[str] = frozenset(DEFAULT_EVENTS)
+    #: Seconds one webhook request or one command run may take.
+    timeout: float = 5.0
+    #: Further tries after a failed one.
+    retries: int = 2
+    #: Seconds before the first retry; doubled for each further one (capped at 5 s).
+    backoff: float = 0.5
+    #: Extra HTTP headers of the webhook request (e.g. an Authorization token).
+    headers: Mapping[str, str] = field(default_factory=dict)
+    #: Notifications waiting to be sent at most; past that new ones are dropped and logged.
+    queue_size: int = 1000
+    #: Seconds a stopping worker (or exiting process) waits for unsent notifications.
+    flush_timeout: float = 10.0
+
+    @property
+    def is_enabled(self) -> bool:
+        """True when there is somewhere to send to."""
+        return bool(self.webhook_url or self.command)
+
+
+_FIELDS = {
+    "webhook_url",
+    "command",
+    "events",
+    "timeout",
+    "retries",
+    "backoff",
+    "headers",
+    "queue_size",
+    "flush_timeout",
+}
+
+
+def load_config(
+    environ: Mapping[str, str] | None = None, table: Mapping[str, Any] | None = None
+) -> NotifyConfig:
+    """The settings from `[tool.gigq.notify]` (or `table`) and `GIGQ_NOTIFY_*` (higher)."""
+    environ = os.environ if environ is None else environ
+    if table is None:
+        path, config = find_config()
+        raw = config.get("notify", {})
+        source = f"[tool.gigq.notify] of {path}" if path else "[tool.gigq.notify]"
+    else:
+        raw, source = table, "[tool.gigq.notify]"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source} must be a table")
+    values: dict[str, tuple[Any, str]] = {}
+    for key, value in raw.items():
+        if key not in _FIELDS:
+            known = ", ".join(sorted(_FIELDS))
+            raise ConfigError(f"unknown setting '{key}' in {source} (known: {known})")
+        values[key] = (value, source)
+    for key in _FIELDS:
+        name = ENV_PREFIX + key.upper()
+        if name in environ:
+            values[key] = (environ[name], name)
+    return _build({key: _convert(key, value, where) for key, (value, where) in values.items()})
+
+
+def _convert(key: str, value: Any, where: str) -> Any:
+    """One setting, checked and converted; strings (from the environment) are parsed."""
+
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"notify setting '{key}' from {where} must be {expected}, got {value!r}")
+
+    if key == "webhook_url":
+        if not isinstance(value, str):
+            raise bad("a URL")
+        if not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise bad("an http:// or https:// URL")
+        return value.strip()
+    if key == "command":
+        if isinstance(value, str):
+            try:
+                return tuple(shlex.split(value))
+            except ValueError:
+                raise bad("a command line that splits into arguments") from None
+        if isinstance(value, list | tuple) and all(isinstance(a, str) for a in value):
+            return tuple(value)
+        raise bad("a list of strings (the program and its arguments)")
+    if key == "events":
+        names = value.split(",") if isinstance(value, str) else value
+        if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+            raise bad("a list of event names")
+        chosen = frozenset(n.strip() for n in names if n.strip())
+        unknown = chosen - set(EVENTS) - {"*"}
+        if unknown:
+            raise bad(f"a list of events from {', '.join(EVENTS)} (or '*')")
+        return frozenset(EVENTS) if "*" in chosen else chosen
+    if key == "headers":
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except ValueError:
+                raise bad("a JSON object of header names to values") from None
+        if not isinstance(value, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise bad("a table of header names to string values")
+        return dict(value)
+    if key in ("retries", "queue_size"):
+        try:
+            number = int(value) if not isinstance(value, bool) else -1
+        except (TypeError, ValueError):
+            raise bad("a whole number") from None
+        if number < (0 if key == "retries" else 1):
+            raise bad("zero or more" if key == "retries" else "at least 1")
+        return number
+    # timeout, backoff, flush_timeout
+    try:
+        seconds = float(value) if not isinstance(value, bool) else -1.0
+    except (TypeError, ValueError):
+        raise bad("a number of seconds") from None
+    if not seconds >= 0 or seconds == float("inf") or (key == "timeout" and seconds == 0):
+        raise bad("a positive number of seconds" if key == "timeout" else "zero or more seconds")
+    return seconds
+
+
+def _build(values: dict[str, Any]) -> NotifyConfig:
+    return NotifyConfig(**values)
+
+
+__all__ = ["DEFAULT_EVENTS", "ENV_PREFIX", "EVENTS", "NotifyConfig", "load_config"]
