@@ -28,3 +28,10 @@ def noop(id: str, ledger: str) -> None:
 def noop_payload(payload: dict[str, str]) -> None:
     """huey's task: the same dict, as its one argument."""
     record(payload["ledger"], payload["id"])
+
+
+def stamp(id: str, ledger: str) -> None:
+    """Latency job: appends its id and the wall-clock time it started."""
+    import time
+
+    record(ledger, f"{id} {time.time():.6f}")
