@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "max_jobs_per_child": 0,
     "max_child_memory": 0,
     "allowed_modules": (),
+    "retention": 0.0,
     "allow_insecure_permissions": False,
 }
 
@@ -148,6 +149,11 @@ def check(settings: Mapping[str, Any]) -> None:
     for key in ("lease", "heartbeat", "sweep_interval", "polling_interval", "busy_timeout"):
         if not isinstance(settings[key], int | float) or settings[key] <= 0:
             raise ConfigError(f"setting '{key}' must be a positive number, got {settings[key]!r}")
+    if not isinstance(settings["retention"], int | float) or settings["retention"] < 0:
+        raise ConfigError(
+            f"setting 'retention' must be zero (off) or a number of seconds, "
+            f"got {settings['retention']!r}"
+        )
     if settings["grace"] < 0:
         raise ConfigError(f"setting 'grace' must be zero or more, got {settings['grace']!r}")
     if settings["heartbeat"] >= settings["lease"]:

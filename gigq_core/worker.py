@@ -21,6 +21,7 @@ import threading
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import attrs
@@ -46,6 +47,11 @@ from gigq_core.settings import check as check_settings
 log = logging.getLogger("gigq")
 
 EXECUTORS = ("process", "inline")
+
+#: What the `retention` setting removes; failed and timed-out jobs stay for inspection.
+RETAINED_STATUSES = ("completed", "cancelled")
+#: Seconds between retention clean-ups of one worker.
+_PRUNE_INTERVAL = 60.0
 
 
 class _Running:
@@ -148,6 +154,7 @@ class Worker:
         self._running: dict[str, _Running] = {}
         self._pool: ProcessPool | None = None
         self._last_sweep = float("-inf")
+        self._last_prune = float("-inf")
         self._last_tick = float("-inf")
         self._signals = 0
         self._wake_r, self._wake_w = -1, -1
@@ -471,6 +478,19 @@ class Worker:
         if mono - self._last_sweep >= self.sweep_interval:
             self._last_sweep = mono
             self.rescue()
+        retention = float(self.settings["retention"])
+        if retention > 0 and mono - self._last_prune >= _PRUNE_INTERVAL:
+            self._last_prune = mono
+            cutoff = self.clock.now() - timedelta(seconds=retention)
+            try:
+                removed = self.queue.clear(RETAINED_STATUSES, cutoff)
+            except GigQError:
+                log.exception("retention clean-up of worker %s failed", self.worker_id)
+            else:
+                if removed:
+                    log.info(
+                        "retention: removed %d finished job(s) older than %g s", removed, retention
+                    )
 
     def _maybe_tick(self) -> None:
         mono = self.clock.monotonic()
