@@ -142,7 +142,15 @@ def normalize_retry(retry: Any, retry_delay: Any) -> tuple[str | None, dict[str,
         and isinstance(retry[1], dict)
     ):
         return retry[0], dict(retry[1])
-    raise InvalidJobError(f"retry must be a strategy name or (name, {{parameters}}), got {retry!r}")
+    if callable(getattr(retry, "delay", None)):
+        return STRATEGY_OBJECT, {"object": retry}  # named by the queue, which knows them
+    raise InvalidJobError(
+        f"retry must be a strategy name, (name, {{parameters}}) or a strategy object, got {retry!r}"
+    )
+
+
+#: Placeholder name of a strategy given as an object, until the queue names it.
+STRATEGY_OBJECT = "<object>"
 
 
 class Job:

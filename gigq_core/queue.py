@@ -19,7 +19,7 @@ from gigq_core.errors import (
     InvalidJobError,
     JobNotFoundError,
 )
-from gigq_core.jobs import Job, check_function_allowed, normalize_retry
+from gigq_core.jobs import STRATEGY_OBJECT, Job, check_function_allowed, normalize_retry
 from gigq_core.plugins import Hooks, get_plugin_manager, open_storage
 from gigq_core.ports import Clock, Serializer, Storage
 from gigq_core.records import (
@@ -32,7 +32,7 @@ from gigq_core.records import (
     WorkflowInfo,
     utc,
 )
-from gigq_core.retry import DEFAULT_STRATEGY, build_strategy
+from gigq_core.retry import DEFAULT_STRATEGY, build_strategy, describe_strategy
 from gigq_core.serializers import check_size
 from gigq_core.settings import resolve
 
@@ -137,6 +137,8 @@ class JobQueue:
             params, self.settings["max_payload"], f"the serialized params of job '{job.name}'"
         )
         name, options = normalize_retry(job.retry, job.retry_delay)
+        if name == STRATEGY_OBJECT:
+            name, options = describe_strategy(self._strategies, options["object"])
         name = name or DEFAULT_STRATEGY
         build_strategy(self._strategies, name, options)
         return JobRecord(

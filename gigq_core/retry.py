@@ -125,6 +125,28 @@ def build_strategy(
         raise InvalidJobError(f"bad parameters for retry strategy '{name}': {err}") from None
 
 
+def describe_strategy(
+    factories: dict[str, Callable[..., Any]], strategy: Any
+) -> tuple[str, dict[str, Any]]:
+    """The (name, JSON parameters) that rebuild a strategy object, so any worker can apply
+    it; InvalidJobError when its class is not a registered strategy or its fields are not
+    plain parameters."""
+    names = [name for name, factory in factories.items() if factory is type(strategy)]
+    if not names or not attrs.has(type(strategy)):
+        raise InvalidJobError(
+            f"retry strategy {strategy!r} cannot be stored: a job keeps its strategy as a "
+            "name plus parameters, so give a name, or an object of a strategy class "
+            "registered by name (gigq_retry_strategies)"
+        )
+    params = {
+        field.alias or field.name: getattr(strategy, field.name)
+        for field in attrs.fields(type(strategy))
+        if field.init
+    }
+    params = {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+    return names[0], params
+
+
 @hookimpl
 def gigq_retry_strategies() -> dict[str, Callable[..., Any]]:
     """The built-in strategies."""
@@ -139,4 +161,5 @@ __all__ = [
     "Fixed",
     "Linear",
     "build_strategy",
+    "describe_strategy",
 ]

@@ -156,3 +156,34 @@ def test_strategies_are_frozen_values():
     assert Fixed(delay=2) == Fixed(delay=2)
     with pytest.raises(AttributeError):
         Fixed(delay=2).delay_seconds = 3  # type: ignore[misc]
+
+
+def test_a_strategy_object_is_stored_by_name_and_rebuilt_by_the_worker(pm, clock, store):
+    from gigq_core import Job, JobQueue, Worker
+    from gigq_core.retry import Exponential
+    from tests import jobs as job_functions
+
+    with JobQueue(f"memory://{store}", plugin_manager=pm, clock=clock) as queue:
+        job_id = queue.submit(
+            Job("x", job_functions.fail, retry=Exponential(base=7, cap=100), max_attempts=2)
+        )
+        status = queue.get_status(job_id)
+        assert status["retry"] == "exponential"
+        assert status["retry_params"]["base"] == 7
+        worker = Worker(queue, executor="inline")
+        assert worker.process_one()
+        record = queue.get_job(job_id)
+        assert (record.run_at - clock.now()).total_seconds() == 7  # base * factor**0
+
+
+def test_an_unregistered_strategy_object_is_refused_at_submit(pm, store):
+    from gigq_core import InvalidJobError, Job, JobQueue
+
+    class Custom:
+        def delay(self, attempt, error):
+            return 1.0
+
+    with JobQueue(f"memory://{store}", plugin_manager=pm) as queue:
+        with pytest.raises(InvalidJobError, match="cannot be stored"):
+            queue.submit(Job("x", "tests.jobs:noop", retry=Custom()))
+        assert queue.stats()["total"] == 0
