@@ -20,6 +20,7 @@ import attrs
 
 from gigq_core.errors import (
     BusyError,
+    ConfigError,
     DatabaseNotFoundError,
     GigQError,
     PermissionDeniedError,
@@ -52,6 +53,16 @@ _ABANDONED: list[sqlite3.Connection] = []
 _LIVE: weakref.WeakSet[Database] = weakref.WeakSet()
 _FORK_HOOK_LOCK = threading.Lock()
 _fork_hook_registered = False
+
+#: Test only (RELIABILITY.md test 2): "OP:WHEN[,OP:WHEN...]" makes the process os._exit(137)
+#: right before or right after the COMMIT of a transaction labelled OP that changed rows.
+#: Read once per Database; never set it in production.
+CRASH_ENV = "GIGQ_TEST_CRASH"
+#: The labels storage.py gives its transactions (see SqliteStorage).
+CRASH_OPERATIONS = frozenset(
+    {"submit", "claim", "heartbeat", "finish", "release", "cancel", "rescue", "requeue"}
+)
+CRASH_EXIT_CODE = 137
 
 
 @attrs.frozen(kw_only=True)
@@ -91,6 +102,10 @@ class Database:
         self.local_commits = 0
         #: (data_version, local_commits) as of the last claim, for wait_for_work.
         self.wait_mark: tuple[int, int] | None = None
+        #: Test-only crash points ("claim:after", ...); empty in production.
+        self.crash_points = crash_points_from(os.environ.get(CRASH_ENV, ""))
+        #: Labels of the transaction in progress (kept only while crash points are set).
+        self._labels: set[str] = set()
         with self._lock:
             self._conn = self._connect()
         _register_for_fork(self)
@@ -111,14 +126,7 @@ class Database:
             _prepare_file(path, settings)
             mode = "ro" if settings.read_only else "rw"
             uri = f"file:{quote(os.path.abspath(path))}?mode={mode}"
-            conn = sqlite3.connect(
-                uri,
-                uri=True,
-                timeout=settings.busy_timeout,
-                isolation_level=None,
-                check_same_thread=False,
-                cached_statements=256,
-            )
+            conn = open_connection(uri, settings.busy_timeout)
         except sqlite3.Error as err:
             raise translate(err, path) from err
         try:
@@ -182,22 +190,42 @@ class Database:
 
     # -- transactions ----------------------------------------------------------------------
 
-    def write(self, work: Callable[[sqlite3.Connection], T], *, mark_wait: bool = False) -> T:
-        """Run `work` in a BEGIN IMMEDIATE transaction and commit; retried while busy."""
-        return self._transaction("BEGIN IMMEDIATE", work, mark_wait=mark_wait)
+    def write(
+        self,
+        work: Callable[[sqlite3.Connection], T],
+        *,
+        mark_wait: bool = False,
+        op: str | None = None,
+    ) -> T:
+        """Run `work` in a BEGIN IMMEDIATE transaction and commit; retried while busy.
+
+        `op` labels the transaction for the test-only crash points (see `label`).
+        """
+        return self._transaction("BEGIN IMMEDIATE", work, mark_wait=mark_wait, op=op)
 
     def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` in a deferred read transaction (one consistent snapshot)."""
-        return self._transaction("BEGIN", work, mark_wait=False)
+        return self._transaction("BEGIN", work, mark_wait=False, op=None)
+
+    def label(self, op: str) -> None:
+        """Add a crash-point label to the write transaction in progress (called by `work`
+        when what it did deserves one, e.g. "release"); a no-op unless crash points are set."""
+        if self.crash_points:
+            self._labels.add(op)
 
     def _transaction(
-        self, begin: str, work: Callable[[sqlite3.Connection], T], *, mark_wait: bool
+        self,
+        begin: str,
+        work: Callable[[sqlite3.Connection], T],
+        *,
+        mark_wait: bool,
+        op: str | None,
     ) -> T:
         deadline = time.monotonic() + self.settings.busy_timeout
         while True:
             with self.locked() as conn:
                 try:
-                    return self._attempt(conn, begin, work, mark_wait)
+                    return self._attempt(conn, begin, work, mark_wait, op)
                 except sqlite3.OperationalError as err:
                     # busy_timeout already waited; this is the rare busy it cannot absorb
                     # (e.g. a snapshot conflict): retry the whole transaction.
@@ -216,21 +244,34 @@ class Database:
         begin: str,
         work: Callable[[sqlite3.Connection], T],
         mark_wait: bool,
+        op: str | None,
     ) -> T:
         changes = conn.total_changes
+        if self.crash_points:
+            self._labels = {op} if op else set()
         conn.execute(begin)
         try:
             result = work(conn)
             version = _data_version(conn) if mark_wait else 0
+            if self.crash_points and conn.total_changes != changes:
+                self._crash_at("before")
             conn.execute("COMMIT")
         except BaseException:
             _rollback(conn)
             raise
         if conn.total_changes != changes:
+            if self.crash_points:
+                self._crash_at("after")
             self.local_commits += 1
         if mark_wait:
             self.wait_mark = (version, self.local_commits)
         return result
+
+    def _crash_at(self, when: str) -> None:
+        """Test only: die like a SIGKILLed process if a crash point names this commit."""
+        if any(f"{op}:{when}" in self.crash_points for op in self._labels):
+            logger.warning("crash point %s:%s reached: exiting", sorted(self._labels), when)
+            os._exit(CRASH_EXIT_CODE)
 
     def change_marker(self) -> tuple[int, int]:
         """Something that changes whenever any connection commits to the database."""
@@ -263,6 +304,32 @@ class Database:
             finally:
                 conn.execute(f"PRAGMA busy_timeout = {int(self.settings.busy_timeout * 1000)}")
         return True
+
+
+def open_connection(uri: str, busy_timeout: float) -> sqlite3.Connection:
+    """The one place GigQ opens an SQLite connection (tests wrap it to trace statements)."""
+    return sqlite3.connect(
+        uri,
+        uri=True,
+        timeout=busy_timeout,
+        isolation_level=None,
+        check_same_thread=False,
+        cached_statements=256,
+    )
+
+
+def crash_points_from(value: str) -> frozenset[str]:
+    """Parse GIGQ_TEST_CRASH ("claim:after,finish:before"); a typo is a ConfigError, so a
+    test never passes because its crash point silently never fired."""
+    points = frozenset(part.strip() for part in value.split(",") if part.strip())
+    for point in points:
+        op, _, when = point.partition(":")
+        if op not in CRASH_OPERATIONS or when not in ("before", "after"):
+            raise ConfigError(
+                f"{CRASH_ENV}={value!r}: each item must be OPERATION:before or "
+                f"OPERATION:after, OPERATION one of {', '.join(sorted(CRASH_OPERATIONS))}"
+            )
+    return points
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
@@ -384,4 +451,4 @@ def _after_fork_in_child() -> None:
     _FORK_HOOK_LOCK.release()
 
 
-__all__ = ["Database", "Settings"]
+__all__ = ["CRASH_ENV", "Database", "Settings", "crash_points_from", "open_connection"]

@@ -46,12 +46,14 @@ from gigq_sqlite._rows import (
     to_ts,
     worker_values,
 )
+from gigq_sqlite._wake import WalWaiter
 from gigq_sqlite.schema import SCHEMA_VERSION
 
-#: Seconds between polls of PRAGMA data_version in wait_for_work.
-POLL_INTERVAL = 0.005
-
 _ORDERS = {"newest": "seq DESC", "oldest": "seq", "priority": "priority DESC, seq"}
+
+
+#: Seconds wait_for_work watches closely after the WAL changed, for the commit to show.
+SETTLE = 0.05
 
 
 class SqliteStorage:
@@ -75,6 +77,7 @@ class SqliteStorage:
     ) -> None:
         self.path = os.fspath(path)
         self.url = url or self.path
+        self._waiter = WalWaiter(self.path)
         self._db = Database(
             Settings(
                 path=self.path,
@@ -95,7 +98,7 @@ class SqliteStorage:
     def insert(self, jobs: Sequence[JobRecord], now: datetime) -> list[str]:
         """Store new jobs atomically; see Storage.insert."""
         jobs = list(jobs)
-        return self._db.write(lambda conn: insert_jobs(conn, jobs, now))
+        return self._db.write(lambda conn: insert_jobs(conn, jobs, now), op="submit")
 
     def claim(
         self,
@@ -111,6 +114,7 @@ class SqliteStorage:
         return self._db.write(
             lambda conn: _lifecycle.claim_jobs(conn, worker_id, limit, now, lease, queues),
             mark_wait=True,
+            op="claim",
         )
 
     def finish(self, outcomes: Sequence[Outcome], now: datetime) -> list[Transition | None]:
@@ -118,7 +122,13 @@ class SqliteStorage:
         if not outcomes:
             return []
         outcomes = list(outcomes)
-        result = self._db.write(lambda conn: _lifecycle.finish_outcomes(conn, outcomes, now))
+
+        def work(conn: sqlite3.Connection) -> list[Transition | None]:
+            done = _lifecycle.finish_outcomes(conn, outcomes, now)
+            self._label_release(conn, done)
+            return done
+
+        result = self._db.write(work, op="finish")
         self._db.maybe_checkpoint(min_interval=1.0)
         return result
 
@@ -137,14 +147,17 @@ class SqliteStorage:
 
         def work(conn: sqlite3.Connection) -> tuple[list[Transition | None], list[JobRecord]]:
             done = _lifecycle.finish_outcomes(conn, outcomes, now) if outcomes else []
+            self._label_release(conn, done)
             claimed = (
                 _lifecycle.claim_jobs(conn, worker_id, limit, now, lease, queues)
                 if claiming
                 else []
             )
+            if claimed:
+                self._db.label("claim")
             return done, claimed
 
-        result = self._db.write(work, mark_wait=claiming)
+        result = self._db.write(work, mark_wait=claiming, op="finish" if outcomes else None)
         self._db.maybe_checkpoint(min_interval=1.0)
         return result
 
@@ -154,13 +167,22 @@ class SqliteStorage:
         """Renew the leases of held jobs; see Storage.heartbeat."""
         held = dict(held)
         return self._db.write(
-            lambda conn: _lifecycle.renew_leases(conn, worker_id, held, now, lease)
+            lambda conn: _lifecycle.renew_leases(conn, worker_id, held, now, lease),
+            # A crash point at a heartbeat means one that renews a lease.
+            op="heartbeat" if held else None,
         )
 
     def rescue(self, now: datetime, worker_ids: Sequence[str] = ()) -> list[Transition]:
         """Return jobs of dead workers to pending; see Storage.rescue."""
         dead = list(worker_ids)
-        result = self._db.write(lambda conn: _lifecycle.rescue_jobs(conn, now, dead))
+
+        def work(conn: sqlite3.Connection) -> list[Transition]:
+            rescued = _lifecycle.rescue_jobs(conn, now, dead)
+            if rescued:
+                self._db.label("rescue")
+            return rescued
+
+        result = self._db.write(work)
         # Every worker sweeps periodically, which makes this the place to bound the WAL.
         self._db.maybe_checkpoint()
         return result
@@ -168,12 +190,14 @@ class SqliteStorage:
     def cancel(self, job_ids: Sequence[str], now: datetime, reason: str) -> list[Transition]:
         """Cancel jobs, with cascade; see Storage.cancel."""
         ids = list(job_ids)
-        return self._db.write(lambda conn: _lifecycle.cancel_jobs(conn, ids, now, reason))
+        return self._db.write(
+            lambda conn: _lifecycle.cancel_jobs(conn, ids, now, reason), op="cancel"
+        )
 
     def requeue(self, job_ids: Sequence[str], now: datetime) -> list[Transition]:
         """Requeue finished-badly jobs, reviving their dependents; see Storage.requeue."""
         ids = list(job_ids)
-        return self._db.write(lambda conn: requeue_jobs(conn, ids, now))
+        return self._db.write(lambda conn: requeue_jobs(conn, ids, now), op="requeue")
 
     def prune(self, before: datetime, statuses: Sequence[str]) -> int:
         """Delete old jobs in `statuses` that no unfinished job needs; see Storage.prune."""
@@ -184,6 +208,22 @@ class SqliteStorage:
         if deleted:
             self._db.write(vacuum_some)
         return deleted
+
+    def _label_release(self, conn: sqlite3.Connection, done: Sequence[Transition | None]) -> None:
+        """Label a finish that released or cancelled dependents "release" (test-only crash
+        points; costs nothing unless they are set)."""
+        if not self._db.crash_points:
+            return
+        ended = [t.job.id for t in done if t is not None and t.job.status.is_final]
+        if any(t is not None and t.cancelled for t in done) or (
+            ended
+            and conn.execute(
+                "SELECT 1 FROM dependencies WHERE depends_on IN"
+                " (SELECT value FROM json_each(?)) LIMIT 1",
+                (id_list(ended),),
+            ).fetchone()
+        ):
+            self._db.label("release")
 
     # -- jobs: reads -----------------------------------------------------------------------
 
@@ -282,8 +322,9 @@ class SqliteStorage:
     def wait_for_work(self, timeout: float) -> bool:
         """Block up to `timeout` seconds until another commit may have made a job ready.
 
-        Polls PRAGMA data_version (which changes when another connection commits) and this
-        object's own commit count; no write, no file I/O beyond SQLite's shared memory.
+        Sleeps on an inotify watch of the WAL file (Linux; elsewhere short slices) and
+        confirms with PRAGMA data_version (which changes when another connection commits)
+        and this object's own commit count; no write, no table read.
         """
         deadline = time.monotonic() + max(timeout, 0.0)
         mark = self._db.wait_mark
@@ -295,7 +336,14 @@ class SqliteStorage:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            time.sleep(min(POLL_INTERVAL, remaining))
+            if self._waiter.wait(remaining):
+                # The WAL is written before the commit's fsync and becomes visible only
+                # after it: watch closely for a moment instead of waiting for another event.
+                settle = min(deadline, time.monotonic() + SETTLE)
+                while time.monotonic() < settle:
+                    if self._db.change_marker() != current:
+                        break
+                    time.sleep(0.0005)
             latest = self._db.change_marker()
             if latest != current:
                 self._db.wait_mark = latest
@@ -551,6 +599,7 @@ class SqliteStorage:
 
     def close(self) -> None:
         """Close the connection; the object may not be used afterwards."""
+        self._waiter.close()
         self._db.close()
 
 
