@@ -1,0 +1,199 @@
+"""Storing submitted jobs: validation, unique-key deduplication and initial state.
+
+Runs in one transaction. The stored jobs it reads (dependencies, unique-key holders) are
+locked FOR SHARE, so none of them changes state until this transaction commits: a
+dependency cannot fail between the read and the insert and leave a new dependent waiting
+forever, because its cascade then runs after the commit and sees the new job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+import psycopg
+
+from gigq_core.errors import DependencyCycleError, InvalidJobError, UnknownDependencyError
+from gigq_core.memory import find_cycle
+from gigq_core.records import BROKEN_STATUSES, JobRecord, JobStatus, cascade_reason
+from gigq_postgres._rows import JOB_INSERT, job_insert_values
+
+_UNIQUE_HOLDERS = """
+SELECT id, name, status, unique_key FROM jobs
+WHERE unique_key = ANY(%s) AND status IN ('pending', 'running', 'completed')
+ORDER BY seq
+FOR SHARE
+"""
+
+#: (name, status) of a job a new job may depend on.
+_Known = tuple[str, JobStatus]
+
+
+def insert_jobs(
+    conn: psycopg.Connection, jobs: Sequence[JobRecord], now: datetime, attempt: int
+) -> list[str]:
+    """Store `jobs` (the Storage.insert contract); on error the caller rolls back.
+
+    On a retry (`attempt` > 0) the previous try may have committed without its
+    acknowledgement arriving: when the batch's jobs are found stored, created at `now`,
+    their ids are returned instead of refusing them as taken.
+    """
+    if not jobs:
+        return []
+    batch = {job.id: job for job in jobs}
+    if len(batch) != len(jobs):
+        raise InvalidJobError("two jobs in one submit have the same id")
+    taken = conn.execute(
+        "SELECT id, created_at FROM jobs WHERE id = ANY(%s) ORDER BY seq", (list(batch),)
+    ).fetchall()
+    if taken:
+        if attempt > 0 and all(created == now for _, created in taken):
+            return _already_stored(conn, jobs, {job_id for job_id, _ in taken})
+        raise InvalidJobError(f"a job with id '{taken[0][0]}' already exists")
+    known = _known_dependencies(conn, jobs, batch)
+    has_links = any(job.dependencies for job in jobs)
+    cycle = find_cycle({job.id: job.dependencies for job in jobs}) if has_links else None
+    if cycle:
+        _raise_cycle(cycle, batch)
+    alias = _deduplicate(conn, jobs, known)
+    stored = [job for job in jobs if job.id not in alias]
+    edges = {job.id: tuple(alias.get(d, d) for d in job.dependencies) for job in stored}
+    # Deduplication can only join a chain back onto itself in contrived batches; refuse it
+    # rather than store jobs that wait for each other forever.
+    cycle = find_cycle(edges) if has_links and alias else None
+    if cycle:
+        _raise_cycle(cycle, batch)
+    values: dict[str, tuple[object, ...]] = {}
+    for job in _topological(stored, edges) if has_links else stored:
+        deps = edges[job.id]
+        blocked = sum(1 for d in deps if known[d][1] is not JobStatus.COMPLETED)
+        broken = next((d for d in deps if known[d][1] in BROKEN_STATUSES), None)
+        status, error = JobStatus.PENDING, None
+        if broken is not None:
+            name, ended = known[broken]
+            status, error = JobStatus.CANCELLED, cascade_reason(broken, name, ended.value)
+        known[job.id] = (job.name, status)
+        values[job.id] = job_insert_values(
+            job,
+            dependencies=deps,
+            status=status,
+            now=now,
+            blocked=blocked,
+            error=error,
+            cancelled_by=broken,
+        )
+    # Rows go in the order given, so the identity column numbers them in that order.
+    with conn.cursor() as cursor:
+        cursor.executemany(JOB_INSERT, [values[job.id] for job in stored])
+    return [alias.get(job.id, job.id) for job in jobs]
+
+
+def _already_stored(
+    conn: psycopg.Connection, jobs: Sequence[JobRecord], stored: set[str]
+) -> list[str]:
+    """The ids an insert that already committed returned: a deduplicated job's is its
+    key holder's."""
+    keys = [job.unique_key for job in jobs if job.id not in stored and job.unique_key]
+    holders: dict[str, str] = {}
+    if keys:
+        rows = conn.execute(
+            "SELECT unique_key, id, status FROM jobs WHERE unique_key = ANY(%s) ORDER BY seq",
+            (keys,),
+        ).fetchall()
+        for key, job_id, status in rows:
+            if status in ("pending", "running", "completed"):
+                holders[key] = job_id
+    return [
+        job.id if job.id in stored else holders.get(job.unique_key or "", job.id) for job in jobs
+    ]
+
+
+def _known_dependencies(
+    conn: psycopg.Connection, jobs: Sequence[JobRecord], batch: Mapping[str, JobRecord]
+) -> dict[str, _Known]:
+    """Name and status of every stored job the batch depends on (locked until commit);
+    unknown ids raise."""
+    outside = sorted({d for job in jobs for d in job.dependencies if d not in batch})
+    known: dict[str, _Known] = {}
+    if outside:
+        rows = conn.execute(
+            "SELECT id, name, status FROM jobs WHERE id = ANY(%s) ORDER BY id FOR SHARE",
+            (outside,),
+        )
+        known = {job_id: (name, JobStatus(status)) for job_id, name, status in rows}
+    for job in jobs:
+        for dep in job.dependencies:
+            if dep not in batch and dep not in known:
+                raise UnknownDependencyError(f"job '{job.name}' depends on unknown job id '{dep}'")
+    return known
+
+
+def _deduplicate(
+    conn: psycopg.Connection, jobs: Sequence[JobRecord], known: dict[str, _Known]
+) -> dict[str, str]:
+    """New job id -> id of the job holding its unique key, for jobs not to be stored.
+
+    Decided in the order given: a stored job holds its key while pending or running (or
+    completed, for a new job of scope "success"); a later job of the same call with the key
+    of an earlier one deduplicates into it. Holders are added to `known`. Two concurrent
+    submitters of one key meet at the jobs_unique_active index: the later one fails there,
+    retries, and finds the earlier one's job here.
+    """
+    keys = sorted({job.unique_key for job in jobs if job.unique_key is not None})
+    if not keys:
+        return {}
+    active: dict[str, tuple[str, str, JobStatus]] = {}
+    done: dict[str, tuple[str, str, JobStatus]] = {}
+    for job_id, name, status, key in conn.execute(_UNIQUE_HOLDERS, (keys,)):
+        row = (job_id, name, JobStatus(status))
+        if row[2] is JobStatus.COMPLETED:
+            done[key] = row  # rows come oldest first: the newest completed wins
+        else:
+            active[key] = row
+    alias: dict[str, str] = {}
+    claimed: dict[str, str] = {}
+    for job in jobs:
+        key = job.unique_key
+        if key is None:
+            continue
+        holder = active.get(key)
+        if holder is None and job.unique_scope == "success":
+            holder = done.get(key)
+        if holder is not None:
+            alias[job.id] = holder[0]
+            known[holder[0]] = (holder[1], holder[2])
+        elif key in claimed:
+            alias[job.id] = claimed[key]
+        else:
+            claimed[key] = job.id
+    return alias
+
+
+def _raise_cycle(cycle: Sequence[str], batch: Mapping[str, JobRecord]) -> None:
+    names = " -> ".join(f"'{batch[i].name}'" if i in batch else f"'{i}'" for i in cycle)
+    raise DependencyCycleError(f"the dependencies form a cycle: {names}")
+
+
+def _topological(jobs: Sequence[JobRecord], edges: Mapping[str, Sequence[str]]) -> list[JobRecord]:
+    """`jobs` ordered so that each follows the jobs of the list it depends on (stable)."""
+    by_id = {job.id: job for job in jobs}
+    done: set[str] = set()
+    ordered: list[JobRecord] = []
+    for root in jobs:
+        if root.id in done:
+            continue
+        done.add(root.id)
+        stack = [(root, iter(edges[root.id]))]
+        while stack:
+            job, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                ordered.append(job)
+                stack.pop()
+            elif child in by_id and child not in done:
+                done.add(child)
+                stack.append((by_id[child], iter(edges[child])))
+    return ordered
+
+
+__all__ = ["insert_jobs"]
