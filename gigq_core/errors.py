@@ -124,6 +124,13 @@ class BusyError(StorageError):
     exit_code = 75
 
 
+class WorkersLiveError(StorageError):
+    """Workers are using the database; stop them first."""
+
+    # EX_TEMPFAIL, like BusyError: the database is in use; retry once the workers stopped.
+    exit_code = 75
+
+
 class ReadOnlyError(StorageError):
     """The database is read-only."""
 
@@ -168,4 +175,5 @@ __all__ = [
     "StorageUnavailableError",
     "UnknownDependencyError",
     "UserError",
+    "WorkersLiveError",
 ]

@@ -28,7 +28,13 @@ import attrs
 import pluggy
 
 from gigq_core.context import JobContext
-from gigq_core.errors import GigQError
+from gigq_core.errors import (
+    CorruptDatabaseError,
+    GigQError,
+    NotADatabaseError,
+    SchemaVersionError,
+    StorageError,
+)
 from gigq_core.execution import (
     AttemptResult,
     PermanentError,
@@ -155,6 +161,8 @@ class Worker:
         self._pool: ProcessPool | None = None
         self._last_sweep = float("-inf")
         self._last_prune = float("-inf")
+        #: Storage failures in a row (for the back-off).
+        self._trouble = 0
         self._last_tick = float("-inf")
         self._signals = 0
         self._wake_r, self._wake_w = -1, -1
@@ -166,6 +174,16 @@ class Worker:
         """Claim up to `limit` jobs, within the per-queue limits."""
         if limit <= 0:
             return []
+        try:
+            claimed = self._claim_from_storage(limit)
+        except StorageError as err:
+            self._storage_trouble(err)
+            return []
+        self._trouble = 0
+        self._started(claimed)
+        return claimed
+
+    def _claim_from_storage(self, limit: int) -> list[JobRecord]:
         now = self.clock.now()
         claimed: list[JobRecord] = []
         if self.queue_limits:
@@ -184,8 +202,19 @@ class Worker:
                 )
         else:
             claimed = self.storage.claim(self.worker_id, limit, now, self.lease, self.queues)
-        self._started(claimed)
         return claimed
+
+    def _storage_trouble(self, err: StorageError) -> None:
+        """Back off after a storage failure (an outage, a lock held past the deadline);
+        a database that cannot be used at all ends the worker."""
+        if isinstance(err, NotADatabaseError | CorruptDatabaseError | SchemaVersionError):
+            raise err
+        self._trouble += 1
+        pause = min(30.0, 0.5 * 2 ** min(self._trouble - 1, 6))
+        log.warning(
+            "worker %s: storage failed (%s); trying again in %g s", self.worker_id, err, pause
+        )
+        self._stop.wait(pause)
 
     def _started(self, claimed: Sequence[JobRecord]) -> None:
         """Hold newly claimed jobs and fire their start hooks."""
@@ -626,7 +655,11 @@ class Worker:
     def _idle_timeout(self) -> float:
         wait = min(self.polling_interval, 1.0)
         now = self.clock.now()
-        due = self.storage.next_due(now, self.queues)
+        try:
+            due = self.storage.next_due(now, self.queues)
+        except StorageError as err:
+            self._storage_trouble(err)
+            return 0.0
         if due is not None:
             wait = max(0.0, min(wait, (due - now).total_seconds()))
         return wait
