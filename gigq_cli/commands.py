@@ -101,6 +101,7 @@ def submit(
 @click.option("--worker-id", help="Name of this worker (default: host-pid-random).")
 @click.option("--polling-interval", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--once", is_flag=True, help="Process at most one job, then exit.")
+@click.option("--burst", is_flag=True, help="Exit once nothing is running and no job is ready.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=None)
 @click.option(
     "--queue",
@@ -142,6 +143,7 @@ def worker(
     worker_id: str | None,
     polling_interval: float | None,
     once: bool,
+    burst: bool,
     concurrency: int | None,
     queues: tuple[str, ...],
     executor: str | None,
@@ -192,7 +194,7 @@ def worker(
             else:
                 click.echo("Processed one job." if ran else "No job was ready.")
         else:
-            runner.start()
+            runner.start(burst=burst)
     finally:
         runner.close()
         jobs.close()

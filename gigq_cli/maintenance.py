@@ -1,7 +1,8 @@
-"""`gigq doctor` and `gigq backup`: health checks and online copies of a queue.
+"""`gigq doctor`, `gigq backup` and `gigq upgrade`: health checks, online copies and schema
+upgrades of a queue.
 
-Both reach the storage through the port's optional capabilities (`diagnose()`,
-`backup(path)`), so the CLI never imports an adapter.
+They reach the storage through the port's optional capabilities (`diagnose()`,
+`backup(path)`, `upgrade()`), so the CLI never imports an adapter.
 """
 
 from __future__ import annotations
@@ -75,6 +76,27 @@ def backup(obj: CliContext, path: Path) -> None:
         click.echo(f"Backed up to {path} ({size:,} bytes).")
 
 
-COMMANDS = (doctor, backup)
+@click.command()
+@pass_cli
+def upgrade(obj: CliContext) -> None:
+    """Apply schema changes that do not run on open; refused while workers are live.
 
-__all__ = ["COMMANDS", "backup", "doctor"]
+    Additive changes apply whenever GigQ opens a database; the others need this command,
+    with every worker stopped (exit 75 otherwise). Take a `gigq backup` first.
+    """
+    with obj.open_queue(upgrading=True) as queue:
+        run = _capability(queue, "upgrade", "upgrade its schema")
+        report = run()  # type: ignore[operator]
+    if obj.json:
+        fmt.echo_json(report)
+    elif report["applied"]:
+        click.echo(
+            f"Upgraded the schema from version {report['from_version']} to {report['to_version']}."
+        )
+    else:
+        click.echo(f"The schema is up to date (version {report['to_version']}).")
+
+
+COMMANDS = (doctor, backup, upgrade)
+
+__all__ = ["COMMANDS", "backup", "doctor", "upgrade"]

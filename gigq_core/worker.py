@@ -161,6 +161,7 @@ class Worker:
         self._pool: ProcessPool | None = None
         self._last_sweep = float("-inf")
         self._last_prune = float("-inf")
+        self._burst = False
         #: Storage failures in a row (for the back-off).
         self._trouble = 0
         self._last_tick = float("-inf")
@@ -580,9 +581,14 @@ class Worker:
 
     # -- the loop --------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, burst: bool = False) -> None:
         """Run until `stop()` or SIGTERM/SIGINT; then let running jobs finish within the
-        grace period, hand back what is left, and return."""
+        grace period, hand back what is left, and return.
+
+        `burst=True` also returns once nothing is running and no job is ready (jobs
+        scheduled for later are left for another worker), like RQ's burst mode.
+        """
+        self._burst = burst
         self._stop.clear()
         self._signals = 0
         self._wake_r, self._wake_w = os.pipe()
@@ -696,6 +702,9 @@ class Worker:
             if not stopping:
                 self._maybe_sweep()
                 claimed += self._claim(len(pool.idle()) - len(claimed))
+                if self._burst and not claimed and not records and not pool.busy():
+                    log.info("worker %s: nothing left to do (burst)", self.worker_id)
+                    self.stop()
             self._dispatch(pool, claimed, records)
             if claimed:
                 timeout = 0.0  # every free child got a job: more may be ready
@@ -766,6 +775,9 @@ class Worker:
                 futures = {f for f in futures if not f.done()}
                 free = self.concurrency - len(futures)
                 claimed = self._claim(free)
+                if self._burst and not claimed and not futures:
+                    log.info("worker %s: nothing left to do (burst)", self.worker_id)
+                    break
                 for record in claimed:
                     future = pool.submit(self._run_guarded, record)
                     future.add_done_callback(lambda _: self._wake())

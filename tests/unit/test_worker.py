@@ -645,3 +645,15 @@ def test_a_retry_delay_past_the_calendar_does_not_crash_the_worker(queue, worker
     assert worker.process_one() is True
 
     assert status_of(queue, job_id)["status"] != "running"
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("executor", ["inline", "process"])
+def test_burst_start_returns_once_the_queue_is_drained(pm, executor, tmp_path):
+    with JobQueue(str(tmp_path / "jobs.db"), plugin_manager=pm) as queue:
+        ids = queue.submit_many([Job(f"a{i}", jobs.add, {"a": i, "b": 1}) for i in range(5)])
+        later = queue.submit(Job("later", jobs.noop, delay=3600))
+        worker = Worker(queue, executor=executor, concurrency=2, polling_interval=0.1)
+        worker.start(burst=True)
+        assert all(queue.get_status(i)["status"] == "completed" for i in ids)
+        assert queue.get_status(later)["status"] == "pending"  # scheduled: left for later
