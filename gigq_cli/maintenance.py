@@ -1,18 +1,25 @@
-"""`gigq doctor`, `gigq backup` and `gigq upgrade`: health checks, online copies and schema
-upgrades of a queue.
+"""`gigq doctor`, `gigq backup`, `gigq upgrade` and `gigq migrate`: health checks, online
+copies, schema upgrades and moves of a queue to another storage.
 
 They reach the storage through the port's optional capabilities (`diagnose()`,
-`backup(path)`, `upgrade()`), so the CLI never imports an adapter.
+`backup(path)`, `upgrade()`, `export()` / `import_()`), so the CLI never imports an adapter.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from gigq_cli import _format as fmt
 from gigq_cli.main import CliContext, pass_cli
+
+if TYPE_CHECKING:
+    from gigq_core.queue import JobQueue
+    from gigq_core.records import WorkerInfo
 
 #: Exit code of `gigq doctor` when a check failed.
 DOCTOR_FAILED = 1
@@ -97,6 +104,97 @@ def upgrade(obj: CliContext) -> None:
         click.echo(f"The schema is up to date (version {report['to_version']}).")
 
 
-COMMANDS = (doctor, backup, upgrade)
+def _live_workers(queue: JobQueue) -> list[WorkerInfo]:
+    """Workers registered on the queue that heartbeat within the lease, less those of this
+    host whose process is gone (they cannot come back; their jobs are rescued)."""
+    from gigq_cli.admin import _worker_state
 
-__all__ = ["COMMANDS", "backup", "doctor", "upgrade"]
+    now = queue.clock.now()
+    lease = float(queue.settings["lease"])
+    host = socket.gethostname()
+    live = []
+    for info in queue.workers():
+        if _worker_state(info, now, lease) != "live":
+            continue
+        if info.host == host:
+            try:
+                os.kill(info.pid, 0)
+            except ProcessLookupError:
+                continue
+            except PermissionError:
+                pass  # alive, another user's
+        live.append(info)
+    return live
+
+
+def _summary(counts: dict[str, int]) -> str:
+    parts = [
+        fmt.plural(counts["job"], "job"),
+        fmt.plural(counts["execution"], "execution record"),
+        f"{counts['kv']} key-value {'entry' if counts['kv'] == 1 else 'entries'}",
+        fmt.plural(counts["paused"], "paused queue"),
+    ]
+    return f"{', '.join(parts[:-1])} and {parts[-1]}"
+
+
+@click.command()
+@click.option(
+    "--from",
+    "source",
+    metavar="PATH|URL",
+    default=None,
+    help="The queue to copy (default: --db, $GIGQ_DB, else gigq.db).",
+)
+@click.option("--to", "target", metavar="PATH|URL", required=True, help="An empty queue.")
+@pass_cli
+def migrate(obj: CliContext, source: str | None, target: str) -> None:
+    """Copy a whole queue into another storage, e.g. SQLite to PostgreSQL.
+
+    Copies every job as it is (ids, states, attempts, results, dependencies, unique keys,
+    schedules), its execution records, the key-value entries (cron schedules, plugin state)
+    and the paused queues, in one transaction on the target. The source is left unchanged.
+
+    Refused while workers are live on the source (exit 75: stop them first) and when the
+    target already holds jobs (exit 1). Jobs still running under a dead worker's lease are
+    copied as a rescue would leave them (pending again, the attempt counted, "worker lost").
+    """
+    from gigq_core.errors import UserError, WorkersLiveError
+    from gigq_core.queue import JobQueue
+    from gigq_core.records import JobFilter
+    from gigq_core.transfer import refuse_non_empty
+
+    with JobQueue(source or obj.target, plugin_manager=obj.pm, create=False) as origin:
+        export = _capability(origin, "export", "export its jobs")
+        live = _live_workers(origin)
+        if live:
+            shown = ", ".join(f"{w.id} (pid {w.pid} on {w.host})" for w in live[:5])
+            raise WorkersLiveError(
+                f"{fmt.plural(len(live), 'worker')} are live on {origin.target}: {shown}; "
+                "stop them (SIGTERM) and run `gigq migrate` again"
+            )
+        with JobQueue(target, plugin_manager=obj.pm, create=True) as copy:
+            if copy.target == origin.target:
+                raise UserError(f"the source and the target are the same queue ({copy.target})")
+            import_ = _capability(copy, "import_", "import jobs")
+            refuse_non_empty(copy.target, sum(copy.storage.count(JobFilter()).values()))
+            counts = import_(export(), copy.clock.now())  # type: ignore[operator]
+            report = {"from": origin.target, "to": copy.target, "counts": counts}
+    if obj.json:
+        fmt.echo_json(report)
+        return
+    click.echo(f"Copied {_summary(counts)} from {report['from']} to {report['to']}.")
+    if counts["lost"]:
+        click.echo(
+            f"{fmt.plural(counts['lost'], 'job')} still running under a dead worker's lease "
+            "arrived as a rescue leaves them: pending again (or failed when no attempt was "
+            'left), the attempt counted, "worker lost".'
+        )
+    click.echo(
+        f"The source is unchanged. Start workers on {report['to']}; keep the source as a "
+        "backup or delete it."
+    )
+
+
+COMMANDS = (doctor, backup, upgrade, migrate)
+
+__all__ = ["COMMANDS", "backup", "doctor", "migrate", "upgrade"]

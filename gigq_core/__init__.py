@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         StorageUnavailableError,
         UnknownDependencyError,
         UserError,
+        WorkersLiveError,
     )
     from gigq_core.hookspecs import hookimpl
     from gigq_core.jobs import Job
@@ -88,6 +89,7 @@ _LAZY = {
     "TaskWrapper": "gigq_core.tasks",
     "UnknownDependencyError": "gigq_core.errors",
     "UserError": "gigq_core.errors",
+    "WorkersLiveError": "gigq_core.errors",
     "Worker": "gigq_core.worker",
     "WorkerInfo": "gigq_core.records",
     "Workflow": "gigq_core.workflow",
@@ -153,6 +155,7 @@ __all__ = [
     "UserError",
     "Worker",
     "WorkerInfo",
+    "WorkersLiveError",
     "Workflow",
     "close_connections",
     "current_job",

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
@@ -27,6 +27,7 @@ from gigq_core.records import (
     WorkflowInfo,
     cascade_reason,
 )
+from gigq_core.transfer import export_stream, plan_import, refuse_non_empty
 
 _ACTIVE = (JobStatus.PENDING, JobStatus.RUNNING)
 
@@ -687,6 +688,46 @@ class MemoryStorage:
     def kv_items(self, namespace: str) -> dict[str, str]:
         with self._lock:
             return {k: v for (ns, k), v in sorted(self._kv.items()) if ns == namespace}
+
+    # -- capabilities ------------------------------------------------------------------------
+
+    def export(self) -> Iterator[dict[str, Any]]:
+        """The store as a stream of JSON-able items (see gigq_core.transfer), from one
+        snapshot taken when the iteration starts."""
+        with self._lock:
+            jobs = sorted(self._jobs.values(), key=lambda j: j.seq)
+            rows = [
+                (j, self._cancelled_by.get(j.id), tuple(self._executions.get(j.id, ())))
+                for j in jobs
+            ]
+            kv = [(ns, key, value) for (ns, key), value in sorted(self._kv.items())]
+            paused = sorted(self._paused)
+        yield from export_stream(rows, kv, paused)
+
+    def import_(
+        self, items: Iterable[Mapping[str, Any]], now: datetime | None = None
+    ) -> dict[str, int]:
+        """Store an export exactly, atomically, into this empty store; counts per kind.
+
+        Refused (TransferError) when the store holds any job. Running jobs are imported as
+        a rescue at `now` (default: the current time) leaves them (see gigq_core.transfer).
+        """
+        plan = plan_import(items, now or datetime.now(UTC))
+        with self._lock:
+            refuse_non_empty(self.url, len(self._jobs))
+            for planned in plan.jobs:
+                job = planned.record
+                self._jobs[job.id] = job
+                if planned.cancelled_by is not None:
+                    self._cancelled_by[job.id] = planned.cancelled_by
+                self._seq = max(self._seq, job.seq)
+            for execution in plan.executions:
+                self._executions.setdefault(execution.job_id, []).append(execution)
+            for namespace, key, value in plan.kv:
+                self._kv[(namespace, key)] = value
+            self._paused.update(plan.paused)
+            self._changed()
+        return plan.counts()
 
     def close(self) -> None:
         """Nothing to release: the store lives as long as the process (per name)."""

@@ -31,6 +31,12 @@ class Storage(Protocol):
     needs the time takes it from the caller (`now`, an aware UTC datetime), so a fake clock
     drives the storage in tests. Unknown ids are never an error unless a method says so.
     Lifecycle rules (what state may follow what) live here, as conditional writes.
+
+    Optional capabilities, not part of the protocol (callers look them up with getattr):
+    `diagnose()` (checks for `gigq doctor`), `backup(path)`, `upgrade()`, and `export()` /
+    `import_(items, now=None)`: the whole queue as a stream of JSON-able items, and storing
+    such a stream exactly into an empty store in one transaction (`gigq migrate`; the item
+    format and the rules are in gigq_core.transfer).
     """
 
     #: The URL or path this storage was opened from, for messages.

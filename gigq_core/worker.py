@@ -29,9 +29,12 @@ import pluggy
 
 from gigq_core.context import JobContext
 from gigq_core.errors import (
+    ConfigError,
     CorruptDatabaseError,
     GigQError,
     NotADatabaseError,
+    PermissionDeniedError,
+    ReadOnlyError,
     SchemaVersionError,
     StorageError,
 )
@@ -153,6 +156,7 @@ class Worker:
         #: Most jobs of one queue running at once in this worker.
         self.queue_limits: dict[str, int] = limits
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._check_permissions()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         #: The attempts this worker holds, by token (one job may be held twice for a moment:
@@ -168,6 +172,14 @@ class Worker:
         self._signals = 0
         self._wake_r, self._wake_w = -1, -1
         self._beat_thread: _Heartbeat | None = None
+
+    def _check_permissions(self) -> None:
+        """Refuse a database others may write (RELIABILITY.md D9), unless allowed."""
+        problem = getattr(self.storage, "permission_problem", None)
+        if callable(problem) and not self.settings["allow_insecure_permissions"]:
+            message = problem()
+            if message:
+                raise ConfigError(f"refusing to run jobs: {message}")
 
     # -- claiming and reporting (both executors) -----------------------------------------
 
@@ -208,8 +220,15 @@ class Worker:
     def _storage_trouble(self, err: StorageError) -> None:
         """Back off after a storage failure (an outage, a lock held past the deadline);
         a database that cannot be used at all ends the worker."""
-        if isinstance(err, NotADatabaseError | CorruptDatabaseError | SchemaVersionError):
-            raise err
+        if isinstance(
+            err,
+            NotADatabaseError
+            | CorruptDatabaseError
+            | SchemaVersionError
+            | ReadOnlyError
+            | PermissionDeniedError,
+        ):
+            raise err  # waiting cannot mend these
         self._trouble += 1
         pause = min(30.0, 0.5 * 2 ** min(self._trouble - 1, 6))
         log.warning(

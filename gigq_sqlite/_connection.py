@@ -77,12 +77,15 @@ class Settings:
     busy_timeout: float = 30.0
     #: Bytes the WAL is truncated to after a checkpoint.
     journal_size_limit: int = 64 * _MIB
-    #: WAL size in bytes past which a maintenance call checkpoints.
-    checkpoint_threshold: int = 64 * _MIB
+    #: WAL size in bytes past which a maintenance call checkpoints (half the 64 MB bound on
+    #: the WAL: writes go on between two checks).
+    checkpoint_threshold: int = 32 * _MIB
     #: Create a missing database file.
     create: bool = True
     #: Open with `mode=ro`.
     read_only: bool = False
+    #: Open for `upgrade` even when a non-additive migration is pending.
+    upgrading: bool = False
 
 
 class Database:
@@ -131,7 +134,7 @@ class Database:
             raise translate(err, path) from err
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(settings.busy_timeout * 1000)}")
-            ensure_schema(conn, path, read_only=settings.read_only)
+            ensure_schema(conn, path, read_only=settings.read_only, upgrading=settings.upgrading)
             if not settings.read_only:
                 conn.execute("PRAGMA journal_mode = WAL").fetchall()
             synchronous = "FULL" if settings.durability == "full" else "NORMAL"
@@ -295,14 +298,21 @@ class Database:
             return False
         if size <= self.settings.checkpoint_threshold:
             return False
-        with self.locked() as conn:
-            # A pinned reader makes TRUNCATE wait; bound that wait instead of stalling every
-            # thread of this process for the whole busy timeout.
-            conn.execute("PRAGMA busy_timeout = 1000")
-            try:
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-            finally:
-                conn.execute(f"PRAGMA busy_timeout = {int(self.settings.busy_timeout * 1000)}")
+        try:
+            with self.locked() as conn:
+                # A pinned reader makes TRUNCATE wait; bound that wait instead of stalling
+                # every thread of this process for the whole busy timeout.
+                conn.execute("PRAGMA busy_timeout = 1000")
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                finally:
+                    # Back to the short slices of _connect, not the full busy timeout.
+                    conn.execute(f"PRAGMA busy_timeout = {_LOCK_SLICE_MS}")
+        except StorageError as err:
+            # The write that called this has committed: a failed checkpoint must not make it
+            # look failed (its caller would retry it). The next check tries again.
+            logger.warning("checkpoint of %s failed: %s", self.path, err)
+            return False
         return True
 
 

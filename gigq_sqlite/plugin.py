@@ -59,9 +59,10 @@ def open_sqlite(url: str, options: dict[str, Any]) -> SqliteStorage | None:
         durability=durability,
         busy_timeout=_number(options, "busy_timeout", 30.0),
         journal_size_limit=int(_number(options, "journal_size_limit", 64 * _MIB)),
-        checkpoint_threshold=int(_number(options, "checkpoint_threshold", 64 * _MIB)),
+        checkpoint_threshold=int(_number(options, "checkpoint_threshold", 32 * _MIB)),
         create=_flag(options, "create", True),
         read_only=_flag(options, "read_only", False),
+        upgrading=_flag(options, "upgrading", False),
     )
 
 

@@ -144,6 +144,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 #: The version this code writes and understands.
 SCHEMA_VERSION = len(MIGRATIONS)
 
+#: Versions (numbered as MIGRATIONS) whose migration is not additive: it rewrites or drops
+#: something an older GigQ still running would rely on. Those never run on open, only through
+#: `gigq upgrade` (SqliteStorage.upgrade), which refuses while workers are live. None yet.
+NON_ADDITIVE: frozenset[int] = frozenset()
+
 
 def check_sqlite_version() -> None:
     """Refuse an SQLite library older than MIN_SQLITE_VERSION."""
@@ -154,11 +159,15 @@ def check_sqlite_version() -> None:
         )
 
 
-def ensure_schema(conn: sqlite3.Connection, path: str, *, read_only: bool) -> None:
+def ensure_schema(
+    conn: sqlite3.Connection, path: str, *, read_only: bool, upgrading: bool = False
+) -> None:
     """Validate the database at `path` and bring its schema up to date.
 
-    A new (empty) database is created; an older GigQ schema is migrated; a newer one raises
-    SchemaVersionError and a foreign file NotADatabaseError, both without writing anything.
+    A new (empty) database is created; an older GigQ schema gets its additive migrations; a
+    newer one raises SchemaVersionError and a foreign file NotADatabaseError, both without
+    writing anything. A pending non-additive migration raises SchemaVersionError (run
+    `gigq upgrade`) unless `upgrading`, which opens the database for `upgrade` alone.
     SQLite itself reads the file, so a non-database raises sqlite3.DatabaseError here.
     """
     state = _inspect(conn)
@@ -174,7 +183,36 @@ def ensure_schema(conn: sqlite3.Connection, path: str, *, read_only: bool) -> No
                 f"database {path} has schema version {state[2]} and needs upgrading to "
                 f"{SCHEMA_VERSION}; open it once without read_only"
             )
-        _migrate(conn, path)
+        _migrate(conn, path, additive_target(state[2]))
+        state = _inspect(conn)
+    if state[2] < SCHEMA_VERSION and not upgrading:
+        raise SchemaVersionError(
+            f"database {path} has schema version {state[2]} and this GigQ needs "
+            f"{SCHEMA_VERSION}, a change that is not additive: stop the workers and run "
+            "`gigq upgrade` (take a `gigq backup` first)"
+        )
+
+
+def additive_target(version: int) -> int:
+    """The version the additive migrations alone bring a database of `version` to."""
+    target = version
+    while target < SCHEMA_VERSION and target + 1 not in NON_ADDITIVE:
+        target += 1
+    return target
+
+
+def upgrade_schema(conn: sqlite3.Connection, path: str) -> list[int]:
+    """Apply every pending migration, in the caller's BEGIN IMMEDIATE transaction; returns
+    the versions applied."""
+    state = _inspect(conn)
+    _check_known(state, path)
+    applied = list(range(state[2] + 1, SCHEMA_VERSION + 1))
+    for version in applied:
+        for statement in MIGRATIONS[version - 1]:
+            conn.execute(statement)
+    if applied:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    return applied
 
 
 def _inspect(conn: sqlite3.Connection) -> tuple[int, int, int]:
@@ -218,15 +256,20 @@ def _create(conn: sqlite3.Connection) -> None:
         raise
 
 
-def _migrate(conn: sqlite3.Connection, path: str) -> None:
+def _migrate(conn: sqlite3.Connection, path: str, target: int) -> None:
+    """Apply the migrations up to version `target` (additive ones only: see NON_ADDITIVE)."""
+    if target <= _inspect(conn)[2]:
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
         state = _inspect(conn)
         _check_known(state, path)
-        for version in range(state[2], SCHEMA_VERSION):
+        # Another process may have migrated while we waited for the lock.
+        for version in range(state[2], max(target, state[2])):
             for statement in MIGRATIONS[version]:
                 conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        if target > state[2]:
+            conn.execute(f"PRAGMA user_version = {target}")
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -238,7 +281,10 @@ __all__ = [
     "APPLICATION_ID",
     "MIGRATIONS",
     "MIN_SQLITE_VERSION",
+    "NON_ADDITIVE",
     "SCHEMA_VERSION",
+    "additive_target",
     "check_sqlite_version",
     "ensure_schema",
+    "upgrade_schema",
 ]

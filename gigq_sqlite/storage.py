@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import platform
+import socket
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from gigq_core.errors import UserError
+from gigq_core.errors import UserError, WorkersLiveError
 from gigq_core.records import (
     Execution,
     HeartbeatReply,
@@ -47,10 +48,14 @@ from gigq_sqlite._rows import (
     worker_values,
 )
 from gigq_sqlite._wake import WalWaiter
-from gigq_sqlite.schema import SCHEMA_VERSION
+from gigq_sqlite.schema import SCHEMA_VERSION, upgrade_schema
 
 _ORDERS = {"newest": "seq DESC", "oldest": "seq", "priority": "priority DESC, seq"}
 
+
+#: A registered worker that heartbeat within this many seconds counts as live for `upgrade`
+#: (twice the default lease; a worker of this host whose process is gone never counts).
+LIVE_WORKER_WINDOW = 60.0
 
 #: Seconds wait_for_work watches closely after the WAL changed, for the commit to show.
 SETTLE = 0.05
@@ -71,9 +76,10 @@ class SqliteStorage:
         durability: str = "full",
         busy_timeout: float = 30.0,
         journal_size_limit: int = 64 * 1024 * 1024,
-        checkpoint_threshold: int = 64 * 1024 * 1024,
+        checkpoint_threshold: int = 32 * 1024 * 1024,
         create: bool = True,
         read_only: bool = False,
+        upgrading: bool = False,
     ) -> None:
         self.path = os.fspath(path)
         self.url = url or self.path
@@ -87,6 +93,7 @@ class SqliteStorage:
                 checkpoint_threshold=checkpoint_threshold,
                 create=create,
                 read_only=read_only,
+                upgrading=upgrading,
             )
         )
 
@@ -98,7 +105,11 @@ class SqliteStorage:
     def insert(self, jobs: Sequence[JobRecord], now: datetime) -> list[str]:
         """Store new jobs atomically; see Storage.insert."""
         jobs = list(jobs)
-        return self._db.write(lambda conn: insert_jobs(conn, jobs, now), op="submit")
+        ids = self._db.write(lambda conn: insert_jobs(conn, jobs, now), op="submit")
+        # Submitters bound the WAL too: with many of them and busy workers, the sweep alone
+        # would check too rarely to keep it under 64 MB (a stat() a second, no more).
+        self._db.maybe_checkpoint(min_interval=1.0)
+        return ids
 
     def claim(
         self,
@@ -436,6 +447,41 @@ class SqliteStorage:
             finally:
                 copy.close()
 
+    def upgrade(self) -> dict[str, Any]:
+        """Apply the schema migrations that do not run on open (the non-additive ones), in
+        one transaction; refused with WorkersLiveError while workers are live (even when
+        there is nothing to apply, so the answer never depends on the version). Returns
+        `from_version`, `to_version` and `applied` (the versions migrated to)."""
+
+        def work(conn: sqlite3.Connection) -> dict[str, Any]:
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            live = _live_workers(load_workers(conn, None), time.time())
+            if live:
+                shown = ", ".join(f"{w.id} (pid {w.pid} on {w.host})" for w in live[:5])
+                raise WorkersLiveError(
+                    f"{len(live)} worker(s) are live on {self.path}: {shown}; stop them "
+                    "(SIGTERM), then run `gigq upgrade` again"
+                )
+            applied = upgrade_schema(conn, self.path)
+            return {"from_version": version, "to_version": SCHEMA_VERSION, "applied": applied}
+
+        return self._db.write(work)
+
+    def permission_problem(self) -> str | None:
+        """Why the database file is unsafe to run jobs from (writable by group or others:
+        anyone who can write it can make workers run functions), or None (D9)."""
+        try:
+            mode = os.stat(self.path).st_mode & 0o777
+        except OSError:
+            return None
+        if mode & 0o022:
+            return (
+                f"{self.path} is writable by group or others ({oct(mode)}), so they could "
+                f"make workers run any allowed function: chmod 600 {self.path}, or set "
+                "allow_insecure_permissions"
+            )
+        return None
+
     def diagnose(self) -> list[dict[str, Any]]:
         """Checks for `gigq doctor`: dicts with `check`, `level` ("ok", "warn" or "fail"),
         `ok`, `detail` and `fix` (one line, empty when there is nothing to do)."""
@@ -597,10 +643,46 @@ class SqliteStorage:
             ),
         ]
 
+    def export(self) -> Iterator[dict[str, Any]]:
+        """The queue as a stream of JSON-able items (gigq_core.transfer), from one snapshot."""
+        from gigq_sqlite._export import export_items
+
+        return export_items(self.path, self._db.settings.busy_timeout)
+
+    def import_(
+        self, items: Iterable[Mapping[str, Any]], now: datetime | None = None
+    ) -> dict[str, int]:
+        """Store an export exactly, in one transaction, into this empty queue; counts per
+        kind. Refused (TransferError) when it holds any job; running jobs arrive as a rescue
+        at `now` (default: the current time) leaves them. See gigq_sqlite._export."""
+        from gigq_sqlite._export import import_items
+
+        return import_items(self._db, self.url, items, now)
+
     def close(self) -> None:
         """Close the connection; the object may not be used afterwards."""
         self._waiter.close()
         self._db.close()
+
+
+def _live_workers(workers: Sequence[WorkerInfo], now: float) -> list[WorkerInfo]:
+    """Registered workers that heartbeat recently, less those of this host that are gone."""
+    host = socket.gethostname()
+    live = []
+    for worker in workers:
+        if worker.stopped_at is not None:
+            continue
+        if now - worker.last_heartbeat.timestamp() > LIVE_WORKER_WINDOW:
+            continue
+        if worker.host == host:
+            try:
+                os.kill(worker.pid, 0)
+            except ProcessLookupError:
+                continue
+            except PermissionError:
+                pass  # alive, another user's
+        live.append(worker)
+    return live
 
 
 def _check(name: str, level: str, detail: str, fix: str = "") -> dict[str, Any]:

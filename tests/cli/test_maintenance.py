@@ -74,3 +74,15 @@ def test_backup_copies_every_job_and_refuses_to_overwrite(gigq, queue, pm, tmp_p
         assert sorted(j["id"] for j in copy.list_jobs()) == sorted(ids)
         assert copy.stats()["completed"] == 1
     assert_user_error(gigq("backup", str(target)), 1, "already exists")
+
+
+def test_a_worker_refuses_a_database_others_can_write(gigq, queue, db):
+    submit(queue)
+    Path(db).chmod(0o666)
+    result = gigq("worker", "--once", "--executor", "inline")
+    assert_user_error(result, 78, "writable by group or others")
+    allowed = gigq(
+        "worker", "--once", "--executor", "inline",
+        env={"GIGQ_ALLOW_INSECURE_PERMISSIONS": "1"},
+    )  # fmt: skip
+    assert allowed.exit_code == 0, allowed.output

@@ -62,5 +62,5 @@ def test_every_builtin_command_is_registered(pm: pluggy.PluginManager) -> None:
     cli = create_cli(pm)
     assert set(cli.commands) == {
         "submit", "list", "status", "cancel", "requeue", "worker", "clear", "queue", "stats",
-        "workers", "wait", "plugins", "workflow", "doctor", "backup",
+        "workers", "wait", "plugins", "workflow", "doctor", "backup", "upgrade", "migrate",
     }  # fmt: skip

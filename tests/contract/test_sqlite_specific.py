@@ -338,10 +338,21 @@ def test_a_full_disk_is_disk_full_error_and_loses_nothing(
 
 def test_rescue_truncates_a_wal_past_the_threshold(db_path: Path, clock: FakeClock) -> None:
     storage = SqliteStorage(db_path, checkpoint_threshold=1024)
+    writer = SqliteStorage(db_path)  # the default threshold: its insert leaves the WAL be
     try:
-        storage.insert([make_job(clock.now()) for _ in range(50)], clock.now())
+        writer.insert([make_job(clock.now()) for _ in range(50)], clock.now())
         assert os.path.getsize(f"{db_path}-wal") > 1024
         storage.rescue(clock.now())
+        assert os.path.getsize(f"{db_path}-wal") == 0
+    finally:
+        writer.close()
+        storage.close()
+
+
+def test_a_submit_truncates_a_wal_past_the_threshold(db_path: Path, clock: FakeClock) -> None:
+    storage = SqliteStorage(db_path, checkpoint_threshold=1024)
+    try:
+        storage.insert([make_job(clock.now()) for _ in range(50)], clock.now())
         assert os.path.getsize(f"{db_path}-wal") == 0
     finally:
         storage.close()

@@ -69,9 +69,11 @@ def start_worker(
     grace: float | None = None,
     polling_interval: float = 0.5,
     log_level: str = "INFO",
+    env: dict[str, str] | None = None,
 ) -> WorkerProcess:
     """Start `python -m gigq_cli --db DB worker` with the test lease, heartbeat and sweep;
-    its stderr goes to LOG_DIR/WORKER_ID.log (a file, so a chatty worker never blocks)."""
+    its stderr goes to LOG_DIR/WORKER_ID.log (a file, so a chatty worker never blocks);
+    `env` adds environment variables (e.g. GIGQ_TEST_CRASH)."""
     command = [
         sys.executable, "-m", "gigq_cli", "--db", str(db), "worker",
         "--worker-id", worker_id,
@@ -88,7 +90,7 @@ def start_worker(
         process = subprocess.Popen(
             command,
             cwd=ROOT,
-            env=environment(),
+            env=environment(**(env or {})),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=err,
@@ -205,10 +207,17 @@ class Fleet:
         self.workers.append(worker)
         return worker
 
-    def spawn(self, command: Sequence[str]) -> subprocess.Popen[bytes]:
-        """Start another process (a submitter) in its own session, from the project root."""
+    def spawn(
+        self, command: Sequence[str], env: dict[str, str] | None = None, **options: Any
+    ) -> subprocess.Popen[bytes]:
+        """Start another process (a submitter) in its own session, from the project root;
+        `env` adds environment variables, `options` go to Popen."""
         process = subprocess.Popen(
-            list(command), cwd=ROOT, env=environment(), start_new_session=True
+            list(command),
+            cwd=ROOT,
+            env=environment(**(env or {})),
+            start_new_session=True,
+            **options,
         )
         self.others.append(process)
         return process
@@ -279,6 +288,13 @@ def status_counts(db: str | Path) -> dict[str, int]:
     """Jobs per status."""
     with read_only(db) as conn:
         return dict(conn.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall())
+
+
+def is_registered(db: str | Path, worker_id: str) -> bool:
+    """True once the worker has registered (it has installed its signal handlers by then)."""
+    with read_only(db) as conn:
+        row = conn.execute("SELECT 1 FROM workers WHERE id = ?", (worker_id,)).fetchone()
+        return row is not None
 
 
 def running_workers(db: str | Path) -> set[str]:
@@ -487,6 +503,7 @@ __all__ = [
     "environment",
     "executions",
     "is_alive",
+    "is_registered",
     "job_row",
     "kill",
     "kill_session",

@@ -10,7 +10,7 @@ import subprocess
 import time
 from typing import Any
 
-from gigq import current_job
+from gigq import Abort, current_job
 
 
 def record(ledger: str) -> dict[str, Any]:
@@ -66,3 +66,19 @@ def kill_own_worker(ledger: str) -> None:
     record(ledger)
     os.kill(os.getppid(), signal.SIGKILL)
     time.sleep(10)  # never report: the supervisor is gone
+
+
+def fail_first(ledger: str, marker: str) -> dict[str, Any]:
+    """Raise (a retryable error) on the first run, creating `marker`; succeed afterwards."""
+    execution = record(ledger)
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        return execution
+    raise RuntimeError("first run fails")
+
+
+def always_abort(ledger: str) -> None:
+    """Fail at once, without retry (gigq.Abort)."""
+    record(ledger)
+    raise Abort("this job always aborts")

@@ -15,6 +15,7 @@ from tests.process._harness import (
     WorkerProcess,
     all_final,
     chaos_job,
+    is_registered,
     kill,
     ledger_check,
     running_workers,
@@ -65,6 +66,13 @@ def test_chaos_sigkill(tmp_path: Path) -> None:
                 live[worker.worker_id] = worker
         # Let the survivors show they are healthy before stopping them.
         wait_until(lambda: not running_workers(db), 10, "no job running")
+        # A replacement SIGTERMed before its interpreter installed the handler would die of
+        # the signal (-15): stop each only once it has registered.
+        wait_until(
+            lambda: all(is_registered(db, worker_id) for worker_id in live),
+            30,
+            "every live worker registered",
+        )
         codes = {worker_id: stop(worker) for worker_id, worker in live.items()}
     assert set(codes.values()) == {0}, codes
     ledger_check(

@@ -14,7 +14,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import psycopg
@@ -166,6 +166,18 @@ class Database:
         for conn in [*idle, *([listener] if listener is not None else [])]:
             with contextlib.suppress(psycopg.Error):
                 conn.close()
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection, held for work that spans many statements and cannot be
+        retried as one unit (an export's snapshot); psycopg errors are translated."""
+        conn = self._acquire()
+        try:
+            yield conn
+        except psycopg.Error as err:
+            raise translate(err, self.url) from err
+        finally:
+            self._release(conn)
 
     # -- transactions ----------------------------------------------------------------------
 

@@ -3,8 +3,8 @@ hosts."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -20,8 +20,10 @@ from gigq_core.records import (
     WorkerInfo,
     WorkflowInfo,
 )
+from gigq_core.transfer import plan_import
 from gigq_postgres import _lifecycle
 from gigq_postgres._connection import Database
+from gigq_postgres._export import export_items, import_plan
 from gigq_postgres._insert import insert_jobs
 from gigq_postgres._options import Settings
 from gigq_postgres._queries import (
@@ -409,6 +411,26 @@ class PostgresStorage:
                     "server's clock (no worker sweeping, or clocks apart)",
                 ),
             ]
+
+        return self._db.run(work)
+
+    def export(self) -> Iterator[dict[str, Any]]:
+        """The queue as a stream of JSON-able items (gigq_core.transfer), from one
+        REPEATABLE READ snapshot."""
+        return export_items(self._db)
+
+    def import_(
+        self, items: Iterable[Mapping[str, Any]], now: datetime | None = None
+    ) -> dict[str, int]:
+        """Store an export exactly, in one transaction, into this empty schema; counts per
+        kind. Refused (TransferError) when it holds any job; running jobs arrive as a rescue
+        at `now` (default: the current time) leaves them. Workers waiting are woken."""
+        plan = plan_import(items, now or datetime.now(UTC))
+
+        def work(conn: psycopg.Connection, attempt: int) -> dict[str, int]:
+            counts = import_plan(conn, self.url, plan, attempt)
+            self._db.notify(conn)
+            return counts
 
         return self._db.run(work)
 

@@ -1,0 +1,2 @@
+"""RELIABILITY.md's tests that had no home yet (fast tier), and the slow tier runner:
+`python -m tests.reliability --tier slow`."""
