@@ -128,6 +128,7 @@ class Worker:
         #: Heartbeats go through their own connection where the storage has connections,
         #: so a renewal never queues behind this process's own slow write.
         self.heartbeat_storage = self.storage
+        self.watch_storage = self.storage
         self.hooks = self.queue.hooks
         self.clock = self.queue.clock
         self.serializer = self.queue.serializer
@@ -637,6 +638,9 @@ class Worker:
         beat = _Heartbeat(self)
         watcher = _Watcher(self)
         self.heartbeat_storage = self._second_storage()
+        # The watcher waits on a handle of its own too: its checks never queue behind (or
+        # hold up) the loop's claims and reports.
+        self.watch_storage = self._second_storage()
         try:
             if self.executor == "process":
                 pool = ProcessPool(
@@ -666,9 +670,10 @@ class Worker:
             watcher.stop()
             beat.stop()
             self.storage.deregister_worker(self.worker_id, self.clock.now())
-            if self.heartbeat_storage is not self.storage:
-                self.heartbeat_storage.close()
-                self.heartbeat_storage = self.storage
+            for extra in {id(s): s for s in (self.heartbeat_storage, self.watch_storage)}.values():
+                if extra is not self.storage:
+                    extra.close()
+            self.heartbeat_storage = self.watch_storage = self.storage
             for fd in (self._wake_r, self._wake_w):
                 os.close(fd)
             self._wake_r = self._wake_w = -1
@@ -905,7 +910,7 @@ class _Watcher(threading.Thread):
     def run(self) -> None:
         while not self.done.is_set():
             try:
-                changed = self.worker.storage.wait_for_work(0.25)
+                changed = self.worker.watch_storage.wait_for_work(0.25)
             except GigQError:
                 changed = False
                 self.done.wait(0.5)

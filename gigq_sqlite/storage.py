@@ -354,7 +354,7 @@ class SqliteStorage:
                 while time.monotonic() < settle:
                     if self._db.change_marker() != current:
                         break
-                    time.sleep(0.0005)
+                    time.sleep(0.002)
             latest = self._db.change_marker()
             if latest != current:
                 self._db.wait_mark = latest
