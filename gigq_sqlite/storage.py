@@ -572,7 +572,11 @@ class SqliteStorage:
                 if synchronous == 2
                 else "set durability=full unless you chose speed over power-loss safety",
             ),
-            _check("busy timeout", "ok", f"{busy_ms / 1000:g} s"),
+            _check(
+                "busy timeout",
+                "ok",
+                f"{self._db.settings.busy_timeout:g} s (waits retried in {busy_ms} ms slices)",
+            ),
             _check(
                 "journal size limit",
                 "ok" if limit >= 0 else "warn",
