@@ -159,6 +159,8 @@ class Worker:
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._check_permissions()
         self._stop = threading.Event()
+        #: Set while the loop could start another job now (a free child or thread).
+        self._idle = threading.Event()
         self._lock = threading.Lock()
         #: The attempts this worker holds, by token (one job may be held twice for a moment:
         #: a rescued attempt still running here and its new attempt).
@@ -730,6 +732,12 @@ class Worker:
                     log.info("worker %s: nothing left to do (burst)", self.worker_id)
                     self.stop()
             self._dispatch(pool, claimed, records)
+            # The watcher only watches while a child is free to take new work: while every
+            # child is busy, finished attempts wake the loop through their pipes anyway.
+            if pool.idle() and not stopping:
+                self._idle.set()
+            else:
+                self._idle.clear()
             if claimed:
                 timeout = 0.0  # every free child got a job: more may be ready
             elif pool.busy():
@@ -799,6 +807,10 @@ class Worker:
                 futures = {f for f in futures if not f.done()}
                 free = self.concurrency - len(futures)
                 claimed = self._claim(free)
+                if len(claimed) < free:
+                    self._idle.set()
+                else:
+                    self._idle.clear()
                 if self._burst and not claimed and not futures:
                     log.info("worker %s: nothing left to do (burst)", self.worker_id)
                     break
@@ -909,6 +921,8 @@ class _Watcher(threading.Thread):
 
     def run(self) -> None:
         while not self.done.is_set():
+            if not self.worker._idle.wait(0.25):
+                continue
             try:
                 changed = self.worker.watch_storage.wait_for_work(0.25)
             except GigQError:
