@@ -148,6 +148,16 @@ def stop(worker: WorkerProcess | subprocess.Popen[bytes], bound: float = 15.0) -
     """SIGTERM, then SIGKILL if it has not exited within `bound` seconds; then kill
     whatever is left of its session (orphaned pool children). Returns the exit code."""
     process = worker.process if isinstance(worker, WorkerProcess) else worker
+    if isinstance(worker, WorkerProcess):
+        # A worker SIGTERMed before its interpreter installed the handler dies of the signal
+        # (-15) instead of shutting down: wait (bounded) until it says it started.
+        deadline = time.monotonic() + bound
+        while (
+            process.poll() is None
+            and " started (" not in worker.stderr()
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(signal.SIGTERM)
