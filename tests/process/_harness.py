@@ -150,11 +150,11 @@ def stop(worker: WorkerProcess | subprocess.Popen[bytes], bound: float = 15.0) -
     process = worker.process if isinstance(worker, WorkerProcess) else worker
     if isinstance(worker, WorkerProcess):
         # A worker SIGTERMed before its interpreter installed the handler dies of the signal
-        # (-15) instead of shutting down: wait (bounded) until it says it started.
+        # (-15) instead of shutting down: wait (bounded) until it catches SIGTERM.
         deadline = time.monotonic() + bound
         while (
             process.poll() is None
-            and " started (" not in worker.stderr()
+            and not _catches_sigterm(process.pid)
             and time.monotonic() < deadline
         ):
             time.sleep(0.05)
@@ -162,6 +162,18 @@ def stop(worker: WorkerProcess | subprocess.Popen[bytes], bound: float = 15.0) -
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(signal.SIGTERM)
     return _reap(process, bound)
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """True once the process has a SIGTERM handler (Linux: SigCgt in /proc/PID/status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True  # gone, or not Linux: nothing to wait for
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    return True
 
 
 def _reap(process: subprocess.Popen[bytes], bound: float) -> int | None:
