@@ -8,13 +8,11 @@ transition is committed, in the process that committed it.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
 if TYPE_CHECKING:
-    import click
-
     from gigq_core.ports import Serializer, Storage
     from gigq_core.queue import JobQueue
     from gigq_core.records import ErrorInfo, JobRecord
@@ -23,6 +21,14 @@ NAME = "gigq"
 
 hookspec = pluggy.HookspecMarker(NAME)
 hookimpl = pluggy.HookimplMarker(NAME)
+
+
+class CommandGroup(Protocol):
+    """What gigq_register_commands receives: the root `click.Group`, typed here without
+    the core depending on click."""
+
+    def add_command(self, cmd: Any, name: str | None = None) -> None:
+        """Attach a click command or group."""
 
 
 # -- lifecycle -----------------------------------------------------------------------------
@@ -83,8 +89,8 @@ def gigq_worker_tick(worker_id: str, now: datetime, queue: JobQueue) -> None:
 
 
 @hookspec
-def gigq_register_commands(cli: click.Group) -> None:
-    """Add click commands to the `gigq` root group."""
+def gigq_register_commands(cli: CommandGroup) -> None:
+    """Add click commands to the `gigq` root group (a `click.Group`)."""
 
 
 @hookspec
