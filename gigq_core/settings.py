@@ -29,6 +29,9 @@ DEFAULTS: dict[str, Any] = {
     "heartbeat": 5.0,
     "sweep_interval": 5.0,
     "grace": 25.0,
+    # Longest a worker holds finished jobs' outcomes before one durable commit records them
+    # all (group commit, RELIABILITY.md); 0 commits each outcome at once.
+    "flush_interval": 0.005,
     "executor": "process",
     "max_jobs_per_child": 0,
     "max_child_memory": 0,
@@ -155,6 +158,9 @@ def check(settings: Mapping[str, Any]) -> None:
             f"setting 'retention' must be zero (off) or a number of seconds, "
             f"got {settings['retention']!r}"
         )
+    flush = settings["flush_interval"]
+    if not isinstance(flush, int | float) or not 0 <= flush <= 1:
+        raise ConfigError(f"setting 'flush_interval' must be between 0 and 1 second, got {flush!r}")
     if settings["grace"] < 0:
         raise ConfigError(f"setting 'grace' must be zero or more, got {settings['grace']!r}")
     if settings["heartbeat"] >= settings["lease"]:

@@ -61,6 +61,11 @@ EXECUTORS = ("process", "inline")
 RETAINED_STATUSES = ("completed", "cancelled")
 #: Seconds between retention clean-ups of one worker.
 _PRUNE_INTERVAL = 60.0
+#: Most outcomes one flush holds (RELIABILITY.md test 1 counts them as extra executions a
+#: kill may cause).
+FLUSH_MAX_JOBS = 32
+
+_Report = tuple[JobRecord, AttemptResult, Outcome, float | None]
 
 
 class _Running:
@@ -145,6 +150,7 @@ class Worker:
         self.heartbeat_interval = float(merged["heartbeat"])
         self.sweep_interval = float(merged["sweep_interval"])
         self.grace = float(merged["grace"])
+        self.flush_interval = float(merged["flush_interval"])
         if isinstance(queues, str):
             queues = [queues]
         self.queues: tuple[str, ...] | None = tuple(queues) if queues else None
@@ -165,6 +171,9 @@ class Worker:
         #: The attempts this worker holds, by token (one job may be held twice for a moment:
         #: a rescued attempt still running here and its new attempt).
         self._running: dict[str, _Running] = {}
+        #: Outcomes decided but not yet committed (group commit), and when they are due.
+        self._unflushed: list[_Report] = []
+        self._flush_at = 0.0
         self._pool: ProcessPool | None = None
         self._last_sweep = float("-inf")
         self._last_prune = float("-inf")
@@ -292,43 +301,51 @@ class Worker:
         return params
 
     def _finish(self, record: JobRecord, attempt: AttemptResult) -> None:
-        """Report one attempt's end (fenced by its token), log it and fire its hooks."""
-        self._finish_and_claim([(record, attempt)], 0)
+        """Report one attempt's end now (fenced by its token), with whatever outcomes wait
+        in the buffer; then log it and fire its hooks."""
+        self._buffer([(record, attempt)])
+        self._flush()
 
-    def _finish_and_claim(
-        self, ended: Sequence[tuple[JobRecord, AttemptResult]], limit: int
-    ) -> list[JobRecord]:
-        """Report attempts and claim up to `limit` new jobs in one transaction (one commit:
-        the outcomes are durable before the new jobs start); then log and fire hooks."""
-        reports = []
-        for record, attempt in ended:
-            report = self._outcome(record, attempt)
-            if report is not None:
-                reports.append(report)
-        now = self.clock.now()
+    def _buffer(self, ended: Sequence[tuple[JobRecord, AttemptResult]]) -> None:
+        """Decide the outcomes of ended attempts and hold them for the next flush.
+
+        Group commit (RELIABILITY.md): one durable commit records every outcome held, at the
+        latest `flush_interval` seconds after the first; hooks fire only after it. Until then
+        the jobs stay `running` under their leases (the heartbeat renews them), so a crash
+        in between makes them run again, never lost.
+        """
+        reports = [report for r, a in ended if (report := self._outcome(r, a)) is not None]
+        if not reports:
+            return
+        with self._lock:
+            if not self._unflushed:
+                self._flush_at = self.clock.monotonic() + self.flush_interval
+            self._unflushed.extend(reports)
+
+    def _flush_due(self) -> bool:
+        """Whether the held outcomes should be committed now."""
+        return bool(self._unflushed) and (
+            len(self._unflushed) >= FLUSH_MAX_JOBS or self.clock.monotonic() >= self._flush_at
+        )
+
+    def _flush(self) -> None:
+        """Commit every held outcome in one durable transaction; then log and fire hooks."""
+        with self._lock:
+            reports, self._unflushed = self._unflushed, []
+        if not reports:
+            return
         outcomes = [outcome for _, _, outcome, _ in reports]
         try:
-            if limit > 0 and not self.queue_limits:
-                transitions, claimed = self.storage.finish_and_claim(
-                    outcomes, now, self.worker_id, limit, self.lease, self.queues
-                )
-            else:
-                transitions = self.storage.finish(outcomes, now) if outcomes else []
-                claimed = []
+            transitions = self.storage.finish(outcomes, self.clock.now())
         except GigQError:
             log.exception(
                 "could not record the outcome of job(s) %s; they will be rescued when their "
                 "lease expires",
                 ", ".join(o.job_id for o in outcomes),
             )
-            return []
+            return
         for (record, attempt, outcome, delay), transition in zip(reports, transitions, strict=True):
             self._reported(record, attempt, outcome, delay, transition)
-        if limit > 0 and self.queue_limits:
-            claimed = self._claim(limit)
-        else:
-            self._started(claimed)
-        return claimed
 
     def _outcome(
         self, record: JobRecord, attempt: AttemptResult
@@ -493,6 +510,9 @@ class Worker:
         with self._lock:
             # The newest attempt of each job is the one that may still hold it.
             held = {r.record.id: token for token, r in self._running.items()}
+            # Ended attempts waiting for the flush still hold their jobs until it commits.
+            for record, _, _, _ in self._unflushed:
+                held.setdefault(record.id, record.token or "")
         if not held and self._wake_r < 0:
             return  # process_one() between jobs: no lease to renew, no registered worker
         reply = self.heartbeat_storage.heartbeat(self.worker_id, held, self.clock.now(), self.lease)
@@ -668,6 +688,7 @@ class Worker:
                 watcher.start()
                 self._loop_inline()
         finally:
+            self._flush()
             self._hand_back()
             watcher.stop()
             beat.stop()
@@ -728,10 +749,24 @@ class Worker:
             if not stopping:
                 self._maybe_sweep()
                 claimed += self._claim(len(pool.idle()) - len(claimed))
-                if self._burst and not claimed and not records and not pool.busy():
+                if (
+                    self._burst
+                    and not claimed
+                    and not records
+                    and not pool.busy()
+                    and not self._unflushed  # a flush may release dependents
+                ):
                     log.info("worker %s: nothing left to do (burst)", self.worker_id)
                     self.stop()
             self._dispatch(pool, claimed, records)
+            # Outcomes wait for company only while jobs run (their ends join the same
+            # commit); with nothing running, waiting gains nothing and would hold up the
+            # dependents they release.
+            if self._unflushed and (self._flush_due() or not pool.busy()):
+                self._flush()
+                if not stopping and not claimed:
+                    claimed = self._claim(len(pool.idle()))
+                    self._dispatch(pool, claimed, records)
             # The watcher only watches while a child is free to take new work: while every
             # child is busy, finished attempts wake the loop through their pipes anyway.
             if pool.idle() and not stopping:
@@ -744,6 +779,8 @@ class Worker:
                 timeout = 0.1
             else:
                 timeout = self._idle_timeout()
+            if self._unflushed:
+                timeout = min(timeout, max(0.0, self._flush_at - self.clock.monotonic()))
             claimed = []
             ended: list[tuple[JobRecord, AttemptResult]] = []
             for _, (kind, token, payload) in pool.poll(timeout, [self._wake_r]):
@@ -765,9 +802,9 @@ class Worker:
                         )
                     )
             if ended:
-                # Group commit: every outcome of this round and the next claims in one commit.
-                room = 0 if self._stop.is_set() else len(pool.idle())
-                claimed = self._finish_and_claim(ended, room)
+                self._buffer(ended)
+                if self.flush_interval <= 0:
+                    self._flush()
             self._drain_wake()
             self._check_timeouts()
             with self._lock:

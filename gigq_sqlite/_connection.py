@@ -105,6 +105,8 @@ class Database:
         self.local_commits = 0
         #: (data_version, local_commits) as of the last claim, for wait_for_work.
         self.wait_mark: tuple[int, int] | None = None
+        #: Whether the connection's `synchronous` is FULL now (see `write(durable=...)`).
+        self._sync_full = settings.durability == "full"
         #: Test-only crash points ("claim:after", ...); empty in production.
         self.crash_points = crash_points_from(os.environ.get(CRASH_ENV, ""))
         #: Labels of the transaction in progress (kept only while crash points are set).
@@ -162,6 +164,7 @@ class Database:
         self._conn = None
         self._pid = os.getpid()
         self.wait_mark = None
+        self._sync_full = self.settings.durability == "full"
 
     @contextmanager
     def locked(self) -> Iterator[sqlite3.Connection]:
@@ -174,6 +177,7 @@ class Database:
             try:
                 if self._conn is None:
                     self._conn = self._connect()
+                    self._sync_full = self.settings.durability == "full"
                 yield self._conn
             except sqlite3.Error as err:
                 raise translate(err, self.path) from err
@@ -199,16 +203,23 @@ class Database:
         *,
         mark_wait: bool = False,
         op: str | None = None,
+        durable: bool = True,
     ) -> T:
         """Run `work` in a BEGIN IMMEDIATE transaction and commit; retried while busy.
 
-        `op` labels the transaction for the test-only crash points (see `label`).
+        `durable=False` commits without waiting for the disk even at durability "full"
+        (`synchronous=NORMAL` for this commit): for writes whose loss on power failure
+        only makes a job run again (claims, lease renewals). In WAL mode the next durable
+        commit syncs the whole log, these commits included, so they never outlive a later
+        durable one. `op` labels the transaction for the test-only crash points.
         """
-        return self._transaction("BEGIN IMMEDIATE", work, mark_wait=mark_wait, op=op)
+        return self._transaction(
+            "BEGIN IMMEDIATE", work, mark_wait=mark_wait, op=op, durable=durable
+        )
 
     def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` in a deferred read transaction (one consistent snapshot)."""
-        return self._transaction("BEGIN", work, mark_wait=False, op=None)
+        return self._transaction("BEGIN", work, mark_wait=False, op=None, durable=True)
 
     def label(self, op: str) -> None:
         """Add a crash-point label to the write transaction in progress (called by `work`
@@ -223,10 +234,15 @@ class Database:
         *,
         mark_wait: bool,
         op: str | None,
+        durable: bool,
     ) -> T:
         deadline = time.monotonic() + self.settings.busy_timeout
+        full = durable and self.settings.durability == "full"
         while True:
             with self.locked() as conn:
+                if full != self._sync_full and begin != "BEGIN":
+                    conn.execute(f"PRAGMA synchronous = {'FULL' if full else 'NORMAL'}")
+                    self._sync_full = full
                 try:
                     return self._attempt(conn, begin, work, mark_wait, op)
                 except sqlite3.OperationalError as err:

@@ -126,6 +126,8 @@ class SqliteStorage:
             lambda conn: _lifecycle.claim_jobs(conn, worker_id, limit, now, lease, queues),
             mark_wait=True,
             op="claim",
+            # A claim lost to a power cut only makes its job run again (at-least-once).
+            durable=False,
         )
 
     def finish(self, outcomes: Sequence[Outcome], now: datetime) -> list[Transition | None]:
@@ -181,6 +183,7 @@ class SqliteStorage:
             lambda conn: _lifecycle.renew_leases(conn, worker_id, held, now, lease),
             # A crash point at a heartbeat means one that renews a lease.
             op="heartbeat" if held else None,
+            durable=False,
         )
 
     def rescue(self, now: datetime, worker_ids: Sequence[str] = ()) -> list[Transition]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gigq_core.worker import FLUSH_MAX_JOBS
 from tests.process._harness import (
     Fleet,
     WorkerProcess,
@@ -80,7 +81,8 @@ def test_chaos_sigkill(tmp_path: Path) -> None:
         ledger,
         faults=kills,
         submitted=ids,
-        per_fault=CONCURRENCY,
+        # A kill loses the jobs running and the outcomes waiting for their flush.
+        per_fault=CONCURRENCY + FLUSH_MAX_JOBS,
         name="chaos-sigkill",
         seed=seed,
         started=started,

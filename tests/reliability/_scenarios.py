@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gigq_core import JobQueue, make_plugin_manager
+from gigq_core.worker import FLUSH_MAX_JOBS
 from tests.process._harness import (
     Fleet,
     WorkerProcess,
@@ -274,7 +275,7 @@ def run_chaos(
         ledger,
         faults=kills,
         submitted=ids,
-        per_fault=concurrency,
+        per_fault=concurrency + FLUSH_MAX_JOBS,
         name="chaos-sigkill",
         seed=seed,
         started=started,
@@ -458,7 +459,7 @@ def run_soak(
         kept_ledger,
         faults=kills + restarts,
         submitted=[job_id for job_id in ids if job_id in present],
-        per_fault=2,
+        per_fault=2 + FLUSH_MAX_JOBS,
         name="soak",
         seed=seed,
         started=started,
