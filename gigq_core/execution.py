@@ -43,13 +43,14 @@ class AttemptResult:
     duration: float = 0.0
 
 
-def load_function(record: JobRecord, allowed_modules: Sequence[str]) -> Callable[..., Any]:
-    """Import the job's function, enforcing the function policy; raises PermanentError."""
-    path = record.function
-    module = path.partition(":")[0]
+def load_function(record: JobRecord | str, allowed_modules: Sequence[str]) -> Callable[..., Any]:
+    """Import the job's function (a record, or its "module:qualname" path), enforcing the
+    function policy; raises PermanentError."""
+    path = record if isinstance(record, str) else record.function
+    module, _, qualname = path.partition(":")
     if module == "__main__":
         main = sys.modules.get("__main__")
-        target = getattr(main, record.function_name, None) if main is not None else None
+        target = getattr(main, qualname, None) if main is not None else None
         if target is None:
             raise PermanentError(
                 f"function '{path}' is defined in a script (__main__): move it to an "
@@ -83,7 +84,6 @@ def wants_parent_results(function: Callable[..., Any], record: JobRecord) -> boo
 
 
 def run_attempt(
-    record: JobRecord,
     function: Callable[..., Any],
     params: dict[str, Any],
     context: JobContext,

@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import signal
 import sys
 import threading
 import time
 from collections.abc import Sequence
-from multiprocessing.connection import Connection, Pipe, wait
+from multiprocessing.connection import Connection, Pipe
 from typing import Any
 
 import attrs
@@ -60,6 +61,11 @@ class ProcessPool:
         self.max_jobs_per_child = max_jobs_per_child
         self.max_child_memory = max_child_memory
         self.children: list[Child] = []
+        #: One poll set for the pool's life (children's pipes and the caller's extra fds):
+        #: cheaper than building a selector for every wait.
+        self._poller = select.poll()
+        self._by_fd: dict[int, Child] = {}
+        self._extra: set[int] = set()
 
     # -- supervisor side -----------------------------------------------------------------
 
@@ -85,7 +91,11 @@ class ProcessPool:
                 self.max_child_memory,
             )
         child_end.close()
-        return Child(pid=pid, conn=parent_end)
+        child = Child(pid=pid, conn=parent_end)
+        fd = parent_end.fileno()
+        self._by_fd[fd] = child
+        self._poller.register(fd, select.POLLIN)
+        return child
 
     def idle(self) -> list[Child]:
         """Children without a job."""
@@ -95,22 +105,36 @@ class ProcessPool:
         """Children running a job."""
         return [c for c in self.children if c.token is not None]
 
-    def dispatch(self, child: Child, record: JobRecord, params: dict[str, Any]) -> None:
-        """Send an attempt to an idle child."""
+    def dispatch(self, child: Child, record: JobRecord, params: dict[str, Any] | str) -> None:
+        """Send an attempt to an idle child: `params` as keyword arguments, or still
+        serialized (the child decodes them, off the supervisor's path)."""
+        assert record.token is not None
         child.token = record.token
-        child.conn.send(("run", record, params))
+        task = (record.token, record.id, record.name, record.function, record.attempts)
+        child.conn.send(("run", task, record.worker_id or "", params))
+
+    def watch(self, fd: int) -> None:
+        """Also wake `poll` when `fd` is readable (the worker's wake-up pipe)."""
+        if fd not in self._extra:
+            self._extra.add(fd)
+            self._poller.register(fd, select.POLLIN)
 
     def poll(self, timeout: float, extra: Sequence[Any] = ()) -> list[tuple[Child, Any]]:
         """Wait up to `timeout` s for messages; returns (child, message) pairs.
 
         A message is ("done", token, AttemptResult) or ("died", token or None, exit info),
-        where token names the attempt. A child that retired or died is replaced.
+        where token names the attempt. A child that retired or died is replaced. `extra`
+        file descriptors (see `watch`) end the wait too.
         """
-        conns = {c.conn: c for c in self.children}
-        ready = wait([*conns, *extra], timeout)
-        messages = []
-        for conn in ready:
-            child = conns.get(conn)  # type: ignore[call-overload]
+        for fd in extra:
+            self.watch(fd)
+        try:
+            events = self._poller.poll(max(0, int(timeout * 1000 + 0.999)))
+        except InterruptedError:
+            events = []
+        messages: list[tuple[Child, Any]] = []
+        for fd, _ in events:
+            child = self._by_fd.get(fd)
             if child is None:
                 continue
             try:
@@ -124,7 +148,15 @@ class ProcessPool:
             if message[0] == "done":
                 child.token = None
                 child.jobs_done += 1
-                messages.append((child, message))
+                _, token, (status, result, error, permanent, duration) = message
+                attempt = AttemptResult(
+                    status=status,
+                    result=result,
+                    error=error,
+                    permanent=permanent,
+                    duration=duration,
+                )
+                messages.append((child, ("done", token, attempt)))
             elif message[0] == "retire":
                 self._reap(child)
                 self._replace(child)
@@ -140,6 +172,9 @@ class ProcessPool:
                 return
 
     def _reap(self, child: Child) -> str:
+        fd = child.conn.fileno() if not child.conn.closed else -1
+        if self._by_fd.pop(fd, None) is not None:
+            self._poller.unregister(fd)
         child.conn.close()
         try:
             _, status = os.waitpid(child.pid, 0)
@@ -195,7 +230,7 @@ def _child_main(
     conn: Connection,
     serializer: Serializer,
     max_payload: int,
-    allowed_modules: tuple[str, ...],
+    allowed: tuple[str, ...],
     max_jobs: int,
     max_memory: int,
 ) -> None:
@@ -212,9 +247,22 @@ def _child_main(
             message = conn.recv()
             if message[0] != "run":
                 break
-            _, record, params = message
-            result = _run_in_child(record, params, serializer, max_payload, allowed_modules)
-            conn.send(("done", record.token, result))
+            _, task, worker_id, params = message
+            token = task[0]
+            result = _run_in_child(task, worker_id, params, serializer, max_payload, allowed)
+            conn.send(
+                (
+                    "done",
+                    token,
+                    (
+                        result.status,
+                        result.result,
+                        result.error,
+                        result.permanent,
+                        result.duration,
+                    ),
+                )
+            )
             done += 1
             if (max_jobs and done >= max_jobs) or (max_memory and _rss_mib() > max_memory):
                 conn.send(("retire",))
@@ -244,26 +292,30 @@ def _die_with_parent() -> None:
 
 
 def _run_in_child(
-    record: JobRecord,
-    params: dict[str, Any],
+    task: tuple[str, str, str, str, int],
+    worker_id: str,
+    params: dict[str, Any] | str,
     serializer: Serializer,
     max_payload: int,
     allowed_modules: tuple[str, ...],
 ) -> AttemptResult:
+    """Run one attempt: `task` is (token, job id, name, function path, attempt)."""
+    _, job_id, name, function_path, attempt = task
     try:
-        function = load_function(record, allowed_modules)
+        function = load_function(function_path, allowed_modules)
+        if isinstance(params, str):
+            params = serializer.loads(params)
     except PermanentError as err:
         return AttemptResult(
             status="failed",
             error=ErrorInfo(type="PermanentError", message=str(err)),
             permanent=True,
         )
-    context = JobContext(
-        id=record.id, name=record.name, attempt=record.attempts, worker_id=record.worker_id or ""
-    )
-    result = run_attempt(record, function, params, context, serializer, max_payload)
-    # The value travels as its serialized form; the supervisor decodes it for hooks.
-    return attrs.evolve(result, value=None)
+    except Exception as err:  # undecodable params: the job can never run
+        return AttemptResult(status="failed", error=ErrorInfo.from_exception(err), permanent=True)
+    context = JobContext(id=job_id, name=name, attempt=attempt, worker_id=worker_id)
+    assert isinstance(params, dict)
+    return run_attempt(function, params, context, serializer, max_payload)
 
 
 __all__ = ["Child", "ProcessPool"]

@@ -486,7 +486,6 @@ class Worker:
         else:
             try:
                 attempt = run_attempt(
-                    record,
                     function,
                     params,
                     running.context,
@@ -821,6 +820,10 @@ class Worker:
         for child, record in zip(pool.idle(), claimed, strict=False):
             assert record.token is not None
             records[record.token] = record
+            if not record.dependencies or record.pass_parent_results is False:
+                # The child decodes the params itself, off the supervisor's path.
+                pool.dispatch(child, record, record.params)
+                continue
             try:
                 params = self._prepare(record)
             except Exception as err:  # undecodable params: the job can never run

@@ -11,7 +11,9 @@ import sqlite3
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
+
+import attrs
 
 from gigq_core.errors import StorageError
 from gigq_core.records import (
@@ -25,10 +27,14 @@ from gigq_core.records import (
     cascade_reason,
 )
 from gigq_sqlite._rows import (
+    DEPENDENCIES_COLUMN,
     JOB_SELECT,
     error_columns,
+    from_ts,
+    from_ts_opt,
     id_list,
     jobs_from_rows,
+    jobs_with_dependencies,
     load_jobs,
     to_ts,
     to_ts_opt,
@@ -54,6 +60,8 @@ WHERE seq IN (
 )
 RETURNING {columns}
 """
+# (Not DEPENDENCIES_COLUMN here: in RETURNING, SQLite scans the whole dependencies index
+# for a correlated subquery instead of searching it.)
 CLAIM_ANY_QUEUE = _CLAIM.format(queues="", columns=JOB_SELECT)
 CLAIM_QUEUES = _CLAIM.format(
     queues="AND queue IN (SELECT value FROM json_each(?))", columns=JOB_SELECT
@@ -126,56 +134,52 @@ def claim_jobs(
     return jobs
 
 
-class _Attempt(NamedTuple):
-    """The columns of a running job that ending its attempt reads."""
-
-    id: str
-    name: str
-    status: str
-    token: str | None
-    attempts: int
-    handbacks: int
-    run_at: float
-    result: str | None
-    error: str | None
-
-
-_SELECT_ATTEMPTS = f"""
-SELECT {", ".join(_Attempt._fields)} FROM jobs WHERE id IN (SELECT value FROM json_each(?))
+_SELECT_RUNNING = f"""
+SELECT {JOB_SELECT}, {DEPENDENCIES_COLUMN} FROM jobs
+WHERE id IN (SELECT value FROM json_each(?))
 """
 
 
 def finish_outcomes(
     conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: datetime
 ) -> list[Transition | None]:
-    """Apply attempt outcomes (fenced by token) with releases and cascades; see Storage."""
+    """Apply attempt outcomes (fenced by token) with releases and cascades; see Storage.
+
+    The jobs are read once; their new records are built from that read and the values
+    written, not read back (the write lock keeps the two equal)."""
     for outcome in outcomes:
         if outcome.status not in OUTCOME_STATUSES:
             raise ValueError(f"unknown outcome status {outcome.status!r}")
-    # Only what ending an attempt needs: full records are built once, for the result.
-    before = {
-        row[0]: _Attempt(*row)
-        for row in conn.execute(_SELECT_ATTEMPTS, (id_list({o.job_id for o in outcomes}),))
-    }
+    rows = conn.execute(_SELECT_RUNNING, (id_list({o.job_id for o in outcomes}),)).fetchall()
+    before = {job.id: job for job in jobs_with_dependencies(rows)}
     ts = to_ts(now)
-    applied: list[tuple[int, Outcome]] = []
-    ended: set[str] = set()
+    applied: list[tuple[int, Outcome, JobRecord]] = []
     job_rows: list[tuple[Any, ...]] = []
     execution_rows: list[tuple[Any, ...]] = []
     completed: list[tuple[str]] = []
-    broken: list[tuple[int, _Attempt, str]] = []
+    broken: list[tuple[int, JobRecord, str]] = []
     for index, outcome in enumerate(outcomes):
         job = before.get(outcome.job_id)
-        if (
-            job is None
-            or job.id in ended
-            or job.status != JobStatus.RUNNING.value
-            or job.token != outcome.token
-        ):
+        if job is None or job.status is not JobStatus.RUNNING or job.token != outcome.token:
             continue
-        ended.add(job.id)
-        applied.append((index, outcome))
-        status, values = _ended_values(job, outcome, now)
+        values = _ended_values(job, outcome, now)
+        after = attrs.evolve(
+            job,
+            status=JobStatus(values[0]),
+            attempts=values[1],
+            handbacks=values[2],
+            run_at=from_ts(values[3]),
+            result=values[4],
+            error=values[5],
+            completed_at=from_ts_opt(values[6]),
+            updated_at=from_ts(ts),
+            token=None,
+            lease_expires_at=None,
+            cancel_requested=False,
+        )
+        # A second outcome for the same attempt in this batch finds the job ended.
+        before[job.id] = after
+        applied.append((index, outcome, after))
         job_rows.append((*values, ts, job.id, outcome.token))
         execution_rows.append(
             (
@@ -187,10 +191,10 @@ def finish_outcomes(
                 outcome.token,
             )
         )
-        if status is JobStatus.COMPLETED:
+        if after.status is JobStatus.COMPLETED:
             completed.append((job.id,))
-        elif status in BROKEN_STATUSES:
-            broken.append((index, job, status.value))
+        elif after.status in BROKEN_STATUSES:
+            broken.append((index, job, after.status.value))
     if not applied:
         return [None] * len(outcomes)
     changed = conn.executemany(_END_ATTEMPT, job_rows).rowcount
@@ -202,11 +206,10 @@ def finish_outcomes(
     cascaded = {
         index: cascade(conn, job.id, job.name, status, now) for index, job, status in broken
     }
-    after = load_jobs(conn, [o.job_id for _, o in applied])
     results: list[Transition | None] = [None] * len(outcomes)
-    for index, outcome in applied:
+    for index, outcome, after in applied:
         results[index] = Transition(
-            job=after[outcome.job_id],
+            job=after,
             previous=JobStatus.RUNNING,
             cancelled=tuple(cascaded.get(index, ())),
             error=outcome.error,
@@ -214,12 +217,10 @@ def finish_outcomes(
     return results
 
 
-def _ended_values(
-    job: _Attempt, outcome: Outcome, now: datetime
-) -> tuple[JobStatus, tuple[Any, ...]]:
+def _ended_values(job: JobRecord, outcome: Outcome, now: datetime) -> tuple[Any, ...]:
     """The job's new (status, attempts, handbacks, run_at, result, error, completed_at)."""
     error = str(outcome.error) if outcome.error is not None else None
-    run_at, attempts, handbacks = job.run_at, job.attempts, job.handbacks
+    run_at, attempts, handbacks = to_ts(job.run_at), job.attempts, job.handbacks
     result, completed_at = job.result, to_ts_opt(now)
     if outcome.status == "completed":
         status, result, error = JobStatus.COMPLETED, outcome.result, None
@@ -237,8 +238,7 @@ def _ended_values(
         if error is None:
             # A cancel request already recorded its reason on the job.
             error = job.error if status is JobStatus.CANCELLED and job.error else outcome.status
-    values = (status.value, attempts, handbacks, run_at, result, error, completed_at)
-    return status, values
+    return (status.value, attempts, handbacks, run_at, result, error, completed_at)
 
 
 def cascade(

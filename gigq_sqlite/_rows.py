@@ -292,6 +292,22 @@ def load_dependencies(conn: sqlite3.Connection, job_ids: Iterable[str]) -> dict[
     return found
 
 
+#: A column to select after JOB_SELECT: the job's dependencies as a JSON array, in order
+#: (`jobs_with_dependencies` reads it), saving a second query on hot paths.
+DEPENDENCIES_COLUMN = (
+    "(SELECT json_group_array(depends_on) FROM"
+    " (SELECT depends_on FROM dependencies d WHERE d.job_id = jobs.id ORDER BY position))"
+)
+
+
+def jobs_with_dependencies(rows: Iterable[Sequence[Any]]) -> list[JobRecord]:
+    """Records for rows selected with JOB_SELECT followed by DEPENDENCIES_COLUMN."""
+    return [
+        job_from_row(row[:-1], () if row[-1] == "[]" else tuple(json.loads(row[-1])))
+        for row in rows
+    ]
+
+
 def jobs_from_rows(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> list[JobRecord]:
     """Records for job rows (JOB_SELECT), their dependencies loaded in one query."""
     if not rows:
@@ -310,6 +326,7 @@ def load_jobs(conn: sqlite3.Connection, job_ids: Iterable[str]) -> dict[str, Job
 
 
 __all__ = [
+    "DEPENDENCIES_COLUMN",
     "EXECUTION_SELECT",
     "JOB_COLUMNS",
     "JOB_INSERT",
@@ -323,6 +340,7 @@ __all__ = [
     "job_from_row",
     "job_insert_values",
     "jobs_from_rows",
+    "jobs_with_dependencies",
     "load_dependencies",
     "load_jobs",
     "to_ts",
