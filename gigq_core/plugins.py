@@ -156,6 +156,10 @@ class Hooks:
             except Exception:  # plugin isolation: a raising hook must not change the job
                 log.exception("plugin '%s' raised in %s", impl.plugin_name, hook)
 
+    def wanted(self, event: str) -> bool:
+        """Whether any plugin implements `gigq_job_<event>` (to skip work only it needs)."""
+        return bool(getattr(self.pm.hook, f"gigq_job_{event}").get_hookimpls())
+
     def job_submitted(self, job: JobRecord) -> None:
         """Fire gigq_job_submitted."""
         self._notify("gigq_job_submitted", job=job)

@@ -10,6 +10,7 @@ when its resident memory passes `max_child_memory` MiB.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import select
@@ -66,6 +67,7 @@ class ProcessPool:
         self._poller = select.poll()
         self._by_fd: dict[int, Child] = {}
         self._extra: set[int] = set()
+        self.woken = False
 
     # -- supervisor side -----------------------------------------------------------------
 
@@ -133,9 +135,12 @@ class ProcessPool:
         except InterruptedError:
             events = []
         messages: list[tuple[Child, Any]] = []
+        #: Whether one of the `extra` descriptors was readable.
+        self.woken = False
         for fd, _ in events:
             child = self._by_fd.get(fd)
             if child is None:
+                self.woken = self.woken or fd in self._extra
                 continue
             try:
                 message = child.conn.recv()
@@ -238,6 +243,9 @@ def _child_main(
     code = 0
     try:
         os.setpgid(0, 0)
+        # What the supervisor had before the fork (frozen by the worker, or not) is never
+        # garbage here: keep the collector from walking, and so copying, the inherited heap.
+        gc.freeze()
         _die_with_parent()
         # The supervisor decides about shutdown; a terminal's Ctrl-C is not for children.
         signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -14,6 +14,7 @@ from gigq_core.records import JobRecord
 from gigq_core.transfer import ImportPlan, export_stream, plan_import, refuse_non_empty
 from gigq_sqlite import _connection
 from gigq_sqlite._errors import translate
+from gigq_sqlite._lifecycle import running_executions
 from gigq_sqlite._rows import (
     EXECUTION_SELECT,
     JOB_COLUMNS,
@@ -78,6 +79,9 @@ def _jobs(conn: sqlite3.Connection, path: str) -> Iterator[tuple[JobRecord, str 
             (id_list(ids),),
         ):
             runs.setdefault(row[1], []).append(execution_from_row(row))
+        recorded = [run for found in runs.values() for run in found]
+        for job_id, running in running_executions(conn, ids, recorded).items():
+            runs.setdefault(job_id, []).append(running)
         for row in rows:
             job = job_from_row(row[:-1], tuple(deps.get(row[1], ())))
             yield job, row[-1], runs.get(job.id, [])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +19,7 @@ from gigq_core.errors import StorageError
 from gigq_core.records import (
     BROKEN_STATUSES,
     WORKER_LOST,
+    Execution,
     HeartbeatReply,
     JobRecord,
     JobStatus,
@@ -67,16 +68,75 @@ CLAIM_QUEUES = _CLAIM.format(
     queues="AND queue IN (SELECT value FROM json_each(?))", columns=JOB_SELECT
 )
 
-_INSERT_EXECUTION = """
-INSERT INTO job_executions (id, job_id, attempt, worker_id, token, status, started_at)
-VALUES (?, ?, ?, ?, ?, 'running', ?)
+# An attempt's execution row is written once, when it ends (with the ending's commit): a
+# claim then writes only the job's row, and a running attempt's execution is read from
+# its job (`running_execution`). The DELETE clears a "running" row that an earlier GigQ
+# version wrote at claim time for the same attempt.
+_CLEAR_RUNNING_EXECUTION = """
+DELETE FROM job_executions WHERE job_id = ? AND token = ? AND status = 'running'
 """
 
-_END_EXECUTION = """
-UPDATE job_executions SET status = ?, result = ?, error_type = ?, error_message = ?,
-    error_traceback = ?, completed_at = ?
-WHERE job_id = ? AND token = ?
+_INSERT_EXECUTION = """
+INSERT INTO job_executions (id, job_id, attempt, worker_id, token, status, started_at,
+    completed_at, result, error_type, error_message, error_traceback)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
+
+
+def execution_id(token: str) -> str:
+    """An attempt's execution id: its random token, written as a UUID."""
+    return str(uuid.UUID(token))
+
+
+def _ended_execution(
+    job: JobRecord, status: str, result: str | None, error: Any, ts: float
+) -> tuple[Any, ...]:
+    """Values for _INSERT_EXECUTION: the attempt `job` holds, ended now."""
+    assert job.token is not None
+    return (
+        execution_id(job.token),
+        job.id,
+        job.attempts,
+        job.worker_id or "",
+        job.token,
+        status,
+        to_ts(job.started_at) if job.started_at is not None else ts,
+        ts,
+        result,
+        *error_columns(error),
+    )
+
+
+def running_executions(
+    conn: sqlite3.Connection, job_ids: Iterable[str], recorded: Iterable[Execution] = ()
+) -> dict[str, Execution]:
+    """The running attempt of each running job among `job_ids`, by job id, as an
+    Execution; an attempt among `recorded` (a row an earlier version wrote) is skipped."""
+    tokens = {execution.token for execution in recorded}
+    rows = conn.execute(
+        "SELECT id, attempts, worker_id, token, started_at FROM jobs"
+        " WHERE id IN (SELECT value FROM json_each(?)) AND +status = 'running'",
+        (id_list(job_ids),),
+    ).fetchall()
+    return {
+        job_id: Execution(
+            id=execution_id(token),
+            job_id=job_id,
+            attempt=attempts,
+            worker_id=worker_id or "",
+            token=token,
+            status="running",
+            started_at=from_ts(started_at),
+        )
+        for job_id, attempts, worker_id, token, started_at in rows
+        if token and token not in tokens
+    }
+
+
+def _write_executions(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    conn.executemany(_CLEAR_RUNNING_EXECUTION, [(row[1], row[4]) for row in rows])
+    conn.executemany(_INSERT_EXECUTION, rows)
+
 
 # One statement for every way an attempt ends; the new values are computed in Python from
 # the row read in the same transaction.
@@ -117,7 +177,8 @@ def claim_jobs(
     lease: float,
     queues: Sequence[str] | None,
 ) -> list[JobRecord]:
-    """Claim up to `limit` ready jobs in one UPDATE, and open an execution for each."""
+    """Claim up to `limit` ready jobs in one UPDATE (an attempt's execution row is written
+    when it ends; until then `running_executions` reads it from the job)."""
     ts = to_ts(now)
     lease_end = to_ts(now + timedelta(seconds=lease))
     head: tuple[Any, ...] = (worker_id, ts, lease_end, ts, ts)
@@ -127,10 +188,6 @@ def claim_jobs(
         rows = conn.execute(CLAIM_QUEUES, (*head, id_list(queues), limit)).fetchall()
     jobs = jobs_from_rows(conn, rows)
     jobs.sort(key=lambda job: (-job.priority, job.seq))
-    conn.executemany(
-        _INSERT_EXECUTION,
-        [(str(uuid.uuid4()), job.id, job.attempts, worker_id, job.token, ts) for job in jobs],
-    )
     return jobs
 
 
@@ -182,14 +239,7 @@ def finish_outcomes(
         applied.append((index, outcome, after))
         job_rows.append((*values, ts, job.id, outcome.token))
         execution_rows.append(
-            (
-                outcome.status,
-                outcome.result,
-                *error_columns(outcome.error),
-                ts,
-                job.id,
-                outcome.token,
-            )
+            _ended_execution(job, outcome.status, outcome.result, outcome.error, ts)
         )
         if after.status is JobStatus.COMPLETED:
             completed.append((job.id,))
@@ -200,7 +250,7 @@ def finish_outcomes(
     changed = conn.executemany(_END_ATTEMPT, job_rows).rowcount
     if changed != len(job_rows):
         raise StorageError("a job changed under a write lock; the transaction was rolled back")
-    conn.executemany(_END_EXECUTION, execution_rows)
+    _write_executions(conn, execution_rows)
     if completed:
         conn.executemany(_RELEASE, completed)
     cascaded = {
@@ -315,9 +365,9 @@ def rescue_jobs(
         job_rows.append(
             (*values, WORKER_LOST.message, ts if final else None, ts, job.id, job.token)
         )
-        execution_rows.append(("lost", None, *error_columns(WORKER_LOST), ts, job.id, job.token))
+        execution_rows.append(_ended_execution(job, "lost", None, WORKER_LOST, ts))
     conn.executemany(_END_ATTEMPT, job_rows)
-    conn.executemany(_END_EXECUTION, execution_rows)
+    _write_executions(conn, execution_rows)
     cascaded = {
         job.id: cascade(conn, job.id, job.name, JobStatus.FAILED.value, now)
         for job in lost
@@ -374,4 +424,5 @@ __all__ = [
     "finish_outcomes",
     "renew_leases",
     "rescue_jobs",
+    "running_executions",
 ]

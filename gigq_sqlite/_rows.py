@@ -282,11 +282,18 @@ def worker_from_row(row: Sequence[Any], current_jobs: tuple[str, ...]) -> Worker
 def load_dependencies(conn: sqlite3.Connection, job_ids: Iterable[str]) -> dict[str, list[str]]:
     """The dependencies of each job among `job_ids`, in the order they were given."""
     found: dict[str, list[str]] = {}
-    rows = conn.execute(
-        "SELECT job_id, depends_on FROM dependencies"
-        " WHERE job_id IN (SELECT value FROM json_each(?)) ORDER BY job_id, position",
-        (id_list(job_ids),),
-    )
+    ids = list(job_ids)
+    if len(ids) == 1:  # a single claim: skip the JSON round trip
+        rows = conn.execute(
+            "SELECT job_id, depends_on FROM dependencies WHERE job_id = ? ORDER BY position",
+            (ids[0],),
+        )
+    else:
+        rows = conn.execute(
+            "SELECT job_id, depends_on FROM dependencies"
+            " WHERE job_id IN (SELECT value FROM json_each(?)) ORDER BY job_id, position",
+            (id_list(ids),),
+        )
     for job_id, depends_on in rows:
         found.setdefault(job_id, []).append(depends_on)
     return found

@@ -254,13 +254,18 @@ class SqliteStorage:
 
     def executions(self, job_id: str) -> list[Execution]:
         """The job's execution records, oldest first."""
-        with self._db.locked() as conn:
+
+        def work(conn: sqlite3.Connection) -> list[Execution]:
             rows = conn.execute(
                 f"SELECT {EXECUTION_SELECT} FROM job_executions WHERE job_id = ?"
                 " ORDER BY started_at, attempt, rowid",
                 (job_id,),
             ).fetchall()
-        return [execution_from_row(row) for row in rows]
+            found = [execution_from_row(row) for row in rows]
+            running = _lifecycle.running_executions(conn, [job_id], found)
+            return found + list(running.values())
+
+        return self._db.read(work)
 
     def list_jobs(
         self, where: JobFilter, limit: int = 100, offset: int = 0, order: str = "newest"

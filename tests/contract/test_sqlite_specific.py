@@ -284,6 +284,45 @@ def test_requeue_never_breaks_the_unique_key_index(
     assert stored is not None and stored.status is JobStatus.CANCELLED
 
 
+# -- executions ----------------------------------------------------------------------------
+
+
+def test_a_claim_writes_no_execution_row_until_the_attempt_ends(
+    storage: SqliteStorage, db_path: Path, clock: FakeClock
+) -> None:
+    [job_id] = storage.insert([make_job(clock.now())], clock.now())
+    [job] = storage.claim("w", 1, clock.now(), 30.0)
+    assert [e.status for e in storage.executions(job_id)] == ["running"]
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("SELECT count(*) FROM job_executions").fetchone()[0] == 0
+    storage.finish([Outcome(job_id=job_id, token=job.token, status="completed")], clock.now())
+    [execution] = storage.executions(job_id)
+    assert (execution.status, execution.token, execution.worker_id) == ("completed", job.token, "w")
+
+
+def test_a_running_row_written_at_claim_by_an_older_version_is_replaced(
+    storage: SqliteStorage, db_path: Path, clock: FakeClock
+) -> None:
+    # GigQ 0.6.0.dev wrote a "running" execution row at claim time; a job claimed by such a
+    # worker and ended (or rescued) by this one must keep one execution, not two.
+    [job_id] = storage.insert([make_job(clock.now())], clock.now())
+    [job] = storage.claim("old", 1, clock.now(), 30.0)
+    conn = sqlite3.connect(db_path)
+    try:
+        with conn:
+            conn.execute(
+                "INSERT INTO job_executions (id, job_id, attempt, worker_id, token, status,"
+                " started_at) VALUES (?, ?, 1, 'old', ?, 'running', ?)",
+                (str(uuid.uuid4()), job_id, job.token, clock.now().timestamp()),
+            )
+    finally:
+        conn.close()
+    [running] = storage.executions(job_id)
+    assert (running.status, running.token) == ("running", job.token)
+    storage.finish([Outcome(job_id=job_id, token=job.token, status="completed")], clock.now())
+    assert [(e.status, e.token) for e in storage.executions(job_id)] == [("completed", job.token)]
+
+
 # -- errors at the edge --------------------------------------------------------------------
 
 

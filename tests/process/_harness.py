@@ -336,14 +336,23 @@ def job_row(db: str | Path, job_id: str) -> dict[str, Any]:
 
 
 def executions(db: str | Path, job_id: str) -> list[dict[str, Any]]:
-    """The job's execution records, oldest first."""
+    """The job's execution records, oldest first; a running attempt's, which the SQLite
+    adapter writes only when the attempt ends, from its job's row."""
     with read_only(db) as conn:
         conn.row_factory = sqlite3.Row
         rows = conn.execute(
             "SELECT * FROM job_executions WHERE job_id = ? ORDER BY started_at, attempt, rowid",
             (job_id,),
         ).fetchall()
-        return [dict(row) for row in rows]
+        found = [dict(row) for row in rows]
+        running = conn.execute(
+            "SELECT attempts AS attempt, worker_id, token, started_at FROM jobs"
+            " WHERE id = ? AND status = 'running'",
+            (job_id,),
+        ).fetchone()
+        if running is not None and all(run["token"] != running["token"] for run in found):
+            found.append({"job_id": job_id, "status": "running", **dict(running)})
+        return found
 
 
 def all_final(db: str | Path, job_ids: Iterable[str] | None = None) -> bool:
