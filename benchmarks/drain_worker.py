@@ -1,17 +1,25 @@
-"""One drain in a fresh process: `python -m benchmarks.drain_worker {gigq,huey} --db PATH
---jobs N`.
+"""One drain process: `python -m benchmarks.drain_worker {gigq,huey} --db PATH --jobs N
+[--workers W] [--barrier]`.
 
-Runs each system's real worker loop with one worker (GigQ: `Worker(...).start()`; huey: its
-consumer with one worker thread) until `N` jobs have completed, then stops it. The clock runs
-from the first job's start (right after its claim) to the last job's completion (after its
-outcome is committed), so imports and start-up do not count. Prints one JSON line:
-`{"elapsed": s, "completed": n, "wall": s, "error": null}`; exit 1 if the drain fell short.
+GigQ: one real worker, `Worker(...).start(burst=True)` with the default (process) executor.
+Several of these processes drain the same database in parallel; each stops after `N` of its
+own jobs succeeded, or when nothing is left to claim (burst). With `--barrier` it prints
+`ready` from its `gigq_worker_started` hook and waits for a line on stdin, so the parent can
+let parallel workers start together. huey: its consumer with `W` worker processes, stopped
+once `N` tasks completed.
+
+The clock runs from the first job's start (right after its claim) to the last job's
+completion (after its outcome is committed), so imports and start-up do not count. Prints one
+JSON line: `{"first": t, "last": t, "completed": n, "wall": s, "error": null}`; `first` and
+`last` are `time.monotonic()` readings (one system-wide clock on Linux and macOS), so the
+parent can combine several processes. Exit 1 if a job failed or the drain fell short.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import sys
 import threading
 import time
@@ -20,50 +28,81 @@ from typing import Any
 
 from benchmarks.common import POLLING_INTERVAL
 
+#: huey's workers are processes (its `worker_type="process"`, which forks), as GigQ's are.
+HUEY_WORKER_TYPE = "process"
+
 
 class _Tally:
-    """First start, last completion and failures, shared with the worker's threads."""
+    """First start, last completion, count and failures; shared across forked processes
+    (huey's process workers) as well as threads, through `multiprocessing` shared memory."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, own_jobs_only: bool = False) -> None:
+        ctx = multiprocessing.get_context("fork")
         self.n = n
-        self.first: float | None = None
-        self.last: float | None = None
-        self.completed = 0
-        self.errors: list[str] = []
-        self.finished = threading.Event()
+        #: Whether reaching `n` is required (False when other processes share the work).
+        self.own_jobs_only = own_jobs_only
+        self._lock = ctx.Lock()
+        self._first = ctx.RawValue("d", -1.0)
+        self._last = ctx.RawValue("d", -1.0)
+        self._completed = ctx.RawValue("q", 0)
+        self._errors = ctx.SimpleQueue()
+        self.finished = ctx.Event()
+
+    @property
+    def completed(self) -> int:
+        return int(self._completed.value)
 
     def started(self) -> None:
-        if self.first is None:
-            self.first = time.perf_counter()
+        if self._first.value < 0:
+            now = time.monotonic()
+            with self._lock:
+                if self._first.value < 0:
+                    self._first.value = now
 
     def succeeded(self) -> None:
-        self.completed += 1
-        if self.completed >= self.n:
-            self.last = time.perf_counter()
+        now = time.monotonic()
+        with self._lock:
+            self._completed.value += 1
+            self._last.value = now
+            done = self._completed.value >= self.n
+        if done:
             self.finished.set()
 
     def failed(self, message: str) -> None:
-        self.errors.append(message)
+        self._errors.put(message)
         self.finished.set()
 
     def report(self, wall: float) -> dict[str, Any]:
-        elapsed = (
-            self.last - self.first if self.first is not None and self.last is not None else None
-        )
-        error = "; ".join(self.errors[:3]) or None
-        if error is None and self.completed < self.n:
+        errors: list[str] = []
+        while not self._errors.empty():
+            errors.append(self._errors.get())
+        error = "; ".join(errors[:3]) or None
+        if error is None and self.completed < self.n and not self.own_jobs_only:
             error = f"only {self.completed} of {self.n} jobs completed before the timeout"
-        return {"elapsed": elapsed, "completed": self.completed, "wall": wall, "error": error}
+        return {
+            "first": self._first.value if self.completed else None,
+            "last": self._last.value if self.completed else None,
+            "completed": self.completed,
+            "wall": wall,
+            "error": error,
+        }
 
 
-def drain_gigq(db: Path, n: int, timeout: float) -> _Tally:
-    """GigQ's worker loop, stopped by its own lifecycle hooks once `n` jobs succeeded."""
+def drain_gigq(db: Path, n: int, timeout: float, workers: int, barrier: bool) -> _Tally:
+    """GigQ's worker loop in burst mode, stopped by its own lifecycle hooks once `n` jobs
+    succeeded here (one worker) or by burst once nothing is left (several)."""
     from gigq import Worker, hookimpl
 
-    tally = _Tally(n)
+    tally = _Tally(n, own_jobs_only=workers > 1)
     worker = Worker(str(db), polling_interval=POLLING_INTERVAL, durability="full")
 
     class Probe:
+        @hookimpl
+        def gigq_worker_started(self) -> None:
+            if barrier:
+                print("ready", flush=True)
+                sys.stdin.readline()  # the parent's "go", once every worker is ready
+
         @hookimpl
         def gigq_job_started(self) -> None:
             tally.started()
@@ -84,15 +123,16 @@ def drain_gigq(db: Path, n: int, timeout: float) -> _Tally:
     watchdog.daemon = True
     watchdog.start()
     try:
-        worker.start()
+        worker.start(burst=True)
     finally:
         watchdog.cancel()
         worker.close()
     return tally
 
 
-def drain_huey(db: Path, n: int, timeout: float) -> _Tally:
-    """huey's consumer (one worker thread), stopped by its signals once `n` jobs completed."""
+def drain_huey(db: Path, n: int, timeout: float, workers: int) -> _Tally:
+    """huey's consumer with `workers` worker processes, stopped by its signals once `n`
+    tasks completed."""
     from huey.signals import SIGNAL_COMPLETE, SIGNAL_ERROR, SIGNAL_EXECUTING
 
     from benchmarks.huey_bench import make_huey
@@ -114,8 +154,8 @@ def drain_huey(db: Path, n: int, timeout: float) -> _Tally:
     huey.signal(SIGNAL_ERROR)(on_error)
 
     consumer = huey.create_consumer(
-        workers=1,
-        worker_type="thread",
+        workers=workers,
+        worker_type=HUEY_WORKER_TYPE,
         periodic=False,
         initial_delay=POLLING_INTERVAL,
         check_worker_health=False,
@@ -135,11 +175,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("system", choices=("gigq", "huey"))
     parser.add_argument("--db", type=Path, required=True)
     parser.add_argument("--jobs", type=int, required=True)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="GigQ: processes in the drain; huey: workers"
+    )
+    parser.add_argument("--barrier", action="store_true", help="GigQ: wait for 'go' on stdin")
     parser.add_argument("--timeout", type=float, default=600.0)
     args = parser.parse_args(argv)
-    drain = drain_gigq if args.system == "gigq" else drain_huey
     start = time.perf_counter()
-    tally = drain(args.db, args.jobs, args.timeout)
+    if args.system == "gigq":
+        tally = drain_gigq(args.db, args.jobs, args.timeout, args.workers, args.barrier)
+    else:
+        tally = drain_huey(args.db, args.jobs, args.timeout, args.workers)
     report = tally.report(time.perf_counter() - start)
     print(json.dumps(report), flush=True)
     return 0 if report["error"] is None else 1

@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from benchmarks import ledger
-from benchmarks.common import BenchmarkError, payloads, run_drain_worker
-from benchmarks.jobs import noop
+from benchmarks.common import DRAINS, BenchmarkError, payloads, run_drain_worker
+from benchmarks.jobs import burn, noop
 from gigq import Job, JobQueue
 
 NAME = "GigQ"
 
 #: Pinned so a `GIGQ_DURABILITY` in the environment cannot change what is measured.
 SETTINGS: dict[str, Any] = {"durability": "full"}
+
+#: The job function of each job kind (see `benchmarks.jobs`).
+JOBS: dict[str, Callable[..., None]] = {"noop": noop, "burn": burn}
+
+
+def version() -> str:
+    """GigQ's version (always installed: the runner is part of it)."""
+    import gigq
+
+    return str(getattr(gigq, "__version__", "unknown"))
 
 
 def _open(db: Path) -> JobQueue:
@@ -59,20 +71,29 @@ def enqueue_batch(workdir: Path, n: int) -> float:
     return elapsed
 
 
-def drain(workdir: Path, n: int) -> float:
-    """Run `n` queued jobs with one worker in a fresh process; first claim to last completion."""
+def drain(workdir: Path, n: int, workers: int = 1, job: str = "noop") -> float:
+    """Run `n` queued jobs with `workers` worker processes started fresh; the first job's
+    start to the last job's completion, across the workers."""
     db = workdir / "gigq.db"
     book = workdir / "ledger"
     sent = payloads(n, book)
     with _open(db) as queue:
-        queue.submit_many([Job("noop", noop, params=p) for p in sent])
-    report = run_drain_worker("gigq", db, n)
-    ledger.verify_ledger(f"{NAME} drain", book, (p["id"] for p in sent))
+        queue.submit_many([Job(job, JOBS[job], params=p) for p in sent])
+    report = run_drain_worker("gigq", db, n, workers)
+    label = f"{NAME} drain ({workers} worker{'s' if workers > 1 else ''}, {job})"
+    ledger.verify_ledger(label, book, (p["id"] for p in sent))
     with _open(db) as queue:
         stats = queue.stats()
     if stats["completed"] != n or stats["total"] != n:
-        raise BenchmarkError(f"{NAME} drain: expected {n} completed jobs, found {stats}")
+        raise BenchmarkError(f"{label}: expected {n} completed jobs, found {stats}")
     return float(report["elapsed"])
 
 
-WORKLOADS = {"enqueue": enqueue, "enqueue_batch": enqueue_batch, "drain": drain}
+WORKLOADS: dict[str, Callable[[Path, int], float] | None] = {
+    "enqueue": enqueue,
+    "enqueue_batch": enqueue_batch,
+    **{
+        name: functools.partial(drain, workers=spec.workers, job=spec.job)
+        for name, spec in DRAINS.items()
+    },
+}

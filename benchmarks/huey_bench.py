@@ -2,11 +2,13 @@
 
 `SqliteStorage(fsync=True)` sets `pragma synchronous=2` (FULL) on every connection and
 `journal_mode="wal"` is its default; both are passed explicitly so a change of huey's defaults
-cannot change what is measured. huey has no batch enqueue, so `enqueue_batch` is None.
+cannot change what is measured. huey has no batch enqueue, so `enqueue_batch` is None. Its
+drains run its consumer with 1, 2 or 4 worker processes (`worker_type="process"`).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import time
 from collections.abc import Callable
@@ -14,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import ledger
-from benchmarks.common import BenchmarkError, payloads, run_drain_worker
-from benchmarks.jobs import noop_payload
+from benchmarks.common import DRAINS, BenchmarkError, payloads, run_drain_worker
+from benchmarks.jobs import burn_payload, noop_payload, stamp_payload
 
 NAME = "huey"
 
@@ -32,13 +34,19 @@ def version() -> str | None:
         return "unknown"
 
 
-def make_huey(db: Path, fsync: bool = True) -> tuple[Any, Any]:
-    """A `SqliteHuey` on `db` and its no-op task. `fsync=False` (synchronous=OFF, on this
-    connection only) is for filling a queue before a drain, never for a measurement."""
+def make_huey(db: Path, fsync: bool = True) -> tuple[Any, dict[str, Any]]:
+    """A `SqliteHuey` on `db` and its tasks by job kind ("noop", "burn", "stamp").
+    `fsync=False` (synchronous=OFF, on this connection only) is for filling a queue before a
+    drain, never for a measurement."""
     from huey import SqliteHuey
 
     huey = SqliteHuey("bench", filename=str(db), journal_mode="wal", fsync=fsync)
-    return huey, huey.task()(noop_payload)
+    tasks = {
+        "noop": huey.task()(noop_payload),
+        "burn": huey.task()(burn_payload),
+        "stamp": huey.task()(stamp_payload),
+    }
+    return huey, tasks
 
 
 def _verify_stored(huey: Any, ids: list[str], sent: list[dict[str, str]]) -> None:
@@ -53,7 +61,8 @@ def enqueue(workdir: Path, n: int) -> float:
     """Enqueue `n` tasks one at a time (calling the task, as a caller would)."""
     db = workdir / "huey.db"
     sent = payloads(n, workdir / "ledger")
-    huey, task = make_huey(db)
+    huey, tasks = make_huey(db)
+    task = tasks["noop"]
     try:
         start = time.perf_counter()
         results = [task(p) for p in sent]
@@ -64,20 +73,20 @@ def enqueue(workdir: Path, n: int) -> float:
     return elapsed
 
 
-def drain(workdir: Path, n: int) -> float:
-    """Run `n` queued tasks with a one-thread consumer in a fresh process; first dequeue to
-    last completion."""
+def drain(workdir: Path, n: int, workers: int = 1, job: str = "noop") -> float:
+    """Run `n` queued tasks with a consumer of `workers` worker processes, in a fresh
+    process; first dequeue to last completion."""
     db = workdir / "huey.db"
     book = workdir / "ledger"
     sent = payloads(n, book)
-    filler, task = make_huey(db, fsync=False)
+    filler, tasks = make_huey(db, fsync=False)
     try:
         for p in sent:
-            task(p)
+            tasks[job](p)
     finally:
         filler.storage.close()
-    report = run_drain_worker("huey", db, n)
-    ledger.verify_ledger(f"{NAME} drain", book, (p["id"] for p in sent))
+    report = run_drain_worker("huey", db, n, workers)
+    ledger.verify_ledger(f"{NAME} {_label(workers, job)}", book, (p["id"] for p in sent))
     huey, _ = make_huey(db)
     try:
         left = huey.pending_count()
@@ -88,8 +97,15 @@ def drain(workdir: Path, n: int) -> float:
     return float(report["elapsed"])
 
 
+def _label(workers: int, job: str) -> str:
+    return f"drain ({workers} worker{'s' if workers > 1 else ''}, {job})"
+
+
 WORKLOADS: dict[str, Callable[[Path, int], float] | None] = {
     "enqueue": enqueue,
     "enqueue_batch": None,
-    "drain": drain,
+    **{
+        name: functools.partial(drain, workers=spec.workers, job=spec.job)
+        for name, spec in DRAINS.items()
+    },
 }

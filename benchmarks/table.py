@@ -1,16 +1,23 @@
-"""The results: repeats per workload and system, their medians, and the Markdown table."""
+"""The results: repeats per workload and system, their medians, and the Markdown tables."""
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 #: What a cell shows when a system does not have the workload (huey has no batch enqueue).
 UNSUPPORTED = "—"
 NOT_INSTALLED = "not installed"
+#: A system left out with `--systems` (or `--no-huey`).
+SKIPPED = "not run"
 #: The en dash of "min-max" (an escape, so linters do not take it for a hyphen).
 EN_DASH = "\u2013"
+#: The system every ratio column divides by another.
+BASE = "GigQ"
+#: Short names of the ratio columns' divisors.
+SHORT = {"raw sqlite3": "raw"}
 
 
 @dataclass
@@ -43,8 +50,41 @@ class Series:
         }
 
 
+@dataclass
+class Values:
+    """One measure (latency in ms, CPU in %, bytes) over the repeats."""
+
+    unit: str
+    values: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        """The median over the repeats."""
+        return statistics.median(self.values)
+
+    def as_json(self) -> dict[str, Any]:
+        """The measure for the JSON report."""
+        return {
+            "unit": self.unit,
+            "values": self.values,
+            "median": self.median,
+            "min": min(self.values),
+            "max": max(self.values),
+        }
+
+
 #: A cell: measured repeats, or why there is nothing to show.
 Cell = Series | str
+#: A cell of the latency and scale tables.
+ValueCell = Values | str
+
+
+def _number(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:,.1f}"
+    return f"{value:,.2f}"
 
 
 def _rate(value: float) -> str:
@@ -63,23 +103,27 @@ def format_cell(cell: Cell) -> str:
     return f"{_rate(cell.median)} ({_rate(min(rates))}{EN_DASH}{_rate(max(rates))})"
 
 
-def format_ratio(gigq: Cell, huey: Cell) -> str:
-    """GigQ's median over huey's (above 1: GigQ is faster), or a dash."""
-    if isinstance(gigq, str) or isinstance(huey, str):
+def format_values(cell: ValueCell) -> str:
+    """`median (min-max)` of a measure, or the reason the cell is empty."""
+    if isinstance(cell, str):
+        return cell
+    values = cell.values
+    if len(values) == 1:
+        return _number(values[0])
+    return f"{_number(cell.median)} ({_number(min(values))}{EN_DASH}{_number(max(values))})"
+
+
+def format_ratio(top: Cell | ValueCell, bottom: Cell | ValueCell) -> str:
+    """One median over another (for rates, above 1: the first is faster), or a dash."""
+    if isinstance(top, str) or isinstance(bottom, str) or not bottom.median:
         return UNSUPPORTED
-    return f"{gigq.median / huey.median:.2f}x"
+    return f"{top.median / bottom.median:.2f}x"
 
 
-def render(rows: list[tuple[str, Cell, Cell]]) -> str:
-    """A Markdown table: workload | GigQ | huey | GigQ/huey, rates in jobs/s."""
-    header = (
-        "workload",
-        f"GigQ jobs/s median (min{EN_DASH}max)",
-        f"huey jobs/s median (min{EN_DASH}max)",
-        "GigQ/huey",
-    )
-    body = [(name, format_cell(g), format_cell(h), format_ratio(g, h)) for name, g, h in rows]
-    widths = [max(len(r[i]) for r in (header, *body)) for i in range(len(header))]
+def markdown(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    """A Markdown table, the first column left-aligned and the others right-aligned."""
+    rows = [tuple(header), *(tuple(r) for r in body)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
 
     def line(cells: tuple[str, ...]) -> str:
         padded = [
@@ -93,4 +137,46 @@ def render(rows: list[tuple[str, Cell, Cell]]) -> str:
         + "|".join("-" * (w + 1) + ":" if i else ":" + "-" * (w + 1) for i, w in enumerate(widths))
         + "|"
     )
-    return "\n".join([line(header), rule, *(line(r) for r in body)])
+    return "\n".join([line(rows[0]), rule, *(line(r) for r in rows[1:])])
+
+
+def render(rows: Sequence[tuple[str, Mapping[str, Cell]]], systems: Sequence[str]) -> str:
+    """The throughput table: workload | one column per system (jobs/s, median and min-max)
+    | GigQ/<system> for every other system. A system missing from a row shows a dash."""
+    others = [s for s in systems if s != BASE]
+    header = (
+        "workload",
+        *systems,
+        *(f"{BASE}/{SHORT.get(s, s)}" for s in others),
+    )
+    body = []
+    for name, cells in rows:
+        base = cells.get(BASE, UNSUPPORTED)
+        body.append(
+            (
+                name,
+                *(format_cell(cells.get(s, UNSUPPORTED)) for s in systems),
+                *(format_ratio(base, cells.get(s, UNSUPPORTED)) for s in others),
+            )
+        )
+    return markdown(header, body)
+
+
+def render_values(
+    rows: Sequence[tuple[str, Mapping[str, ValueCell]]],
+    columns: Sequence[str],
+    ratio: tuple[str, str, str],
+) -> str:
+    """A table of measures: measure | one column per name | a ratio column. `ratio` is
+    (heading, the column divided, the column it is divided by)."""
+    heading, top, bottom = ratio
+    header = ("measure", *columns, heading)
+    body = [
+        (
+            label,
+            *(format_values(cells.get(c, UNSUPPORTED)) for c in columns),
+            format_ratio(cells.get(top, UNSUPPORTED), cells.get(bottom, UNSUPPORTED)),
+        )
+        for label, cells in rows
+    ]
+    return markdown(header, body)

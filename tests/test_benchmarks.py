@@ -1,6 +1,8 @@
-"""The benchmark runner: its exactly-once check, its table, and one quick run end to end.
+"""The benchmark runner: its exactly-once checks, its tables and targets, and quick runs of
+every workload end to end (a few jobs each).
 
-No timing is asserted (DESIGN.md: performance is measured by `benchmarks/`, never asserted).
+No timing is asserted (DESIGN.md: performance is measured by `benchmarks/`, never asserted);
+the targets are checked only for how they read a given set of numbers.
 """
 
 from __future__ import annotations
@@ -14,12 +16,32 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import gigq_bench, ledger
+from benchmarks import gigq_bench, jobs, ledger, raw_bench, targets
 from benchmarks.__main__ import main
-from benchmarks.table import NOT_INSTALLED, UNSUPPORTED, Series, render
+from benchmarks.common import THROUGHPUT, BenchmarkError, payloads, run_drain_worker
+from benchmarks.table import NOT_INSTALLED, UNSUPPORTED, Series, Values, render, render_values
+from gigq import Job
 
 ROOT = Path(__file__).resolve().parent.parent
 HUEY_INSTALLED = importlib.util.find_spec("huey") is not None
+LITEQUEUE_INSTALLED = importlib.util.find_spec("litequeue") is not None
+
+
+def _run_quick(tmp_path: Path, *options: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """`python -m benchmarks --quick ...` in a subprocess (bounded); its output and JSON."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIGQ_")}
+    out = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", *options, "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done, json.loads(out.read_text())
 
 
 def test_ledger_accepts_each_id_exactly_once():
@@ -56,17 +78,47 @@ def test_table_shows_median_range_ratio_and_empty_cells():
 
     table = render(
         [
-            ("enqueue", gigq, huey),
-            ("enqueue_batch", gigq, UNSUPPORTED),
-            ("drain", gigq, NOT_INSTALLED),
-        ]
+            ("enqueue", {"GigQ": gigq, "huey": huey}),
+            ("enqueue_batch", {"GigQ": gigq, "huey": UNSUPPORTED}),
+            ("drain", {"GigQ": gigq, "huey": NOT_INSTALLED}),
+        ],
+        ["GigQ", "huey", "raw sqlite3"],
     )
     lines = table.splitlines()
 
     assert lines[0].startswith("| workload")
+    assert "GigQ/huey" in lines[0] and "GigQ/raw" in lines[0]
     assert "1,000 (500\u20132,000)" in lines[2] and "2,000" in lines[2] and "0.50x" in lines[2]
     assert UNSUPPORTED in lines[3]
     assert NOT_INSTALLED in lines[4]
+
+
+def test_measure_table_divides_the_named_columns():
+    table = render_values(
+        [("p50 (ms)", {"GigQ": Values("ms", [4.0, 5.0, 6.0]), "huey": Values("ms", [50.0])})],
+        ["GigQ", "huey"],
+        ("GigQ/huey", "GigQ", "huey"),
+    )
+
+    assert "5.00 (4.00\u20136.00)" in table and "50.0" in table and "0.10x" in table
+
+
+def test_targets_read_the_medians():
+    rates = {
+        "drain": {"GigQ": Series(100, [0.01]), "huey": Series(100, [0.05])},  # 10,000 vs 2,000
+        "drain_batch32": {"raw sqlite3": Series(100, [0.001])},  # 100,000
+        "enqueue": {"GigQ": Series(100, [1.0]), "raw sqlite3": Series(100, [0.5])},
+        "drain_w2": {"GigQ": Series(100, [0.02])},
+    }
+
+    found = {t.what: t for t in targets.throughput(rates)}
+
+    assert found["drain, 1 worker: GigQ / huey"].met  # 5x >= 2x
+    assert not found["drain, 1 worker: GigQ / raw sqlite3 claim 32 + batched completion"].met
+    assert not found["submit one at a time: GigQ / raw sqlite3 single-row FULL inserts"].met
+    assert len(found) == 3  # submit_many and the CPU scaling were not measured
+    line = targets.drain_scaling(rates)
+    assert line is not None and "2 workers 5,000/s (0.50x)" in line
 
 
 def test_runner_exits_1_when_a_job_ran_twice(monkeypatch, tmp_path, capsys):
@@ -86,7 +138,8 @@ def test_runner_exits_1_when_a_job_ran_twice(monkeypatch, tmp_path, capsys):
             "1",
             "--workloads",
             "drain",
-            "--no-huey",
+            "--systems",
+            "gigq",
             "--tmp",
             str(tmp_path),
             "--json",
@@ -131,3 +184,88 @@ def test_quick_run_prints_a_table(tmp_path: Path):
         assert NOT_INSTALLED in done.stdout
     report = json.loads(out.read_text())
     assert report["results"]["drain"]["GigQ"]["jobs"] == 1000
+
+
+def test_raw_drain_fails_when_a_job_runs_twice(monkeypatch, tmp_path: Path):
+    def twice(**params: str) -> None:  # the raw drain's job, run twice
+        for _ in range(2):
+            jobs.record(params["ledger"], params["id"])
+
+    monkeypatch.setattr(raw_bench, "noop", twice)
+
+    with pytest.raises(ledger.ExactlyOnceError, match="duplicated"):
+        raw_bench.drain_batch32(tmp_path, 5)
+
+
+def test_parallel_drain_fails_when_jobs_are_missing(tmp_path: Path):
+    db = tmp_path / "gigq.db"
+    with gigq_bench._open(db) as queue:
+        queue.submit_many(
+            Job("noop", gigq_bench.noop, params=p) for p in payloads(6, tmp_path / "ledger")
+        )
+
+    # Two burst workers run the 6 jobs, then stop: one job short of the 7 expected.
+    with pytest.raises(BenchmarkError, match="6 of 7 jobs completed"):
+        run_drain_worker("gigq", db, 7, workers=2)
+
+
+def test_quick_run_checks_the_new_throughput_workloads_and_scale(tmp_path: Path):
+    done, report = _run_quick(
+        tmp_path,
+        "--jobs",
+        "12",
+        "--workloads",
+        "enqueue,enqueue_batch,drain_batch32,drain_w2,drain_w4,drain_cpu1ms_w1,"
+        "drain_cpu1ms_w2,scale",
+        "--scale-sizes",
+        "20,40",
+        "--scale-waiting",
+        "20,40",
+        "--scale-ops",
+        "10",
+    )
+
+    for workload in ("enqueue_batch", "drain_batch32", "drain_w2", "drain_w4", "drain_cpu1ms_w2"):
+        assert any(line.startswith(f"| {workload} ") for line in done.stdout.splitlines())
+    results = report["results"]
+    assert set(results) == set(THROUGHPUT) - {"drain"}
+    assert results["drain_w4"]["GigQ"]["jobs"] == 12
+    assert len(results["drain_cpu1ms_w2"]["GigQ"]["seconds"]) == 1
+    assert results["drain_batch32"]["raw sqlite3"]["jobs"] == 12
+    assert results["drain_batch32"]["GigQ"] == UNSUPPORTED
+    if HUEY_INSTALLED:
+        assert results["drain_w2"]["huey"]["jobs"] == 12
+    if LITEQUEUE_INSTALLED:
+        assert results["enqueue_batch"]["litequeue"]["jobs"] == 12
+    else:
+        assert results["enqueue_batch"]["litequeue"] == NOT_INSTALLED
+    for kind in ("pending", "waiting"):
+        assert [r["size"] for r in report["scale"][kind]] == [20, 40]
+        assert all(r["bytes_per_job"] > 0 for r in report["scale"][kind])
+        assert all(len(r["rounds"][0]["claim_seconds"]) == 10 for r in report["scale"][kind])
+    assert any("GigQ 2 workers / 1 worker" in t["what"] for t in report["targets"])
+    assert "Targets of issue 8" in done.stdout
+
+
+def test_quick_run_measures_latency_and_startup(tmp_path: Path):
+    done, report = _run_quick(
+        tmp_path,
+        "--workloads",
+        "latency,startup",
+        "--latency-jobs",
+        "4",
+        "--latency-gap",
+        "0.01",
+        "--idle-seconds",
+        "0.2",
+        "--startup-runs",
+        "1",
+    )
+
+    measures = report["measures"]
+    assert set(measures) == {"p50_ms", "p99_ms", "max_ms", "idle_cpu_pct", "import_ms", "help_ms"}
+    assert len(measures["p50_ms"]["GigQ"]["values"]) == 1
+    assert measures["import_ms"]["huey"] == UNSUPPORTED
+    if HUEY_INSTALLED:
+        assert len(measures["p99_ms"]["huey"]["values"]) == 1
+    assert "submit-to-start p50" in done.stdout

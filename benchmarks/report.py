@@ -1,0 +1,130 @@
+"""What a run found, and how it is shown: the tables on stdout, the targets, the JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmarks import targets
+from benchmarks.common import CPU_WORKLOADS
+from benchmarks.table import EN_DASH, Cell, ValueCell, Values, render, render_values
+
+GIGQ, HUEY = "GigQ", "huey"
+
+#: The rows of the latency and start-up table: measure key, label, unit.
+MEASURES = (
+    ("p50_ms", "submit-to-start p50 (ms)", "ms"),
+    ("p99_ms", "submit-to-start p99 (ms)", "ms"),
+    ("max_ms", "submit-to-start max (ms)", "ms"),
+    ("idle_cpu_pct", "idle worker CPU (% of a core)", "%"),
+    ("import_ms", "import gigq (ms)", "ms"),
+    ("help_ms", "gigq --help (ms)", "ms"),
+)
+#: The measures of the `startup` workload (the others are `latency`'s).
+STARTUP = ("import_ms", "help_ms")
+
+#: The rows of a scale table: key of a round (or of the whole run), label, unit.
+SCALE_ROWS = (
+    ("claim_median_ms", "claim, median (ms)", "ms"),
+    ("claim_p90_ms", "claim, p90 (ms)", "ms"),
+    ("submit_per_s", "submit one at a time (jobs/s)", "jobs/s"),
+    ("bytes_per_job", "database bytes per job", "B"),
+)
+
+
+@dataclass
+class Results:
+    """Everything measured in one run, filled in as it goes."""
+
+    #: Column order of the throughput table.
+    systems: list[str]
+    #: workload -> system -> repeats (or why there are none).
+    rates: dict[str, dict[str, Cell]] = field(default_factory=dict)
+    #: measure key -> system -> values over the repeats (latency and start-up).
+    measures: dict[str, dict[str, ValueCell]] = field(default_factory=dict)
+    #: scale shape -> one result per size, smallest first.
+    scale: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def add_measures(self, system: str, got: dict[str, float]) -> None:
+        """Append one repeat's latency or start-up measures of `system`."""
+        for key, value in got.items():
+            cell = self.measures[key][system]
+            assert isinstance(cell, Values)
+            cell.values.append(value)
+
+
+def _json(cell: Cell | ValueCell) -> Any:
+    return cell if isinstance(cell, str) else cell.as_json()
+
+
+def _scale_table(kind: str, runs: list[dict[str, Any]], rounds: int, ops: int) -> str:
+    stored = "pending jobs" if kind == "pending" else "waiting dependents"
+    columns = [f"{r['size']:,} jobs" for r in runs]
+    rows: list[tuple[str, dict[str, ValueCell]]] = []
+    for key, label, unit in SCALE_ROWS:
+        cells: dict[str, ValueCell] = {}
+        for column, result in zip(columns, runs, strict=True):
+            if key in result:
+                cells[column] = Values(unit, [result[key]])
+            else:
+                cells[column] = Values(unit, [r[key] for r in result["rounds"]])
+        rows.append((label, cells))
+    caption = (
+        f"\nScale, GigQ, {kind} ({stored} stored): median (min{EN_DASH}max) of {rounds} "
+        f"round(s) of {ops} single claims and {ops} single submits\n"
+    )
+    return caption + "\n" + render_values(rows, columns, ("large/small", columns[-1], columns[0]))
+
+
+def show(results: Results, meta: dict[str, Any]) -> dict[str, Any]:
+    """Print the tables and the targets to stdout; returns the JSON report."""
+    report: dict[str, Any] = {"meta": meta}
+    lines: list[str] = []
+    found: list[targets.Target] = []
+    repeat, span = meta["repeat"], f"median (min{EN_DASH}max)"
+    if results.rates:
+        cpu = [w for w in results.rates if w in CPU_WORKLOADS]
+        jobs = f"{meta['jobs']} jobs per workload"
+        if cpu and meta["cpu_jobs"] != meta["jobs"]:
+            jobs += f" ({meta['cpu_jobs']} in {', '.join(cpu)})"
+        print(
+            f"\n{jobs}, jobs/s, {span} of {repeat} run(s); WAL, "
+            f"synchronous=FULL, SQLite {meta['sqlite']}, {meta['filesystem'] or 'unknown fs'};"
+            " higher is better\n"
+        )
+        print(render(list(results.rates.items()), results.systems))
+        report["results"] = {
+            w: {n: _json(c) for n, c in cells.items()} for w, cells in results.rates.items()
+        }
+        found += targets.throughput(results.rates)
+        lines += [t.line() for t in found]
+        scaling = targets.drain_scaling(results.rates)
+        if scaling:
+            lines.append(scaling)
+    if results.measures:
+        latency = meta["latency"]
+        print(
+            f"\nLatency ({latency['jobs']} jobs, one idle worker, one submit every "
+            f"{latency['gap']:g} s) and start-up, {span} of {repeat} run(s); lower is better\n"
+        )
+        rows = [(label, results.measures[k]) for k, label, _ in MEASURES if k in results.measures]
+        print(render_values(rows, [GIGQ, HUEY], ("GigQ/huey", GIGQ, HUEY)))
+        report["measures"] = {
+            k: {n: _json(c) for n, c in cells.items()} for k, cells in results.measures.items()
+        }
+        for target, unit in targets.latency(results.measures):
+            found.append(target)
+            lines.append(target.line(unit))
+    if results.scale:
+        for kind, runs in results.scale.items():
+            print(_scale_table(kind, runs, repeat, meta["scale"]["ops"]))
+        report["scale"] = results.scale
+        scale_targets = targets.scale(results.scale)
+        found += scale_targets
+        lines += [t.line() for t in scale_targets]
+    if lines:
+        print("\nTargets of issue 8, from the medians above:\n")
+        print("\n".join(lines))
+    print(flush=True)
+    report["targets"] = [t.as_json() for t in found]
+    return report
