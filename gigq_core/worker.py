@@ -67,6 +67,8 @@ _PRUNE_INTERVAL = 60.0
 FLUSH_MAX_JOBS = 32
 
 _Report = tuple[JobRecord, AttemptResult, Outcome, float | None]
+#: A report and its committed transition (None: fenced), waiting for the disk.
+_Committed = tuple[JobRecord, AttemptResult, Outcome, float | None, Transition | None]
 
 
 class _Running:
@@ -175,6 +177,8 @@ class Worker:
         #: Outcomes decided but not yet committed (group commit), and when they are due.
         self._unflushed: list[_Report] = []
         self._flush_at = 0.0
+        #: Waits for the disk off the loop (process executor, storage that can defer it).
+        self._syncer: _Syncer | None = None
         self._pool: ProcessPool | None = None
         self._last_sweep = float("-inf")
         self._last_prune = float("-inf")
@@ -330,14 +334,27 @@ class Worker:
         )
 
     def _flush(self) -> None:
-        """Commit every held outcome in one durable transaction; then log and fire hooks."""
+        """Commit every held outcome in one transaction; log and fire hooks once it is
+        durable.
+
+        With a syncer running (the process loop, on storage that offers
+        `finish_deferred` and `sync`), the commit releases the write lock before the disk
+        has the rows and the syncer thread waits for the disk; the loop fires the hooks
+        when it reports back (`_fire_durable`). Otherwise the commit itself is durable.
+        """
         with self._lock:
             reports, self._unflushed = self._unflushed, []
         if not reports:
             return
         outcomes = [outcome for _, _, outcome, _ in reports]
+        syncer = self._syncer
         try:
-            transitions = self.storage.finish(outcomes, self.clock.now())
+            if syncer is not None:
+                transitions = self.storage.finish_deferred(  # type: ignore[attr-defined]
+                    outcomes, self.clock.now()
+                )
+            else:
+                transitions = self.storage.finish(outcomes, self.clock.now())
         except GigQError:
             log.exception(
                 "could not record the outcome of job(s) %s; they will be rescued when their "
@@ -345,7 +362,18 @@ class Worker:
                 ", ".join(o.job_id for o in outcomes),
             )
             return
-        for (record, attempt, outcome, delay), transition in zip(reports, transitions, strict=True):
+        done = [(*report, t) for report, t in zip(reports, transitions, strict=True)]
+        if syncer is not None:
+            syncer.submit(done)
+            return
+        for record, attempt, outcome, delay, transition in done:
+            self._reported(record, attempt, outcome, delay, transition)
+
+    def _fire_durable(self) -> None:
+        """Log and fire the hooks of outcomes the syncer found durable."""
+        if self._syncer is None:
+            return
+        for record, attempt, outcome, delay, transition in self._syncer.take():
             self._reported(record, attempt, outcome, delay, transition)
 
     def _outcome(
@@ -681,17 +709,24 @@ class Worker:
                 self._pool = pool
                 beat.start()
                 watcher.start()
+                if callable(getattr(self.storage, "finish_deferred", None)) and callable(
+                    getattr(self.storage, "sync", None)
+                ):
+                    self._syncer = _Syncer(self)
+                    self._syncer.start()
                 try:
                     self._loop_process(pool)
                 finally:
                     pool.shutdown()
                     self._pool = None
                     gc.unfreeze()
+                    self._stop_syncer()
             else:
                 beat.start()
                 watcher.start()
                 self._loop_inline()
         finally:
+            self._stop_syncer()
             self._flush()
             self._hand_back()
             watcher.stop()
@@ -708,6 +743,16 @@ class Worker:
                 signal.signal(sig, handler)
             log.info("worker %s stopped", self.worker_id)
             self.hooks.worker_stopped(self.worker_id)
+
+    def _stop_syncer(self) -> None:
+        """Let the syncer finish what it holds, fire those hooks, and flush directly from
+        now on."""
+        syncer, self._syncer = self._syncer, None
+        if syncer is None:
+            return
+        syncer.stop()
+        for record, attempt, outcome, delay, transition in syncer.take():
+            self._reported(record, attempt, outcome, delay, transition)
 
     def _idle_timeout(self) -> float:
         wait = min(self.polling_interval, 1.0)
@@ -811,6 +856,7 @@ class Worker:
                     self._flush()
             if pool.woken:
                 self._drain_wake()
+            self._fire_durable()
             self._check_timeouts()
             with self._lock:
                 doomed = [i for i, r in self._running.items() if r.stop_reason]
@@ -955,6 +1001,61 @@ class _Heartbeat(threading.Thread):
         self.done.set()
         if self.is_alive() and self is not threading.current_thread():
             self.join(timeout=5)
+
+
+class _Syncer(threading.Thread):
+    """Waits for the disk off the worker's loop (group commit without holding the lock).
+
+    The loop commits outcomes with `finish_deferred` and hands them here; this thread
+    calls `sync()` (one fsync for everything handed over meanwhile), then wakes the loop,
+    which fires their hooks. A crash before that loses no committed outcome; only power
+    loss can, and then the jobs run again (their hooks had not fired).
+    """
+
+    def __init__(self, worker: Worker) -> None:
+        super().__init__(name="gigq-sync", daemon=True)
+        self.worker = worker
+        self._cond = threading.Condition()
+        self._waiting: list[_Committed] = []
+        self._durable: list[_Committed] = []
+        self._done = False
+
+    def submit(self, committed: list[_Committed]) -> None:
+        with self._cond:
+            self._waiting.extend(committed)
+            self._cond.notify()
+
+    def take(self) -> list[_Committed]:
+        """The outcomes found durable since the last call."""
+        with self._cond:
+            durable, self._durable = self._durable, []
+        return durable
+
+    def run(self) -> None:
+        storage = self.worker.storage
+        while True:
+            with self._cond:
+                while not self._waiting and not self._done:
+                    self._cond.wait()
+                if not self._waiting:
+                    return
+                batch, self._waiting = self._waiting, []
+            try:
+                storage.sync()  # type: ignore[attr-defined]
+            except GigQError:
+                # The rows are committed; only their durability against power loss is in
+                # doubt. Say so, and go on.
+                log.exception("worker %s: waiting for the disk failed", self.worker.worker_id)
+            with self._cond:
+                self._durable.extend(batch)
+            self.worker._wake()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._done = True
+            self._cond.notify()
+        if self.is_alive():
+            self.join(timeout=30)
 
 
 class _Watcher(threading.Thread):

@@ -107,6 +107,8 @@ class Database:
         self.wait_mark: tuple[int, int] | None = None
         #: Whether the connection's `synchronous` is FULL now (see `write(durable=...)`).
         self._sync_full = settings.durability == "full"
+        #: A descriptor of the WAL file for `sync` (opened on first use; -1: none).
+        self._wal_fd = -1
         #: Test-only crash points ("claim:after", ...); empty in production.
         self.crash_points = crash_points_from(os.environ.get(CRASH_ENV, ""))
         #: Labels of the transaction in progress (kept only while crash points are set).
@@ -165,6 +167,7 @@ class Database:
         self._pid = os.getpid()
         self.wait_mark = None
         self._sync_full = self.settings.durability == "full"
+        self._wal_fd = -1  # the parent's; never used or closed here
 
     @contextmanager
     def locked(self) -> Iterator[sqlite3.Connection]:
@@ -188,6 +191,9 @@ class Database:
             self._after_fork()
         with self._lock:
             self._closed = True
+            if self._wal_fd >= 0:
+                os.close(self._wal_fd)
+                self._wal_fd = -1
             conn, self._conn = self._conn, None
             if conn is not None:
                 try:
@@ -216,6 +222,37 @@ class Database:
         return self._transaction(
             "BEGIN IMMEDIATE", work, mark_wait=mark_wait, op=op, durable=durable
         )
+
+    def sync(self) -> None:
+        """Wait until every commit made so far (by any connection) is on disk: fsync the
+        WAL, as a `synchronous=FULL` commit does before it returns. Writes made with
+        `durable=False` become durable here; at durability "normal" this does nothing.
+
+        Safe from any thread while others write: it touches no SQLite connection. The
+        WAL file is only ever opened and fsynced, never locked, so keeping a descriptor
+        of it cannot disturb SQLite's locks (which live on the database and -shm files).
+        """
+        if self.settings.durability != "full":
+            return
+        wal = self.path + "-wal"
+        try:
+            current = os.stat(wal).st_ino
+        except FileNotFoundError:
+            return  # no WAL: everything is in the database file, synced by its checkpoint
+        fd = self._wal_fd
+        if fd < 0 or os.fstat(fd).st_ino != current:
+            # First use, or the WAL was removed and made again since: follow the new file.
+            try:
+                new = os.open(wal, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                return
+            if fd >= 0:
+                os.close(fd)
+            self._wal_fd = fd = new
+        try:
+            os.fsync(fd)
+        except OSError as err:
+            raise StorageError(f"cannot sync the write-ahead log of {self.path}: {err}") from err
 
     def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` in a deferred read transaction (one consistent snapshot)."""

@@ -132,6 +132,23 @@ class SqliteStorage:
 
     def finish(self, outcomes: Sequence[Outcome], now: datetime) -> list[Transition | None]:
         """Apply attempt outcomes in one transaction; see Storage.finish."""
+        return self._finish(outcomes, now, durable=True)
+
+    def finish_deferred(
+        self, outcomes: Sequence[Outcome], now: datetime
+    ) -> list[Transition | None]:
+        """Like `finish`, but the commit does not wait for the disk: the write lock is
+        held only while the rows are written, not through the fsync. The outcomes are
+        durable once `sync()` returns (a capability of this adapter; see Worker)."""
+        return self._finish(outcomes, now, durable=False)
+
+    def sync(self) -> None:
+        """Wait until every commit so far is durable (see `finish_deferred`)."""
+        self._db.sync()
+
+    def _finish(
+        self, outcomes: Sequence[Outcome], now: datetime, *, durable: bool
+    ) -> list[Transition | None]:
         if not outcomes:
             return []
         outcomes = list(outcomes)
@@ -141,7 +158,7 @@ class SqliteStorage:
             self._label_release(conn, done)
             return done
 
-        result = self._db.write(work, op="finish")
+        result = self._db.write(work, op="finish", durable=durable)
         self._db.maybe_checkpoint(min_interval=1.0)
         return result
 

@@ -323,6 +323,40 @@ def test_a_running_row_written_at_claim_by_an_older_version_is_replaced(
     assert [(e.status, e.token) for e in storage.executions(job_id)] == [("completed", job.token)]
 
 
+def test_a_deferred_finish_is_committed_at_once_and_durable_after_sync(
+    storage: SqliteStorage, db_path: Path, clock: FakeClock
+) -> None:
+    [job_id] = storage.insert([make_job(clock.now())], clock.now())
+    [job] = storage.claim("w", 1, clock.now(), 30.0)
+    outcome = Outcome(job_id=job_id, token=job.token, status="completed", result="1")
+    [transition] = storage.finish_deferred([outcome], clock.now())
+    assert transition is not None and transition.job.status is JobStatus.COMPLETED
+    other = SqliteStorage(db_path)  # another connection sees the commit before the sync
+    try:
+        stored = other.get(job_id)
+        assert stored is not None and stored.status is JobStatus.COMPLETED
+    finally:
+        other.close()
+    storage.sync()
+    # A stale token stays fenced on this path too.
+    assert storage.finish_deferred([outcome], clock.now()) == [None]
+
+
+def test_sync_follows_a_write_ahead_log_made_again(db_path: Path, clock: FakeClock) -> None:
+    first = SqliteStorage(db_path)
+    first.insert([make_job(clock.now())], clock.now())
+    first.sync()
+    first.close()  # the last connection: SQLite checkpoints and removes the WAL
+    second = SqliteStorage(db_path)
+    try:
+        second.sync()  # no WAL yet, or a new one: nothing to fail on
+        second.insert([make_job(clock.now())], clock.now())
+        second.sync()
+        assert second.count(JobFilter()) == {"pending": 2}
+    finally:
+        second.close()
+
+
 # -- errors at the edge --------------------------------------------------------------------
 
 
