@@ -11,8 +11,6 @@ import signal
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +69,10 @@ def _clean(text: str) -> str:
 
 def send_webhook(config: NotifyConfig, event: Mapping[str, Any]) -> tuple[bool, str, bool]:
     """POST the event as JSON once: (accepted, detail, worth retrying)."""
+    # Imported here: urllib.request costs every `gigq` command ~30 ms at start-up.
+    import urllib.error
+    import urllib.request
+
     assert config.webhook_url is not None
     body = json.dumps(event, default=str).encode()
     headers = {"Content-Type": "application/json", "User-Agent": "gigq-notify"}
