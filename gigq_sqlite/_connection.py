@@ -353,9 +353,16 @@ class Database:
             return False
         try:
             with self.locked() as conn:
-                # A pinned reader makes TRUNCATE wait; bound that wait instead of stalling
-                # every thread of this process for the whole busy timeout.
-                conn.execute("PRAGMA busy_timeout = 1000")
+                # PASSIVE first: it never blocks writers. While a reader holds an old
+                # snapshot, it cannot copy the whole log, and TRUNCATE could only wait for
+                # that reader while blocking every writer (heartbeats included, so live
+                # workers would lose their leases): leave it to a later check.
+                busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if busy or copied < frames:
+                    return False
+                # Everything is copied: TRUNCATE only resets the log now. Bound its wait for
+                # the writer lock instead of stalling this process for the busy timeout.
+                conn.execute("PRAGMA busy_timeout = 100")
                 try:
                     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
                 finally:

@@ -431,6 +431,47 @@ def test_a_submit_truncates_a_wal_past_the_threshold(db_path: Path, clock: FakeC
         storage.close()
 
 
+def test_a_pinned_reader_defers_the_truncate_instead_of_blocking_writers(
+    db_path: Path, clock: FakeClock
+) -> None:
+    storage = SqliteStorage(db_path, checkpoint_threshold=1024)
+    storage.insert([make_job(clock.now())], clock.now())
+    reader = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM jobs").fetchone()  # holds this snapshot
+        writer = SqliteStorage(db_path)
+        try:
+            writer.insert([make_job(clock.now()) for _ in range(50)], clock.now())
+            # The check (in a thread) must not hold the write lock while it cannot copy
+            # the log: writers with a short timeout keep getting through meanwhile.
+            check = threading.Thread(target=storage.rescue, args=(clock.now(),))
+            other = sqlite3.connect(db_path, isolation_level=None, timeout=0.2)
+            failures = []
+            try:
+                check.start()
+                while check.is_alive():
+                    try:
+                        other.execute("BEGIN IMMEDIATE")
+                        other.execute("COMMIT")
+                    except sqlite3.OperationalError as err:
+                        failures.append(str(err))
+                    time.sleep(0.01)
+                check.join(10)
+            finally:
+                other.close()
+            assert failures == []
+            assert os.path.getsize(f"{db_path}-wal") > 1024  # left for a later check
+        finally:
+            writer.close()
+        reader.execute("COMMIT")
+        storage.rescue(clock.now())  # the reader let go: copied and truncated
+        assert os.path.getsize(f"{db_path}-wal") == 0
+    finally:
+        reader.close()
+        storage.close()
+
+
 def test_backup_copies_into_a_private_gigq_database(
     storage: SqliteStorage, tmp_path: Path, clock: FakeClock
 ) -> None:
