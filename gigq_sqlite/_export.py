@@ -75,7 +75,7 @@ def _jobs(conn: sqlite3.Connection, path: str) -> Iterator[tuple[JobRecord, str 
         for row in conn.execute(
             f"SELECT {EXECUTION_SELECT} FROM job_executions"
             " WHERE job_id IN (SELECT value FROM json_each(?))"
-            " ORDER BY job_id, started_at, attempt, rowid",
+            " ORDER BY job_id, started_at, rowid",
             (id_list(ids),),
         ):
             runs.setdefault(row[1], []).append(execution_from_row(row))

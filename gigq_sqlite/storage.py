@@ -275,7 +275,7 @@ class SqliteStorage:
         def work(conn: sqlite3.Connection) -> list[Execution]:
             rows = conn.execute(
                 f"SELECT {EXECUTION_SELECT} FROM job_executions WHERE job_id = ?"
-                " ORDER BY started_at, attempt, rowid",
+                " ORDER BY started_at, rowid",
                 (job_id,),
             ).fetchall()
             found = [execution_from_row(row) for row in rows]

@@ -240,3 +240,23 @@ def test_requeue_revives_dependents_stored_cancelled_because_of_it(storage, cloc
     assert stored(storage, child.id).status == JobStatus.PENDING
     complete(storage, clock.now(), parent.id)
     assert ids(storage.claim("w1", 10, clock.now(), LEASE)) == [child.id]
+
+
+def test_executions_stay_in_the_order_they_ran_across_a_requeue(storage, clock, make_job):
+    # Found by the lifecycle state machine: a requeue restarts attempts at 1, so ordering
+    # executions by attempt put the new attempt before the old ones when their start times
+    # were equal (a clock that did not move).
+    job = make_job(max_attempts=2)
+    storage.insert([job], clock.now())
+    first = claim_one(storage, clock.now(), job.id).token
+    retry = Outcome(job_id=job.id, token=first, status="failed", error=BOOM, retry_at=clock.now())
+    storage.finish([retry], clock.now())
+    second = claim_one(storage, clock.now(), job.id).token
+    storage.finish([Outcome(job_id=job.id, token=second, status="failed", error=BOOM)], clock.now())
+    storage.requeue([job.id], clock.now())
+    third = claim_one(storage, clock.now(), job.id).token
+    expected = [(first, "failed"), (second, "failed"), (third, "running")]
+    assert [(e.token, e.status) for e in storage.executions(job.id)] == expected
+    storage.rescue(clock.now() + seconds(LEASE + 1))
+    expected[-1] = (third, "lost")
+    assert [(e.token, e.status) for e in storage.executions(job.id)] == expected

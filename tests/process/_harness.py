@@ -341,7 +341,7 @@ def executions(db: str | Path, job_id: str) -> list[dict[str, Any]]:
     with read_only(db) as conn:
         conn.row_factory = sqlite3.Row
         rows = conn.execute(
-            "SELECT * FROM job_executions WHERE job_id = ? ORDER BY started_at, attempt, rowid",
+            "SELECT * FROM job_executions WHERE job_id = ? ORDER BY started_at, rowid",
             (job_id,),
         ).fetchall()
         found = [dict(row) for row in rows]
@@ -439,7 +439,7 @@ def ledger_check(
         by_job: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in conn.execute(
             "SELECT job_id, attempt, worker_id, status, result FROM job_executions"
-            " ORDER BY started_at, attempt, rowid"
+            " ORDER BY started_at, rowid"
         ):
             by_job[row["job_id"]].append(dict(row))
     jobs = {row["id"]: row for row in rows}

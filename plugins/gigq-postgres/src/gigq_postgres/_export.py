@@ -56,7 +56,7 @@ def _jobs(conn: psycopg.Connection) -> Iterator[tuple[JobRecord, str | None, lis
             runs: dict[str, list[Execution]] = {}
             for row in conn.execute(
                 f"SELECT {EXECUTION_SELECT} FROM job_executions WHERE job_id = ANY(%s)"
-                " ORDER BY job_id, started_at, attempt, seq",
+                " ORDER BY job_id, started_at, seq",
                 (ids,),
             ):
                 runs.setdefault(row[1], []).append(execution_from_row(row))

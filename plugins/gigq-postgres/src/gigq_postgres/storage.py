@@ -208,7 +208,7 @@ class PostgresStorage:
         rows = self._db.run(
             lambda conn, _: conn.execute(
                 f"SELECT {EXECUTION_SELECT} FROM job_executions WHERE job_id = %s"
-                " ORDER BY started_at, attempt, seq",
+                " ORDER BY started_at, seq",
                 (job_id,),
             ).fetchall(),
             single=True,
