@@ -63,6 +63,8 @@ CRASH_OPERATIONS = frozenset(
     {"submit", "claim", "heartbeat", "finish", "release", "cancel", "rescue", "requeue"}
 )
 CRASH_EXIT_CODE = 137
+#: Seconds a process waits after a TRUNCATE checkpoint found a reader in the way.
+_TRUNCATE_BACKOFF = 1.0
 
 
 @attrs.frozen(kw_only=True)
@@ -100,6 +102,8 @@ class Database:
         self._conn: sqlite3.Connection | None = None
         self._closed = False
         self._last_checkpoint_check = 0.0
+        #: No TRUNCATE attempt before this (monotonic) time unless the log is all copied.
+        self._truncate_after = 0.0
         #: Commits made through this object that changed rows (PRAGMA data_version only
         #: sees other connections' commits).
         self.local_commits = 0
@@ -358,16 +362,21 @@ class Database:
                 # that reader while blocking every writer (heartbeats included, so live
                 # workers would lose their leases): leave it to a later check.
                 busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                if busy or copied < frames:
-                    return False
-                # Everything is copied: TRUNCATE only resets the log now. Bound its wait for
-                # the writer lock instead of stalling this process for the busy timeout.
-                conn.execute("PRAGMA busy_timeout = 100")
+                if (busy or copied < frames) and now < self._truncate_after:
+                    return False  # a recent TRUNCATE found a reader in the way: not again yet
+                # TRUNCATE resets the log once no reader uses it. Under load readers come and
+                # go within milliseconds, so a short wait is enough; a reader pinning an old
+                # snapshot outlasts it, and then writers were blocked for 50 ms at most and
+                # this process waits a while before it tries again.
+                conn.execute("PRAGMA busy_timeout = 50")
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                    done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
                 finally:
                     # Back to the short slices of _connect, not the full busy timeout.
                     conn.execute(f"PRAGMA busy_timeout = {_LOCK_SLICE_MS}")
+                if done[0]:
+                    self._truncate_after = now + _TRUNCATE_BACKOFF
+                    return False
         except StorageError as err:
             # The write that called this has committed: a failed checkpoint must not make it
             # look failed (its caller would retry it). The next check tries again.

@@ -24,6 +24,7 @@ from gigq_core.records import (
     WorkflowInfo,
 )
 from gigq_sqlite import _lifecycle
+from gigq_sqlite._batch import InsertBatcher
 from gigq_sqlite._connection import Database, Settings, network_filesystem
 from gigq_sqlite._insert import insert_jobs
 from gigq_sqlite._queries import (
@@ -96,6 +97,7 @@ class SqliteStorage:
                 upgrading=upgrading,
             )
         )
+        self._inserts = InsertBatcher(self._db, insert_jobs)
 
     def __repr__(self) -> str:
         return f"SqliteStorage({self.url!r})"
@@ -104,12 +106,8 @@ class SqliteStorage:
 
     def insert(self, jobs: Sequence[JobRecord], now: datetime) -> list[str]:
         """Store new jobs atomically; see Storage.insert."""
-        jobs = list(jobs)
-        ids = self._db.write(lambda conn: insert_jobs(conn, jobs, now), op="submit")
-        # Submitters bound the WAL too: with many of them and busy workers, the sweep alone
-        # would check too rarely to keep it under 64 MB (a stat() a second, no more).
-        self._db.maybe_checkpoint(min_interval=1.0)
-        return ids
+        # Threads submitting at the same time share a transaction (see _batch).
+        return self._inserts.insert(list(jobs), now)
 
     def claim(
         self,

@@ -24,6 +24,7 @@ from gigq_core.errors import (
     NotADatabaseError,
     ReadOnlyError,
     SchemaVersionError,
+    UnknownDependencyError,
 )
 from gigq_core.records import JobFilter, JobRecord, JobStatus, Outcome
 from gigq_core.testing import FakeClock
@@ -355,6 +356,52 @@ def test_sync_follows_a_write_ahead_log_made_again(db_path: Path, clock: FakeClo
         assert second.count(JobFilter()) == {"pending": 2}
     finally:
         second.close()
+
+
+def test_concurrent_submits_share_commits_but_keep_their_own_outcome(
+    storage: SqliteStorage, db_path: Path, clock: FakeClock
+) -> None:
+    # Threads that submit at once go into one transaction, each in its own savepoint: a
+    # request that fails leaves the others stored, and every caller gets its own answer.
+    threads, rounds = 8, 25
+    results: dict[tuple[int, int], Any] = {}
+    start = threading.Barrier(threads)
+
+    def submit(n: int) -> None:
+        start.wait(10)
+        for r in range(rounds):
+            if r % 5 == 0:  # an unknown dependency: refused, alone
+                job = make_job(clock.now(), dependencies=(str(uuid.uuid4()),))
+            elif r % 5 == 1:  # everyone submits the same key: one job holds it
+                job = make_job(clock.now(), unique_key=f"round-{r}")
+            else:
+                job = make_job(clock.now())
+            try:
+                results[(n, r)] = (job, storage.insert([job], clock.now()))
+            except Exception as err:
+                results[(n, r)] = (job, err)
+
+    workers = [threading.Thread(target=submit, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert len(results) == threads * rounds
+    holders: dict[str, set[str]] = {}
+    for (_, r), (job, outcome) in results.items():
+        if r % 5 == 0:
+            assert isinstance(outcome, UnknownDependencyError), outcome
+            assert storage.get(job.id) is None
+        elif r % 5 == 1:
+            [holder] = outcome
+            holders.setdefault(job.unique_key or "", set()).add(holder)
+        else:
+            assert outcome == [job.id]
+            stored = storage.get(job.id)
+            assert stored is not None and stored.status is JobStatus.PENDING
+    assert all(len(ids) == 1 for ids in holders.values())  # one holder per key
+    expected = threads * rounds * 3 // 5 + len(holders)
+    assert storage.count(JobFilter()) == {"pending": expected}
 
 
 # -- errors at the edge --------------------------------------------------------------------
