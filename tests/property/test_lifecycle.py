@@ -535,10 +535,18 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     def stays_cancelled(self, job_id: str, upstream: str) -> None:
         """A job that cannot run because `upstream` ended badly is (again) cancelled by it."""
+        self.recancel(job_id, upstream)
+        self.check_cancelled(job_id, upstream)
+
+    def recancel(self, job_id: str, upstream: str) -> None:
+        """The model's side of `stays_cancelled`."""
         job = self.jobs[job_id]
         assert job.status == "cancelled"
         job.final_at = self.now()
         self.cancelled_by[job_id] = upstream
+
+    def check_cancelled(self, job_id: str, upstream: str) -> None:
+        """The storage's side of `stays_cancelled`."""
         record = self.record(job_id)
         assert record.status == JobStatus.CANCELLED, (
             f"job {job_id} was put back to pending although its dependency {upstream} is "
@@ -579,6 +587,9 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.reset(job)
         self.cancelled_by.pop(job_id, None)
         revived: set[str] = set()
+        # A dependent blocked at one step may be revived at a later one (its blocker is
+        # revived too, further down), so the storage is checked once the walk is done.
+        stuck: dict[str, str] = {}
         frontier = [job_id]
         while frontier:
             children = [
@@ -591,12 +602,16 @@ class LifecycleMachine(RuleBasedStateMachine):
             for child in children:
                 blocker = self.broken_dependency(child)
                 if blocker is not None:
-                    self.stays_cancelled(child, blocker)
+                    self.recancel(child, blocker)
+                    stuck[child] = blocker
                     continue
                 self.reset(self.jobs[child])
                 self.cancelled_by.pop(child, None)
+                stuck.pop(child, None)
                 revived.add(child)
                 frontier.append(child)
+        for child, blocker in stuck.items():
+            self.check_cancelled(child, blocker)
         assert transition.job.status == JobStatus.PENDING
         assert {r.id for r in transition.revived} == revived
 
