@@ -49,9 +49,14 @@ OUTCOME_STATUSES = frozenset({"completed", "failed", "timeout", "cancelled", "ha
 # Plans are pinned where it matters: without ANALYZE statistics SQLite would rather walk
 # jobs_status (every pending job) and sort than use a partial index, so hot queries name
 # their index (INDEXED BY) or hide a column from the planner with a unary "+".
+# started_at is never before a dependency's completed_at: the caller reads its clock before
+# it waits for the write lock, and a dependency may complete (later by the clock) while it
+# waits.
 _CLAIM = """
 UPDATE jobs SET status = 'running', attempts = attempts + 1,
-    token = lower(hex(randomblob(16))), worker_id = ?, started_at = ?,
+    token = lower(hex(randomblob(16))), worker_id = ?,
+    started_at = max(?, coalesce((SELECT max(p.completed_at) FROM dependencies d
+        JOIN jobs p ON p.id = d.depends_on WHERE d.job_id = jobs.id), 0)),
     lease_expires_at = ?, updated_at = ?, cancel_requested = 0
 WHERE seq IN (
     SELECT seq FROM jobs INDEXED BY jobs_ready
