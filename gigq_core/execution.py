@@ -67,10 +67,15 @@ def load_function(record: JobRecord | str, allowed_modules: Sequence[str]) -> Ca
         raise PermanentError(f"cannot import function '{path}': {err!r}") from None
 
 
+def may_want_parent_results(record: JobRecord) -> bool:
+    """Whether `parent_results` may be passed at all (the function decides the rest)."""
+    return bool(record.dependencies) and record.pass_parent_results is not False
+
+
 def wants_parent_results(function: Callable[..., Any], record: JobRecord) -> bool:
     """The original GigQ's rule: a job with dependencies gets `parent_results` when its
     function takes that parameter or **kwargs, or when `pass_parent_results` is True."""
-    if not record.dependencies or record.pass_parent_results is False:
+    if not may_want_parent_results(record):
         return False
     if record.pass_parent_results:
         return True

@@ -107,7 +107,7 @@ class JobQueue:
         records = [self._record(job, now) for job in jobs]
         ids = self.storage.insert(records, now)
         stored = [r.id for r, i in zip(records, ids, strict=True) if r.id == i]
-        if stored and self.pm.hook.gigq_job_submitted.get_hookimpls():
+        if stored and self.hooks.wanted("submitted"):
             found = self.storage.get_many(stored)
             for job_id in stored:
                 if job_id in found:

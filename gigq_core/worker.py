@@ -44,6 +44,7 @@ from gigq_core.execution import (
     PermanentError,
     decide,
     load_function,
+    may_want_parent_results,
     run_attempt,
     wants_parent_results,
 )
@@ -285,7 +286,7 @@ class Worker:
     def _prepare(self, record: JobRecord) -> dict[str, Any]:
         """The keyword arguments of the call: params, plus parent_results when wanted."""
         params: dict[str, Any] = self.serializer.loads(record.params)
-        if record.dependencies and record.pass_parent_results is not False:
+        if may_want_parent_results(record):
             wanted: bool | None = record.pass_parent_results
             if wanted is None:
                 try:
@@ -365,15 +366,16 @@ class Worker:
         done = [(*report, t) for report, t in zip(reports, transitions, strict=True)]
         if syncer is not None:
             syncer.submit(done)
-            return
-        for record, attempt, outcome, delay, transition in done:
-            self._reported(record, attempt, outcome, delay, transition)
+        else:
+            self._report_committed(done)
 
     def _fire_durable(self) -> None:
         """Log and fire the hooks of outcomes the syncer found durable."""
-        if self._syncer is None:
-            return
-        for record, attempt, outcome, delay, transition in self._syncer.take():
+        if self._syncer is not None:
+            self._report_committed(self._syncer.take())
+
+    def _report_committed(self, committed: Sequence[_Committed]) -> None:
+        for record, attempt, outcome, delay, transition in committed:
             self._reported(record, attempt, outcome, delay, transition)
 
     def _outcome(
@@ -751,8 +753,7 @@ class Worker:
         if syncer is None:
             return
         syncer.stop()
-        for record, attempt, outcome, delay, transition in syncer.take():
-            self._reported(record, attempt, outcome, delay, transition)
+        self._report_committed(syncer.take())
 
     def _idle_timeout(self) -> float:
         wait = min(self.polling_interval, 1.0)
@@ -872,7 +873,7 @@ class Worker:
         for child, record in zip(pool.idle(), claimed, strict=False):
             assert record.token is not None
             records[record.token] = record
-            if not record.dependencies or record.pass_parent_results is False:
+            if not may_want_parent_results(record):
                 # The child decodes the params itself, off the supervisor's path.
                 pool.dispatch(child, record, record.params)
                 continue
