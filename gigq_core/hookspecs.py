@@ -36,7 +36,11 @@ class CommandGroup(Protocol):
 
 @hookspec
 def gigq_job_submitted(job: JobRecord) -> None:
-    """A job was stored by submit (not for a deduplicated submit)."""
+    """A job was stored by submit (not for a deduplicated submit).
+
+    Fired after the submit's commit. `job.seq` (the storage's submit order) may be 0 here:
+    a job without dependencies is passed as submitted, without reading it back.
+    """
 
 
 @hookspec

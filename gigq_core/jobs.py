@@ -6,8 +6,9 @@ import fnmatch
 import importlib
 import inspect
 import math
+import os
 import sys
-import uuid
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -182,7 +183,7 @@ class Job:
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise InvalidJobError(f"name must be a non-empty string, got {name!r}")
-        self.id = id or str(uuid.uuid4())
+        self.id = id or new_job_id()
         self.name = name
         self.function = function
         self.function_path = function_path(function)
@@ -246,6 +247,25 @@ class Job:
         return f"<Job {self.name!r} {self.function_path} id={self.id}>"
 
 
+def new_job_id() -> str:
+    """A new job id: a UUID of version 7 (RFC 9562), text form.
+
+    Its first 48 bits are the Unix time in milliseconds and the other 74 free bits random,
+    so ids sort roughly by submit time: each new id lands at the end of the id index
+    instead of on a random page of it, which keeps a large queue's inserts on a few hot
+    pages (fewer pages written per commit, a smaller WAL). Unique as a UUID4 in practice.
+    """
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10))
+    value = value & _UUID7_CLEAR | _UUID7_SET
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+#: The version (7) and variant (0b10) bits of a UUID7, as masks over its 128-bit integer.
+_UUID7_CLEAR = ~(0xF << 76 | 0x3 << 62) & (1 << 128) - 1
+_UUID7_SET = 0x7 << 76 | 0x2 << 62
+
+
 def _dependency_id(dep: Any) -> str:
     if isinstance(dep, Job):
         return dep.id
@@ -259,5 +279,6 @@ __all__ = [
     "check_function_allowed",
     "function_path",
     "import_function",
+    "new_job_id",
     "normalize_retry",
 ]

@@ -89,6 +89,10 @@ class JobQueue:
                 raise ConfigError(f"unknown serializer '{name}'")
         self.serializer = serializer
         self._strategies = self.hooks.retry_strategies()
+        # What _record has checked once and need not check again: function paths the
+        # policy allows, and (strategy, parameters) pairs that build.
+        self._allowed: set[str] = set()
+        self._valid_retries: set[tuple[str, str]] = set()
         with _OPEN_LOCK:
             _OPEN.add(self)
 
@@ -106,16 +110,29 @@ class JobQueue:
         now = self.clock.now()
         records = [self._record(job, now) for job in jobs]
         ids = self.storage.insert(records, now)
-        stored = [r.id for r, i in zip(records, ids, strict=True) if r.id == i]
+        stored = [r for r, i in zip(records, ids, strict=True) if r.id == i]
         if stored and self.hooks.wanted("submitted"):
-            found = self.storage.get_many(stored)
-            for job_id in stored:
-                if job_id in found:
-                    self.hooks.job_submitted(found[job_id])
+            self._fire_submitted(stored)
         for job, job_id in zip(jobs, ids, strict=True):
             if job_id != job.id:
                 log.debug("job %s deduplicated into %s (unique key)", job.name, job_id)
         return ids
+
+    def _fire_submitted(self, stored: list[JobRecord]) -> None:
+        """`gigq_job_submitted` for each stored job, in submit order.
+
+        A job without dependencies is stored exactly as built (pending, no error), so its
+        record is passed on without a second read; one with dependencies is read back, as
+        the storage decides whether it starts cancelled (a dependency already ended badly).
+        """
+        linked = [r.id for r in stored if r.dependencies]
+        found = self.storage.get_many(linked) if linked else {}
+        for record in stored:
+            if record.dependencies:
+                record = found.get(record.id)  # type: ignore[assignment]
+                if record is None:
+                    continue
+            self.hooks.job_submitted(record)
 
     def _record(self, job: Job, now: datetime) -> JobRecord:
         """Validate a Job against this queue (serializer, policy, strategy) and freeze it."""
@@ -130,8 +147,9 @@ class JobQueue:
                 job.name,
                 path,
             )
-        else:
+        elif path not in self._allowed:
             check_function_allowed(path, self.settings["allowed_modules"])
+            self._allowed.add(path)
         params = self.serializer.dumps(job.params)
         check_size(
             params, self.settings["max_payload"], f"the serialized params of job '{job.name}'"
@@ -140,7 +158,10 @@ class JobQueue:
         if name == STRATEGY_OBJECT:
             name, options = describe_strategy(self._strategies, options["object"])
         name = name or DEFAULT_STRATEGY
-        build_strategy(self._strategies, name, options)
+        retry_params = json.dumps(options, sort_keys=True) if options else "{}"
+        if (name, retry_params) not in self._valid_retries:
+            build_strategy(self._strategies, name, options)
+            self._valid_retries.add((name, retry_params))
         return JobRecord(
             id=job.id,
             name=job.name,
@@ -151,7 +172,7 @@ class JobQueue:
             max_attempts=job.max_attempts,
             timeout=job.timeout,
             retry=name,
-            retry_params=json.dumps(options, sort_keys=True),
+            retry_params=retry_params,
             description=job.description,
             dependencies=tuple(dict.fromkeys(job.dependencies)),
             pass_parent_results=job.pass_parent_results,

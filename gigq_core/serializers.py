@@ -14,28 +14,28 @@ DEFAULT_MAX_PAYLOAD = 1024 * 1024
 MAX_PAYLOAD_LIMIT = 16 * 1024 * 1024
 
 
-def _check_keys_and_text(obj: Any, depth: int = 0) -> None:
-    """Refuse what JSON would change on the way back: non-string keys, lone surrogates."""
+#: Compact JSON that refuses NaN and Infinity; one encoder for every call (json.dumps with
+#: options builds a new one each time).
+_ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+
+
+def _check_keys(obj: Any, depth: int = 0) -> None:
+    """Refuse dict keys that JSON would turn into strings (the value would come back
+    changed), and nesting deeper than 500 levels."""
     if depth > 500:
         raise SerializationError("value is nested too deeply (more than 500 levels)")
-    if isinstance(obj, str):
-        try:
-            obj.encode("utf-8")
-        except UnicodeEncodeError as err:
-            raise SerializationError(
-                f"string contains a lone surrogate at position {err.start}"
-            ) from None
-    elif isinstance(obj, dict):
+    if isinstance(obj, dict):
         for key, value in obj.items():
             if not isinstance(key, str):
                 raise SerializationError(
                     f"dict key {key!r} is a {type(key).__name__}; JSON keys must be strings"
                 )
-            _check_keys_and_text(key, depth + 1)
-            _check_keys_and_text(value, depth + 1)
+            if isinstance(value, dict | list | tuple):
+                _check_keys(value, depth + 1)
     elif isinstance(obj, list | tuple):
         for value in obj:
-            _check_keys_and_text(value, depth + 1)
+            if isinstance(value, dict | list | tuple):
+                _check_keys(value, depth + 1)
 
 
 class JsonSerializer:
@@ -45,15 +45,25 @@ class JsonSerializer:
 
     def dumps(self, obj: Any) -> str:
         """Serialize `obj` as compact JSON, or raise SerializationError saying why not."""
-        _check_keys_and_text(obj)
+        _check_keys(obj)
         try:
-            return json.dumps(obj, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+            text = _ENCODER.encode(obj)
         except ValueError as err:
             raise SerializationError(f"value cannot be stored as JSON: {err}") from None
         except TypeError as err:
             raise SerializationError(f"value cannot be stored as JSON: {err}") from None
         except RecursionError:
             raise SerializationError("value is nested too deeply (or refers to itself)") from None
+        # A lone surrogate (in a key or a value) is copied as it is into the text, which
+        # then cannot be stored as UTF-8: one check of the whole text finds it.
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise SerializationError(
+                f"a string contains a lone surrogate ({text[err.start]!r} at position "
+                f"{err.start} of the JSON text)"
+            ) from None
+        return text
 
     def loads(self, data: str) -> Any:
         """Parse JSON text."""

@@ -307,3 +307,22 @@ def test_unknown_url_scheme_is_a_config_error(pm, clock):
 
     with pytest.raises(ConfigError, match="nosuch://"):
         JobQueue("nosuch://x", plugin_manager=pm, clock=clock)
+
+
+def test_submitted_passes_the_job_as_stored(queue, rec):
+    # A job without dependencies is passed as built; one whose dependency was cancelled is
+    # read back, as the storage stores it cancelled.
+    parent_id = queue.submit(Job("p", jobs.noop, params={"x": 1}, priority=5))
+    queue.cancel(parent_id)
+    child_id = queue.submit(Job("c", jobs.noop, dependencies=[parent_id]))
+
+    submitted = [kw["job"] for name, kw in rec.kwargs if name == "gigq_job_submitted"]
+    parent, child = submitted
+    assert (parent.id, parent.status, parent.priority, parent.params) == (
+        parent_id,
+        "pending",
+        5,
+        '{"x":1}',
+    )
+    assert (child.id, child.status) == (child_id, "cancelled")
+    assert parent_id in (child.error or "")
