@@ -8,7 +8,6 @@ import inspect
 import math
 import os
 import sys
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -248,22 +247,20 @@ class Job:
 
 
 def new_job_id() -> str:
-    """A new job id: a UUID of version 7 (RFC 9562), text form.
+    """A new job id: a random UUID (version 4), text form.
 
-    Its first 48 bits are the Unix time in milliseconds and the other 74 free bits random,
-    so ids sort roughly by submit time: each new id lands at the end of the id index
-    instead of on a random page of it, which keeps a large queue's inserts on a few hot
-    pages (fewer pages written per commit, a smaller WAL). Unique as a UUID4 in practice.
+    Random, not time-ordered (UUID7): users name jobs by id prefix (`gigq show 3f2a`), and
+    ids of jobs submitted within the same minute would share their first eight characters.
+    Built from os.urandom directly, about twice as fast as str(uuid.uuid4()).
     """
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10))
-    value = value & _UUID7_CLEAR | _UUID7_SET
+    value = int.from_bytes(os.urandom(16)) & _UUID4_CLEAR | _UUID4_SET
     text = f"{value:032x}"
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
-#: The version (7) and variant (0b10) bits of a UUID7, as masks over its 128-bit integer.
-_UUID7_CLEAR = ~(0xF << 76 | 0x3 << 62) & (1 << 128) - 1
-_UUID7_SET = 0x7 << 76 | 0x2 << 62
+#: The version (4) and variant (0b10) bits of a UUID4, as masks over its 128-bit integer.
+_UUID4_CLEAR = ~(0xF << 76 | 0x3 << 62) & (1 << 128) - 1
+_UUID4_SET = 0x4 << 76 | 0x2 << 62
 
 
 def _dependency_id(dep: Any) -> str:
