@@ -1,14 +1,15 @@
 """Group commit for submits: threads of one process that submit at the same time share
 one transaction (and one fsync), each in its own savepoint.
 
-Under load, commits are the cost: every submit at durability "full" waits for the disk
-while it holds the database's write lock, and every other writer (in any process) waits
-behind it. Here a thread that finds another submit in progress queues its jobs; the thread
-running the transaction takes every queued request into the next one. Each request keeps
-its own all-or-nothing result: a request that fails (an unknown dependency, a taken id)
-rolls back to its savepoint and gets its own error, and the others commit. The first
-thread of a batch leads it; when its batch is done it hands the lead to the oldest waiting
-thread, so no caller serves others for long.
+Under load, commits are the cost: every submit at durability "full" waits for the disk.
+The rows are written under the database's write lock and the log is flushed after the
+lock is released, so other writers (in any process) wait only for the writing. Here a
+thread that finds another submit in progress queues its jobs; the thread running the
+transaction takes every queued request into the next one. Each request keeps its own
+all-or-nothing result: a request that fails (an unknown dependency, a taken id) rolls back
+to its savepoint and gets its own error, and the others commit. The first thread of a
+batch leads it; when its batch is done it hands the lead to the oldest waiting thread, so
+no caller serves others for long.
 """
 
 from __future__ import annotations
@@ -107,8 +108,14 @@ class InsertBatcher:
                     request.ids = ids
 
         try:
-            self._db.write(work, op="submit")
-        except BaseException as err:  # nothing of this batch was committed
+            # The rows are written under the write lock, the fsync is made after it is
+            # released: other writers (submitters in other processes, workers) wait for
+            # the lock only while rows are written, not through the disk flush, and
+            # concurrent flushes of the log coalesce. No caller hears back before its
+            # jobs are durable (sync returns), as with a synchronous=FULL commit.
+            self._db.write(work, op="submit", durable=False)
+            self._db.sync()
+        except BaseException as err:  # not committed, or committed but not known durable
             for request in batch:
                 request.ids, request.error = None, err
             return

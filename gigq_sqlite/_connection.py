@@ -254,7 +254,7 @@ class Database:
                 os.close(fd)
             self._wal_fd = fd = new
         try:
-            os.fsync(fd)
+            os.fdatasync(fd)  # as SQLite syncs the log (data and size, not timestamps)
         except OSError as err:
             raise StorageError(f"cannot sync the write-ahead log of {self.path}: {err}") from err
 
