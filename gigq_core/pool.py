@@ -13,6 +13,7 @@ import contextlib
 import gc
 import logging
 import os
+import pickle
 import select
 import signal
 import sys
@@ -113,7 +114,7 @@ class ProcessPool:
         assert record.token is not None
         child.token = record.token
         task = (record.token, record.id, record.name, record.function, record.attempts)
-        child.conn.send(("run", task, record.worker_id or "", params))
+        _send(child.conn, ("run", task, record.worker_id or "", params))
 
     def watch(self, fd: int) -> None:
         """Also wake `poll` when `fd` is readable (the worker's wake-up pipe)."""
@@ -143,7 +144,7 @@ class ProcessPool:
                 self.woken = self.woken or fd in self._extra
                 continue
             try:
-                message = child.conn.recv()
+                message = _recv(child.conn)
             except (EOFError, OSError):
                 token = child.token
                 status = self._reap(child)
@@ -207,12 +208,23 @@ class ProcessPool:
         for child in self.children:
             if child.token is None:
                 with contextlib.suppress(OSError):
-                    child.conn.send(("exit",))
+                    _send(child.conn, ("exit",))
             else:
                 _killpg(child.pid)
         for child in self.children:
             self._reap(child)
         self.children = []
+
+
+def _send(conn: Connection, message: tuple[Any, ...]) -> None:
+    """Send a message through a pool pipe. Plain pickle: Connection.send's ForkingPickler
+    copies its reducer table for every message, and nothing here needs its reducers."""
+    conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+
+
+def _recv(conn: Connection) -> Any:
+    """Receive a message sent by `_send`."""
+    return pickle.loads(conn.recv_bytes())
 
 
 def _killpg(pid: int) -> None:
@@ -252,13 +264,14 @@ def _child_main(
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         done = 0
         while True:
-            message = conn.recv()
+            message = _recv(conn)
             if message[0] != "run":
                 break
             _, task, worker_id, params = message
             token = task[0]
             result = _run_in_child(task, worker_id, params, serializer, max_payload, allowed)
-            conn.send(
+            _send(
+                conn,
                 (
                     "done",
                     token,
@@ -269,11 +282,11 @@ def _child_main(
                         result.permanent,
                         result.duration,
                     ),
-                )
+                ),
             )
             done += 1
             if (max_jobs and done >= max_jobs) or (max_memory and _rss_mib() > max_memory):
-                conn.send(("retire",))
+                _send(conn, ("retire",))
                 break
     except (EOFError, OSError, KeyboardInterrupt):
         code = 0
