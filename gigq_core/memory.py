@@ -239,13 +239,17 @@ class MemoryStorage:
             ready.sort(key=lambda j: (-j.priority, j.seq))
             claimed = []
             for job in ready[: max(limit, 0)]:
+                # Never a start before a dependency's completion (the caller's clock
+                # reading may predate it).
+                ends = [self._jobs[d].completed_at for d in job.dependencies if d in self._jobs]
+                started = max([now, *(end for end in ends if end is not None)])
                 job = attrs.evolve(
                     job,
                     status=JobStatus.RUNNING,
                     attempts=job.attempts + 1,
                     token=uuid.uuid4().hex,
                     worker_id=worker_id,
-                    started_at=now,
+                    started_at=started,
                     lease_expires_at=now + timedelta(seconds=lease),
                     updated_at=now,
                     cancel_requested=False,
@@ -260,7 +264,7 @@ class MemoryStorage:
                         worker_id=worker_id,
                         token=job.token,
                         status="running",
-                        started_at=now,
+                        started_at=started,
                     )
                 )
                 claimed.append(job)

@@ -288,3 +288,23 @@ def test_no_job_is_returned_to_two_storage_objects_on_one_store(open_target, clo
     assert sorted(every) == sorted(ids(jobs))
     for job_id in every:
         assert len(stores[0].executions(job_id)) == 1
+
+
+def test_start_is_never_before_a_dependency_completed(storage, clock, make_job):
+    # A worker reads its clock, then waits for the lock while the parent completes (later
+    # by the clock): the child's start is the parent's completion, not the earlier reading.
+    parent = make_job()
+    child = make_job(dependencies=(parent.id,))
+    storage.insert([parent, child], clock.now())
+    read_before = clock.now()
+    clock.advance(5)
+    complete(storage, clock.now(), parent.id)
+    finished = stored(storage, parent.id).completed_at
+
+    [claimed] = storage.claim("w2", 1, read_before, LEASE)
+
+    assert claimed.id == child.id
+    assert claimed.started_at == finished
+    assert stored(storage, child.id).started_at == finished
+    [execution] = [e for e in storage.executions(child.id)]
+    assert execution.started_at == finished

@@ -40,7 +40,9 @@ FREE_HANDBACKS = 3
 OUTCOME_STATUSES = frozenset({"completed", "failed", "timeout", "cancelled", "handed_back"})
 
 # One statement: pick the ready jobs (skipping rows other claimers hold), mark them running
-# with a fresh token, and open an execution record for each.
+# with a fresh token, and open an execution record for each. started_at is never before a
+# dependency's completed_at: the caller reads its clock before the statement runs, and a
+# dependency may complete (later by the clock) in between.
 _CLAIM = f"""
 WITH ready AS (
     SELECT seq FROM jobs
@@ -52,13 +54,15 @@ WITH ready AS (
 ), claimed AS (
     UPDATE jobs j SET status = 'running', attempts = j.attempts + 1,
         token = replace(gen_random_uuid()::text, '-', ''), worker_id = %(worker)s,
-        started_at = %(now)s, lease_expires_at = %(lease_end)s, updated_at = %(now)s,
+        started_at = GREATEST(%(now)s, (SELECT max(p.completed_at) FROM jobs p
+            WHERE p.id = ANY(j.dependencies))),
+        lease_expires_at = %(lease_end)s, updated_at = %(now)s,
         cancel_requested = false
     FROM ready WHERE j.seq = ready.seq
     RETURNING {job_select("j")}
 ), opened AS (
     INSERT INTO job_executions (id, job_id, attempt, worker_id, token, status, started_at)
-    SELECT gen_random_uuid()::text, id, attempts, %(worker)s, token, 'running', %(now)s
+    SELECT gen_random_uuid()::text, id, attempts, %(worker)s, token, 'running', started_at
     FROM claimed ORDER BY priority DESC, seq
 )
 SELECT * FROM claimed ORDER BY priority DESC, seq
