@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from gigq_core.errors import GigQError
+from gigq_core.errors import GigQError, StorageError
 from gigq_core.records import JobRecord
 from gigq_sqlite._connection import Database
 from gigq_sqlite._errors import translate
@@ -88,6 +88,10 @@ class InsertBatcher:
                 request.wake.set()
             if successor is not None:
                 successor.wake.set()  # not done: its thread leads the next batch
+        # Submitters bound the WAL too: with many of them and busy workers, the sweep alone
+        # would check too rarely to keep it under 64 MB (a stat() a second, no more). After
+        # the wake-ups: the batch's callers do not wait for it.
+        self._db.maybe_checkpoint(min_interval=1.0)
 
     def _run(self, batch: list[_Request]) -> None:
         def work(conn: sqlite3.Connection) -> None:
@@ -114,14 +118,21 @@ class InsertBatcher:
             # concurrent flushes of the log coalesce. No caller hears back before its
             # jobs are durable (sync returns), as with a synchronous=FULL commit.
             self._db.write(work, op="submit", durable=False)
-            self._db.sync()
-        except BaseException as err:  # not committed, or committed but not known durable
+        except BaseException as err:  # nothing of this batch was committed
             for request in batch:
                 request.ids, request.error = None, err
             return
-        # Submitters bound the WAL too: with many of them and busy workers, the sweep alone
-        # would check too rarely to keep it under 64 MB (a stat() a second, no more).
-        self._db.maybe_checkpoint(min_interval=1.0)
+        try:
+            self._db.sync()
+        except StorageError as err:
+            stored = StorageError(
+                f"the jobs were stored, but the disk did not confirm them ({err}): they "
+                "may be lost on power loss; check with `gigq list` before submitting them "
+                "again"
+            )
+            for request in batch:
+                if request.ids is not None:
+                    request.ids, request.error = None, stored
 
 
 __all__ = ["MAX_BATCH", "InsertBatcher"]

@@ -65,6 +65,12 @@ CRASH_OPERATIONS = frozenset(
 CRASH_EXIT_CODE = 137
 #: Seconds a process waits after a TRUNCATE checkpoint found a reader in the way.
 _TRUNCATE_BACKOFF = 1.0
+#: Seconds a TRUNCATE checkpoint may keep writers waiting.
+_TRUNCATE_PATIENCE = 0.05
+#: Frames at the end of the log that a PASSIVE checkpoint may leave uncopied (the commits
+#: of the last moments, still read by live transactions) without a reader counting as
+#: pinning an old snapshot: 4 MiB at the default page size.
+_RECENT_FRAMES = 1024
 
 
 @attrs.frozen(kw_only=True)
@@ -117,8 +123,12 @@ class Database:
         self.crash_points = crash_points_from(os.environ.get(CRASH_ENV, ""))
         #: Labels of the transaction in progress (kept only while crash points are set).
         self._labels: set[str] = set()
+        #: The WAL file, next to the file SQLite really opened (a symlinked database's
+        #: target; absolute, so a later chdir cannot misdirect it).
+        self.wal_path = os.path.realpath(os.path.abspath(self.path)) + "-wal"
         with self._lock:
             self._conn = self._connect()
+            self.wal_path = _main_file(self._conn, self.wal_path[: -len("-wal")]) + "-wal"
         _register_for_fork(self)
         kind = network_filesystem(self.path)
         if kind is not None:
@@ -238,23 +248,22 @@ class Database:
         """
         if self.settings.durability != "full":
             return
-        wal = self.path + "-wal"
         try:
-            current = os.stat(wal).st_ino
-        except FileNotFoundError:
-            return  # no WAL: everything is in the database file, synced by its checkpoint
-        fd = self._wal_fd
-        if fd < 0 or os.fstat(fd).st_ino != current:
-            # First use, or the WAL was removed and made again since: follow the new file.
+            fd = self._wal_fd
             try:
-                new = os.open(wal, os.O_RDONLY | os.O_CLOEXEC)
+                current = os.stat(self.wal_path).st_ino
             except FileNotFoundError:
+                # No log: not in WAL mode (GigQ always sets it; an open connection keeps
+                # the file), and a rollback-journal commit syncs the database itself. Never
+                # open the database file here: closing it would drop SQLite's locks.
                 return
-            if fd >= 0:
-                os.close(fd)
-            self._wal_fd = fd = new
-        try:
-            os.fdatasync(fd)  # as SQLite syncs the log (data and size, not timestamps)
+            if fd < 0 or os.fstat(fd).st_ino != current:
+                # First use, or the WAL was removed and made again since: follow the new file.
+                new = os.open(self.wal_path, os.O_RDONLY | os.O_CLOEXEC)
+                if fd >= 0:
+                    os.close(fd)
+                self._wal_fd = fd = new
+            _fdatasync(fd)  # as SQLite syncs the log (data and size, not timestamps)
         except OSError as err:
             raise StorageError(f"cannot sync the write-ahead log of {self.path}: {err}") from err
 
@@ -340,6 +349,31 @@ class Database:
 
     # -- maintenance -----------------------------------------------------------------------
 
+    def _truncate(self, conn: sqlite3.Connection, pinned: bool) -> bool:
+        """A TRUNCATE checkpoint (the log reset to empty); True if it succeeded.
+
+        It needs the write lock and then every reader gone from the log; writers wait
+        meanwhile, 50 ms at most in all. With a reader pinning an old snapshot, one try
+        (SQLite's busy handler waits for it). Without one (PASSIVE copied nearly all),
+        what is in the way is other writers and short transactions: the busy handler
+        sleeps 1, 2, 5... ms between its tries and, under unpaced load, writers that retry
+        sooner take the lock every time while the log grows. So it tries as often as they
+        do, each try waiting 2 ms at most for the readers of the moment.
+        """
+        deadline = time.monotonic() + _TRUNCATE_PATIENCE
+        conn.execute(f"PRAGMA busy_timeout = {50 if pinned else 2}")
+        try:
+            while True:
+                done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                if not done[0]:
+                    return True
+                if pinned or time.monotonic() >= deadline:
+                    return False
+                time.sleep(random.uniform(0.0001, 0.0005))
+        finally:
+            # Back to the short slices of _connect, not the full busy timeout.
+            conn.execute(f"PRAGMA busy_timeout = {_LOCK_SLICE_MS}")
+
     def maybe_checkpoint(self, min_interval: float = 0.0) -> bool:
         """Checkpoint and truncate the WAL if it passed the threshold; True if it ran."""
         if self.settings.read_only:
@@ -350,7 +384,7 @@ class Database:
         self._last_checkpoint_check = now
         try:
             # stat, never open(): opening the file would drop SQLite's POSIX locks.
-            size = os.path.getsize(self.path + "-wal")
+            size = os.path.getsize(self.wal_path)
         except OSError:
             return False
         if size <= self.settings.checkpoint_threshold:
@@ -362,19 +396,12 @@ class Database:
                 # that reader while blocking every writer (heartbeats included, so live
                 # workers would lose their leases): leave it to a later check.
                 busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                if (busy or copied < frames) and now < self._truncate_after:
-                    return False  # a recent TRUNCATE found a reader in the way: not again yet
-                # TRUNCATE resets the log once no reader uses it. Under load readers come and
-                # go within milliseconds, so a short wait is enough; a reader pinning an old
-                # snapshot outlasts it, and then writers were blocked for 50 ms at most and
-                # this process waits a while before it tries again.
-                conn.execute("PRAGMA busy_timeout = 50")
-                try:
-                    done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-                finally:
-                    # Back to the short slices of _connect, not the full busy timeout.
-                    conn.execute(f"PRAGMA busy_timeout = {_LOCK_SLICE_MS}")
-                if done[0]:
+                pinned = busy or copied < frames - _RECENT_FRAMES
+                if now < self._truncate_after and (busy or copied < frames):
+                    # A recent TRUNCATE failed and the log is still not all copied: not
+                    # again yet (once it is, whatever was in the way has gone).
+                    return False
+                if not self._truncate(conn, pinned):
                     self._truncate_after = now + _TRUNCATE_BACKOFF
                     return False
         except StorageError as err:
@@ -440,6 +467,18 @@ def network_filesystem(path: str) -> str | None:
         if inside and len(mount) >= len(best):
             best, kind = mount, fields[2]
     return kind if kind in NETWORK_FILESYSTEMS else None
+
+
+#: fdatasync where the platform has it (Linux), fsync elsewhere (macOS).
+_fdatasync = getattr(os, "fdatasync", os.fsync)
+
+
+def _main_file(conn: sqlite3.Connection, fallback: str) -> str:
+    """The path of the file SQLite opened for the main database (its WAL sits beside it)."""
+    for _, name, file in conn.execute("PRAGMA database_list"):
+        if name == "main" and file:
+            return str(file)
+    return fallback
 
 
 def _data_version(conn: sqlite3.Connection) -> int:

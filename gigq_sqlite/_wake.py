@@ -49,8 +49,8 @@ _LIBC = _libc()
 class WalWaiter:
     """Blocks until the database's WAL file changes, or a timeout passes."""
 
-    def __init__(self, path: str) -> None:
-        self.wal = path + "-wal"
+    def __init__(self, wal: str) -> None:
+        self.wal = wal
         self._fd = -1
         self._watch = -1
         self._pid = os.getpid()

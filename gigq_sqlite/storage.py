@@ -84,7 +84,6 @@ class SqliteStorage:
     ) -> None:
         self.path = os.fspath(path)
         self.url = url or self.path
-        self._waiter = WalWaiter(self.path)
         self._db = Database(
             Settings(
                 path=self.path,
@@ -97,6 +96,7 @@ class SqliteStorage:
                 upgrading=upgrading,
             )
         )
+        self._waiter = WalWaiter(self._db.wal_path)
         self._inserts = InsertBatcher(self._db, insert_jobs)
 
     def __repr__(self) -> str:
@@ -532,7 +532,7 @@ class SqliteStorage:
         folder = os.path.dirname(os.path.abspath(self.path))
         folder_mode = os.stat(folder).st_mode & 0o777
         try:
-            wal = os.path.getsize(self.path + "-wal")
+            wal = os.path.getsize(self._db.wal_path)
         except OSError:
             wal = 0
         old_sqlite = sqlite3.sqlite_version_info < (3, 51, 3)

@@ -28,7 +28,7 @@ from gigq_core.errors import (
 )
 from gigq_core.records import JobFilter, JobRecord, JobStatus, Outcome
 from gigq_core.testing import FakeClock
-from gigq_sqlite import SqliteStorage
+from gigq_sqlite import SqliteStorage, _connection
 from gigq_sqlite._lifecycle import CLAIM_ANY_QUEUE, CLAIM_QUEUES
 from gigq_sqlite.plugin import gigq_storage, path_from_url
 from gigq_sqlite.schema import APPLICATION_ID, SCHEMA_VERSION
@@ -356,6 +356,28 @@ def test_sync_follows_a_write_ahead_log_made_again(db_path: Path, clock: FakeClo
         assert second.count(JobFilter()) == {"pending": 2}
     finally:
         second.close()
+
+
+def test_a_submit_syncs_the_log_of_the_real_file_behind_a_symlink(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite opens a symlinked database's target and keeps its WAL beside it; a submit
+    # (committed without a sync, then synced) must sync that file, also after a chdir.
+    real = tmp_path / "data" / "jobs.db"
+    real.parent.mkdir()
+    SqliteStorage(str(real)).close()
+    link = tmp_path / "jobs.db"
+    link.symlink_to(real)
+    synced: list[int] = []
+    storage = SqliteStorage(str(link), durability="full")
+    try:
+        monkeypatch.chdir(real.parent)
+        monkeypatch.setattr(_connection, "_fdatasync", synced.append)
+        storage.insert([make_job(clock.now())], clock.now())
+        wal = os.stat(str(real) + "-wal")
+        assert [os.fstat(fd).st_ino for fd in synced] == [wal.st_ino]
+    finally:
+        storage.close()
 
 
 def test_concurrent_submits_share_commits_but_keep_their_own_outcome(
