@@ -51,6 +51,11 @@ def _is_storage(target: Any) -> bool:
     return not isinstance(target, str) and hasattr(target, "claim") and hasattr(target, "insert")
 
 
+#: Most entries each of a queue's caches of checked function paths and retry settings
+#: keeps (they start over when full).
+_CHECKED_CACHE_SIZE = 1024
+
+
 class JobQueue:
     """A queue of jobs in one storage (a SQLite file by default).
 
@@ -149,6 +154,8 @@ class JobQueue:
             )
         elif path not in self._allowed:
             check_function_allowed(path, self.settings["allowed_modules"])
+            if len(self._allowed) >= _CHECKED_CACHE_SIZE:
+                self._allowed.clear()
             self._allowed.add(path)
         params = self.serializer.dumps(job.params)
         check_size(
@@ -158,9 +165,19 @@ class JobQueue:
         if name == STRATEGY_OBJECT:
             name, options = describe_strategy(self._strategies, options["object"])
         name = name or DEFAULT_STRATEGY
-        retry_params = json.dumps(options, sort_keys=True) if options else "{}"
+        retry_params = "{}"
+        if options:
+            try:
+                retry_params = json.dumps(options, sort_keys=True, allow_nan=False)
+            except (TypeError, ValueError) as err:
+                raise InvalidJobError(
+                    f"the parameters of retry strategy '{name}' of job '{job.name}' must be "
+                    f"plain JSON values: {err}"
+                ) from None
         if (name, retry_params) not in self._valid_retries:
             build_strategy(self._strategies, name, options)
+            if len(self._valid_retries) >= _CHECKED_CACHE_SIZE:
+                self._valid_retries.clear()
             self._valid_retries.add((name, retry_params))
         return JobRecord(
             id=job.id,

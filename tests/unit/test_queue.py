@@ -809,3 +809,14 @@ def test_requeue_does_not_make_a_second_active_job_with_one_unique_key(queue):
     assert requeued is False
     assert [j["id"] for j in queue.list_jobs(status=["pending", "running"])] == [second]
     assert queue.get_status(first)["status"] == "cancelled"
+
+
+@pytest.mark.parametrize(
+    "retry",
+    [("fixed", {"delay": object()}), ("nosuch", {"x": {1, 2}}), ("fixed", {"delay": math.nan})],
+)
+def test_retry_parameters_that_are_not_json_are_refused_in_a_sentence(queue, retry):
+    with pytest.raises(InvalidJobError, match="plain JSON values"):
+        queue.submit(Job("n", jobs.noop, retry=retry))
+
+    assert queue.stats()["total"] == 0
