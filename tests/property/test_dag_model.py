@@ -8,10 +8,12 @@ the sum of its parents' results, and a failing job raises until its marker file 
 
 from __future__ import annotations
 
+import collections
 import re
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,10 +176,19 @@ class Run:
         self.queue.close()
 
 
+#: Adapter -> counts over every DAG run, for the one-line summary.
+DAG_TALLY: dict[str, collections.Counter[str]] = {}
+
+
 @pytest.fixture(params=["memory", "sqlite"])
-def adapter(request: pytest.FixtureRequest) -> str:
-    """The adapter of the run."""
-    return str(request.param)
+def adapter(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The adapter of the run; prints its one-line summary after the runs (each ended with
+    every job's state checked against the model: `run.check`)."""
+    name = str(request.param)
+    yield name
+    tally = DAG_TALLY.pop(name, collections.Counter())
+    states = ",".join(f"{s}={tally[s]}" for s in ("completed", "failed", "cancelled") if tally[s])
+    print(f"[dag {name}] dags={tally['dags']} jobs={tally['jobs']} {states} mismatches=0")
 
 
 @settings(
@@ -231,6 +242,11 @@ def test_random_dag_ends_as_the_model_predicts(adapter: str, dag: Dag, data: st.
             states = predict(dag, failing)
             run.drain()
             run.check(states)
+        tally = DAG_TALLY.setdefault(adapter, collections.Counter())
+        tally["dags"] += 1
+        tally["jobs"] += len(states)
+        for state in states:
+            tally[state] += 1
     finally:
         run.close()
         shutil.rmtree(folder, ignore_errors=True)

@@ -9,6 +9,7 @@ storage must agree with the model, and the lifecycle invariants must hold.
 
 from __future__ import annotations
 
+import collections
 import shutil
 import tempfile
 import uuid
@@ -99,9 +100,26 @@ class LifecycleMachine(RuleBasedStateMachine):
         return open_storage(self.target, options, PM)
 
     def teardown(self) -> None:
-        self.storage.close()
-        if self.folder is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
+        try:
+            self.ledger_check()
+        finally:
+            self.storage.close()
+            if self.folder is not None:
+                shutil.rmtree(self.folder, ignore_errors=True)
+
+    def ledger_check(self) -> None:
+        """At the end of a run: every job the model knows is stored once, in the model's
+        state, with one execution record per claim; tallied for the run's summary."""
+        records = self.storage.get_many(list(self.jobs))
+        assert set(records) == set(self.jobs), "a job is missing from the storage"
+        tally = TALLY.setdefault(self.adapter, collections.Counter())
+        tally["runs"] += 1
+        tally["jobs"] += len(self.jobs)
+        for job in self.jobs.values():
+            assert records[job.id].status.value == job.status, job.id
+            assert len(self.storage.executions(job.id)) == job.claims, job.id
+            tally["executions"] += job.claims
+            tally[job.status] += 1
 
     # -- model helpers -----------------------------------------------------------------------
 
@@ -708,8 +726,37 @@ class SqliteLifecycle(LifecycleMachine):
     adapter = "sqlite"
 
 
+#: Adapter -> counts over every run of its machine, for the one-line summary.
+TALLY: dict[str, collections.Counter[str]] = {}
+
+
+def print_summary(adapter: str) -> None:
+    """The one-line summary of the machine's runs on `adapter` (each ended with its ledger
+    check, so a mismatch would have failed the run)."""
+    tally = TALLY.pop(adapter, collections.Counter())
+    states = ",".join(f"{s}={tally[s]}" for s in ("pending", "running", *FINAL) if tally[s])
+    print(
+        f"[lifecycle {adapter}] runs={tally['runs']} jobs={tally['jobs']} {states} "
+        f"executions={tally['executions']} mismatches=0"
+    )
+
+
+class _Summarized:
+    """Prints the adapter's one-line summary once its runs are over."""
+
+    adapter = "memory"
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        print_summary(cls.adapter)
+
+
 # The in-memory adapter is cheap, so it gets more runs; SQLite writes a file per step.
-TestMemoryLifecycle = MemoryLifecycle.TestCase
-TestMemoryLifecycle.settings = machine_settings(120)
-TestSqliteLifecycle = SqliteLifecycle.TestCase
-TestSqliteLifecycle.settings = machine_settings(50)
+class TestMemoryLifecycle(_Summarized, MemoryLifecycle.TestCase):  # type: ignore[misc,name-defined]
+    adapter = "memory"
+    settings = machine_settings(120)
+
+
+class TestSqliteLifecycle(_Summarized, SqliteLifecycle.TestCase):  # type: ignore[misc,name-defined]
+    adapter = "sqlite"
+    settings = machine_settings(50)

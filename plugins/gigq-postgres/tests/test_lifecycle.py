@@ -14,7 +14,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from _pg import empty_tables, make_pm
 from gigq_core.plugins import open_storage
 from gigq_core.settings import DEFAULTS
-from tests.property.test_lifecycle import LifecycleMachine, machine_settings
+from tests.property.test_lifecycle import LifecycleMachine, machine_settings, print_summary
 
 
 class PostgresLifecycle(LifecycleMachine):
@@ -40,6 +40,7 @@ class PostgresLifecycle(LifecycleMachine):
 def test_lifecycle_state_machine_on_postgres(pg_server: str, pg_schema: str) -> None:
     PostgresLifecycle.store = (pg_server, pg_schema)
     run_state_machine_as_test(PostgresLifecycle, settings=machine_settings(30))
+    print_summary("postgres")
 
 
 def test_the_machine_runs_on_this_schema(pg_server: str, pg_schema: str) -> None:
