@@ -497,12 +497,14 @@ def _prepare_file(path: str, settings: Settings) -> None:
         raise DatabaseNotFoundError(f"the database {path} {what}")
     if size is not None:
         return
-    folder = os.path.dirname(os.path.abspath(path))
+    # A symlink to a file not made yet: make its target (O_EXCL never follows a symlink).
+    target = os.path.realpath(path)
+    folder = os.path.dirname(target)
     _make_folder(folder)
     try:
         # Created here, before SQLite sees it, so it is 0600 from its first instant; SQLite
         # gives the -wal and -shm files the database file's mode.
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except FileExistsError:
         return  # another process created it first
     except PermissionError as err:

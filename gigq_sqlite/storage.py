@@ -529,7 +529,7 @@ class SqliteStorage:
             # copy are pinned by a reader that holds an old snapshot.
             _, wal_frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         mode = os.stat(self.path).st_mode & 0o777
-        folder = os.path.dirname(os.path.abspath(self.path))
+        folder = os.path.dirname(os.path.realpath(self.path))  # a symlink's target
         folder_mode = os.stat(folder).st_mode & 0o777
         try:
             wal = os.path.getsize(self._db.wal_path)

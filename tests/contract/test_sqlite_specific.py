@@ -364,10 +364,8 @@ def test_a_submit_syncs_the_log_of_the_real_file_behind_a_symlink(
     # SQLite opens a symlinked database's target and keeps its WAL beside it; a submit
     # (committed without a sync, then synced) must sync that file, also after a chdir.
     real = tmp_path / "data" / "jobs.db"
-    real.parent.mkdir()
-    SqliteStorage(str(real)).close()
     link = tmp_path / "jobs.db"
-    link.symlink_to(real)
+    link.symlink_to(real)  # to a file (and folder) not made yet: the first open makes them
     synced: list[int] = []
     storage = SqliteStorage(str(link), durability="full")
     try:
@@ -378,6 +376,7 @@ def test_a_submit_syncs_the_log_of_the_real_file_behind_a_symlink(
         assert [os.fstat(fd).st_ino for fd in synced] == [wal.st_ino]
     finally:
         storage.close()
+    assert link.is_symlink() and os.stat(real).st_mode & 0o777 == 0o600
 
 
 def test_concurrent_submits_share_commits_but_keep_their_own_outcome(
