@@ -56,6 +56,13 @@ def _is_storage(target: Any) -> bool:
 _CHECKED_CACHE_SIZE = 1024
 
 
+def _remember(checked: set[Any], key: Any) -> None:
+    """Add `key` to a cache of things already checked, starting it over when full."""
+    if len(checked) >= _CHECKED_CACHE_SIZE:
+        checked.clear()
+    checked.add(key)
+
+
 class JobQueue:
     """A queue of jobs in one storage (a SQLite file by default).
 
@@ -132,12 +139,10 @@ class JobQueue:
         """
         linked = [r.id for r in stored if r.dependencies]
         found = self.storage.get_many(linked) if linked else {}
-        for record in stored:
-            if record.dependencies:
-                record = found.get(record.id)  # type: ignore[assignment]
-                if record is None:
-                    continue
-            self.hooks.job_submitted(record)
+        for built in stored:
+            record = found.get(built.id) if built.dependencies else built
+            if record is not None:
+                self.hooks.job_submitted(record)
 
     def _record(self, job: Job, now: datetime) -> JobRecord:
         """Validate a Job against this queue (serializer, policy, strategy) and freeze it."""
@@ -154,9 +159,7 @@ class JobQueue:
             )
         elif path not in self._allowed:
             check_function_allowed(path, self.settings["allowed_modules"])
-            if len(self._allowed) >= _CHECKED_CACHE_SIZE:
-                self._allowed.clear()
-            self._allowed.add(path)
+            _remember(self._allowed, path)
         params = self.serializer.dumps(job.params)
         check_size(
             params, self.settings["max_payload"], f"the serialized params of job '{job.name}'"
@@ -176,9 +179,7 @@ class JobQueue:
                 ) from None
         if (name, retry_params) not in self._valid_retries:
             build_strategy(self._strategies, name, options)
-            if len(self._valid_retries) >= _CHECKED_CACHE_SIZE:
-                self._valid_retries.clear()
-            self._valid_retries.add((name, retry_params))
+            _remember(self._valid_retries, (name, retry_params))
         return JobRecord(
             id=job.id,
             name=job.name,

@@ -63,7 +63,8 @@ CRASH_OPERATIONS = frozenset(
     {"submit", "claim", "heartbeat", "finish", "release", "cancel", "rescue", "requeue"}
 )
 CRASH_EXIT_CODE = 137
-#: Seconds a process waits after a TRUNCATE checkpoint found a reader in the way.
+#: Seconds a process waits after a failed TRUNCATE checkpoint (unless the log gets all
+#: copied meanwhile).
 _TRUNCATE_BACKOFF = 1.0
 #: Seconds a TRUNCATE checkpoint may keep writers waiting.
 _TRUNCATE_PATIENCE = 0.05
@@ -123,12 +124,11 @@ class Database:
         self.crash_points = crash_points_from(os.environ.get(CRASH_ENV, ""))
         #: Labels of the transaction in progress (kept only while crash points are set).
         self._labels: set[str] = set()
-        #: The WAL file, next to the file SQLite really opened (a symlinked database's
-        #: target; absolute, so a later chdir cannot misdirect it).
-        self.wal_path = os.path.realpath(os.path.abspath(self.path)) + "-wal"
         with self._lock:
             self._conn = self._connect()
-            self.wal_path = _main_file(self._conn, self.wal_path[: -len("-wal")]) + "-wal"
+            #: The WAL file, next to the file SQLite really opened (a symlinked database's
+            #: target; absolute, so a later chdir cannot misdirect it).
+            self.wal_path = _main_file(self._conn, os.path.realpath(self.path)) + "-wal"
         _register_for_fork(self)
         kind = network_filesystem(self.path)
         if kind is not None:
