@@ -120,6 +120,8 @@ class Database:
         self._sync_full = settings.durability == "full"
         #: A descriptor of the WAL file for `sync` (opened on first use; -1: none).
         self._wal_fd = -1
+        #: PRAGMA data_version as `quiet()` last read it (None: not read yet).
+        self._quiet_version: int | None = None
         #: Test-only crash points ("claim:after", ...); empty in production.
         self.crash_points = crash_points_from(os.environ.get(CRASH_ENV, ""))
         #: Labels of the transaction in progress (kept only while crash points are set).
@@ -182,6 +184,7 @@ class Database:
         self.wait_mark = None
         self._sync_full = self.settings.durability == "full"
         self._wal_fd = -1  # the parent's; never used or closed here
+        self._quiet_version = None
 
     @contextmanager
     def locked(self) -> Iterator[sqlite3.Connection]:
@@ -236,6 +239,15 @@ class Database:
         return self._transaction(
             "BEGIN IMMEDIATE", work, mark_wait=mark_wait, op=op, durable=durable
         )
+
+    def quiet(self) -> bool:
+        """Whether no other connection has committed since the last call (False on the
+        first): a writer then has the database to itself, and a commit that waits for the
+        disk while it holds the write lock keeps nobody waiting."""
+        with self.locked() as conn:
+            version = _data_version(conn)
+        seen, self._quiet_version = self._quiet_version, version
+        return version == seen
 
     def sync(self) -> None:
         """Wait until every commit made so far (by any connection) is on disk: fsync the

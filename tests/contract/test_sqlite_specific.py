@@ -379,6 +379,37 @@ def test_a_submit_syncs_the_log_of_the_real_file_behind_a_symlink(
     assert link.is_symlink() and os.stat(real).st_mode & 0o777 == 0o600
 
 
+def test_a_submit_waits_for_the_disk_inside_the_lock_only_with_the_database_to_itself(
+    db_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Among other writers a submit commits, releases the lock, then syncs the log; when no
+    # other connection has committed since its last submit it commits at synchronous=FULL
+    # (SQLite syncs inside the commit). Either way the jobs are durable when it returns.
+    synced: list[int] = []
+    monkeypatch.setattr(_connection, "_fdatasync", synced.append)
+    storage = SqliteStorage(str(db_path), durability="full")
+    other = SqliteStorage(str(db_path), durability="full")
+    statements: list[str] = []
+    try:
+        storage.insert([make_job(clock.now())], clock.now())  # not known to be alone yet
+        assert len(synced) == 1
+        with storage._db.locked() as conn:
+            conn.set_trace_callback(statements.append)
+        storage.insert([make_job(clock.now())], clock.now())
+        assert len(synced) == 1  # no separate sync: the commit itself was synchronous=FULL
+        assert statements.index("PRAGMA synchronous = FULL") < statements.index("COMMIT")
+        other.insert([make_job(clock.now())], clock.now())  # another writer appears
+        synced.clear()
+        statements.clear()
+        storage.insert([make_job(clock.now())], clock.now())
+        assert len(synced) == 1
+        assert statements.index("PRAGMA synchronous = NORMAL") < statements.index("COMMIT")
+        assert other.count(JobFilter()) == {"pending": 4}
+    finally:
+        other.close()
+        storage.close()
+
+
 def test_concurrent_submits_share_commits_but_keep_their_own_outcome(
     storage: SqliteStorage, db_path: Path, clock: FakeClock
 ) -> None:
