@@ -16,6 +16,7 @@ import contextlib
 import gc
 import logging
 import os
+import select
 import signal
 import socket
 import threading
@@ -184,6 +185,8 @@ class Worker:
         self._last_sweep = float("-inf")
         self._last_prune = float("-inf")
         self._burst = False
+        #: Whether start()'s inline loop runs (its job threads leave outcomes to it).
+        self._looping = False
         #: Storage failures in a row (for the back-off).
         self._trouble = 0
         self._last_tick = float("-inf")
@@ -526,7 +529,12 @@ class Worker:
             except KeyboardInterrupt:
                 self._hand_back()
                 raise
-        self._finish(record, attempt)
+        if self._looping:
+            # Under start(): the loop commits it with whatever else ended meanwhile (group
+            # commit), then fires its hooks; the pool's done-callback wakes the loop.
+            self._buffer([(record, attempt)])
+        else:
+            self._finish(record, attempt)
 
     def _run_guarded(self, record: JobRecord) -> None:
         try:
@@ -711,11 +719,7 @@ class Worker:
                 self._pool = pool
                 beat.start()
                 watcher.start()
-                if callable(getattr(self.storage, "finish_deferred", None)) and callable(
-                    getattr(self.storage, "sync", None)
-                ):
-                    self._syncer = _Syncer(self)
-                    self._syncer.start()
+                self._start_syncer()
                 try:
                     self._loop_process(pool)
                 finally:
@@ -726,6 +730,7 @@ class Worker:
             else:
                 beat.start()
                 watcher.start()
+                self._start_syncer()
                 self._loop_inline()
         finally:
             self._stop_syncer()
@@ -745,6 +750,14 @@ class Worker:
                 signal.signal(sig, handler)
             log.info("worker %s stopped", self.worker_id)
             self.hooks.worker_stopped(self.worker_id)
+
+    def _start_syncer(self) -> None:
+        """Wait for the disk on a thread of its own, where the storage allows it."""
+        if callable(getattr(self.storage, "finish_deferred", None)) and callable(
+            getattr(self.storage, "sync", None)
+        ):
+            self._syncer = _Syncer(self)
+            self._syncer.start()
 
     def _stop_syncer(self) -> None:
         """Let the syncer finish what it holds, fire those hooks, and flush directly from
@@ -893,6 +906,7 @@ class Worker:
     def _loop_inline(self) -> None:
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="gigq-job")
         futures: set[Future[None]] = set()
+        self._looping = True
         try:
             while not self._stop.is_set():
                 self._maybe_tick()
@@ -904,22 +918,26 @@ class Worker:
                     self._idle.set()
                 else:
                     self._idle.clear()
-                if self._burst and not claimed and not futures:
-                    log.info("worker %s: nothing left to do (burst)", self.worker_id)
-                    break
                 for record in claimed:
                     future = pool.submit(self._run_guarded, record)
                     future.add_done_callback(lambda _: self._wake())
                     futures.add(future)
+                # Nothing running and nothing to commit (a commit may release dependents).
+                finished = not futures and not self._unflushed
+                # As in the process loop: outcomes wait for company only while jobs run.
+                if self._unflushed and (self._flush_due() or not futures):
+                    self._flush()
+                self._fire_durable()
+                if self._burst and finished:
+                    log.info("worker %s: nothing left to do (burst)", self.worker_id)
+                    break
                 if claimed and len(claimed) == free:
                     continue
-                if self._wake_r >= 0:
-                    import select
-
-                    select.select(
-                        [self._wake_r], [], [], 0.1 if free <= 0 else self._idle_timeout()
-                    )
-                    self._drain_wake()
+                timeout = 0.1 if free <= 0 else self._idle_timeout()
+                if self._unflushed:
+                    timeout = min(timeout, max(0.0, self._flush_at - self.clock.monotonic()))
+                select.select([self._wake_r], [], [], timeout)
+                self._drain_wake()
             pending = [f for f in futures if not f.done()]
             if pending:
                 log.info(
@@ -937,6 +955,7 @@ class Worker:
                 for running in self._running.values():
                     running.context._stop.set()
         finally:
+            self._looping = False
             pool.shutdown(wait=False, cancel_futures=True)
 
     def stop(self) -> None:

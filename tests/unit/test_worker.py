@@ -10,9 +10,10 @@ from datetime import timedelta
 
 import pytest
 
-from gigq_core import GigQError, Job, JobQueue, Worker, current_job
+from gigq_core import GigQError, Job, JobQueue, Worker, current_job, hookimpl
 from gigq_core.clock import SystemClock
 from gigq_core.records import JobStatus
+from gigq_core.testing import RecordingPlugin
 from tests import jobs
 from tests.contract._factory import job_record
 
@@ -657,3 +658,71 @@ def test_burst_start_returns_once_the_queue_is_drained(pm, executor, tmp_path):
         worker.start(burst=True)
         assert all(queue.get_status(i)["status"] == "completed" for i in ids)
         assert queue.get_status(later)["status"] == "pending"  # scheduled: left for later
+
+
+# -- group commit of the inline executor under start() ---------------------------------------
+
+
+@pytest.mark.timeout(30)
+def test_inline_start_commits_outcomes_in_groups_and_fires_each_hook_once(pm, store):
+    rec = RecordingPlugin()
+    pm.register(rec, name="rec")
+    worker = Worker(
+        f"memory://{store}",
+        executor="inline",
+        concurrency=4,
+        polling_interval=0.1,
+        flush_interval=0.5,
+        plugin_manager=pm,
+        clock=SystemClock(),
+    )
+    # Jobs that end 10 ms apart: each used to commit its own outcome from its thread.
+    ids = worker.queue.submit_many(
+        [Job(f"s{i}", jobs.sleep, params={"seconds": 0.01 * (1 + i % 4)}) for i in range(12)]
+    )
+    commits: list[int] = []
+    finish = worker.storage.finish
+
+    def counted(outcomes, now):
+        commits.append(len(outcomes))
+        return finish(outcomes, now)
+
+    worker.storage.finish = counted  # type: ignore[method-assign]
+    try:
+        worker.start(burst=True)
+    finally:
+        worker.close()
+    assert all(status_of(worker.queue, i)["status"] == "completed" for i in ids)
+    # The loop commits what ended within flush_interval together, none twice, none lost.
+    assert sum(commits) == 12 and len(commits) <= 4, commits
+    succeeded = [key for name, key in rec.calls if name == "gigq_job_succeeded"]
+    assert sorted(succeeded) == sorted(ids)
+
+
+@pytest.mark.timeout(30)
+def test_inline_burst_runs_a_chain_whose_links_the_commits_release(pm, tmp_path):
+    with JobQueue(str(tmp_path / "jobs.db"), plugin_manager=pm) as queue:
+        first = queue.submit(Job("a", jobs.add, {"a": 1, "b": 1}))
+        second = queue.submit(Job("b", jobs.add, {"a": 2, "b": 2}, dependencies=[first]))
+        third = queue.submit(Job("c", jobs.add, {"a": 3, "b": 3}, dependencies=[second]))
+        worker = Worker(queue, executor="inline", polling_interval=0.1)
+        worker.start(burst=True)
+        assert [queue.get_status(i)["status"] for i in (first, second, third)] == ["completed"] * 3
+
+
+@pytest.mark.timeout(30)
+def test_inline_success_hook_fires_once_the_outcome_is_stored(pm, tmp_path):
+    path = str(tmp_path / "jobs.db")
+    seen: list[str] = []
+
+    class Check:
+        @hookimpl
+        def gigq_job_succeeded(self, job, result, duration):
+            with JobQueue(path) as other:  # another connection: the commit is visible
+                seen.append(other.get_status(job.id)["status"])
+
+    pm.register(Check(), name="check")
+    with JobQueue(path, plugin_manager=pm) as queue:
+        ids = queue.submit_many([Job(f"a{i}", jobs.add, {"a": i, "b": 1}) for i in range(3)])
+        Worker(queue, executor="inline", polling_interval=0.1).start(burst=True)
+    assert seen == ["completed"] * len(ids)
