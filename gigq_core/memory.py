@@ -15,6 +15,7 @@ from gigq_core.errors import DependencyCycleError, InvalidJobError, UnknownDepen
 from gigq_core.hookspecs import hookimpl
 from gigq_core.records import (
     BROKEN_STATUSES,
+    FREE_HANDBACKS,
     WORKER_LOST,
     Execution,
     HeartbeatReply,
@@ -26,6 +27,7 @@ from gigq_core.records import (
     WorkerInfo,
     WorkflowInfo,
     cascade_reason,
+    handback_reason,
 )
 from gigq_core.transfer import export_stream, plan_import, refuse_non_empty
 
@@ -300,7 +302,7 @@ class MemoryStorage:
             )
             self._jobs[job.id] = job
         elif outcome.status == "handed_back":
-            counted = job.handbacks >= 3
+            counted = job.handbacks >= FREE_HANDBACKS
             job = attrs.evolve(
                 job,
                 status=JobStatus.PENDING,
@@ -309,7 +311,16 @@ class MemoryStorage:
                 run_at=now,
                 **common,
             )
+            if job.attempts >= job.max_attempts:  # a counted hand-back took the last attempt
+                job = attrs.evolve(
+                    job,
+                    status=JobStatus.FAILED,
+                    error=handback_reason(job.handbacks),
+                    completed_at=now,
+                )
             self._jobs[job.id] = job
+            if job.status is JobStatus.FAILED:
+                cancelled = self._cascade(job, now)
         elif outcome.status in ("failed", "timeout") and outcome.retry_at is not None:
             job = attrs.evolve(
                 job,

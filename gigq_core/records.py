@@ -33,6 +33,17 @@ FINAL_STATUSES = frozenset(
 BROKEN_STATUSES = frozenset({JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMEOUT})
 
 
+#: Hand-backs of one job (a worker stopping while it runs) that do not count as an
+#: attempt; each later one counts, and ends the job `failed` once no attempt is left
+#: (RELIABILITY.md D4: restarts cannot loop a long job forever).
+FREE_HANDBACKS = 3
+
+
+def handback_reason(handbacks: int) -> str:
+    """The error of a job whose counted hand-back used its last attempt."""
+    return f"handed back {handbacks} times by stopping workers, with no attempts left"
+
+
 def cascade_reason(job_id: str, name: str, status: str) -> str:
     """The error text of a job cancelled because dependency `job_id` ended badly."""
     return f"dependency '{name}' ({job_id}) ended {status}"
@@ -272,6 +283,7 @@ class JobFilter:
 __all__ = [
     "BROKEN_STATUSES",
     "FINAL_STATUSES",
+    "FREE_HANDBACKS",
     "WORKER_LOST",
     "ErrorInfo",
     "Execution",
@@ -285,5 +297,6 @@ __all__ = [
     "WorkflowInfo",
     "cascade_reason",
     "check_aware",
+    "handback_reason",
     "utc",
 ]

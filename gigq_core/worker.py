@@ -479,13 +479,22 @@ class Worker:
             if r.token is not None
         ]
         if outcomes:
-            self.storage.finish(outcomes, self.clock.now())
+            transitions = self.storage.finish(outcomes, self.clock.now())
             log.info(
                 "worker %s handed back %d job(s): %s",
                 self.worker_id,
                 len(outcomes),
                 ", ".join(o.job_id for o in outcomes),
             )
+            for transition in transitions:
+                if transition is None or transition.job.status is not JobStatus.FAILED:
+                    continue
+                # A counted hand-back took the job's last attempt (RELIABILITY.md D4).
+                job = transition.job
+                log.warning("job %s (%s) failed for good: %s", job.id, job.name, job.error)
+                error = ErrorInfo(type="HandedBack", message=job.error or "handed back")
+                self.hooks.job_failed(job, error, final=True)
+                self._fire_cascade(transition)
 
     # -- inline execution ------------------------------------------------------------------
 

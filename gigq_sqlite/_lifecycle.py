@@ -18,6 +18,7 @@ import attrs
 from gigq_core.errors import StorageError
 from gigq_core.records import (
     BROKEN_STATUSES,
+    FREE_HANDBACKS,
     WORKER_LOST,
     Execution,
     HeartbeatReply,
@@ -26,6 +27,7 @@ from gigq_core.records import (
     Outcome,
     Transition,
     cascade_reason,
+    handback_reason,
 )
 from gigq_sqlite._rows import (
     DEPENDENCIES_COLUMN,
@@ -40,9 +42,6 @@ from gigq_sqlite._rows import (
     to_ts,
     to_ts_opt,
 )
-
-#: Hand-backs of one job that do not count as attempts (RELIABILITY.md D4).
-FREE_HANDBACKS = 3
 
 OUTCOME_STATUSES = frozenset({"completed", "failed", "timeout", "cancelled", "handed_back"})
 
@@ -285,6 +284,8 @@ def _ended_values(job: JobRecord, outcome: Outcome, now: datetime) -> tuple[Any,
         if handbacks < FREE_HANDBACKS:
             attempts -= 1
         handbacks += 1
+        if attempts >= job.max_attempts:  # a counted hand-back took the last attempt
+            status, error, completed_at = JobStatus.FAILED, handback_reason(handbacks), to_ts(now)
     elif outcome.status in ("failed", "timeout") and outcome.retry_at is not None:
         status, run_at, completed_at = JobStatus.PENDING, to_ts(outcome.retry_at), None
         error = error or outcome.status

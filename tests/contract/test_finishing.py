@@ -271,6 +271,35 @@ def test_hand_back_counts_the_attempt_after_three_hand_backs(storage, clock, mak
     assert len(storage.executions(job.id)) == 5
 
 
+def test_a_counted_hand_back_that_takes_the_last_attempt_fails_the_job(storage, clock, make_job):
+    # RELIABILITY.md D4: after three free hand-backs the next one counts; with no attempt
+    # left the job ends failed (and its dependents cancelled) instead of running again.
+    job = make_job(max_attempts=1)
+    child = make_job(dependencies=(job.id,))
+    storage.insert([job, child], clock.now())
+
+    for round in range(4):
+        token = claim_one(storage, clock.now(), job.id).token
+        [transition] = storage.finish(
+            [Outcome(job_id=job.id, token=token, status="handed_back")], clock.now()
+        )
+        assert transition is not None
+        clock.advance(1)
+        if round < 3:
+            assert transition.job.status == JobStatus.PENDING
+            assert transition.cancelled == ()
+
+    for record in (transition.job, stored(storage, job.id)):
+        assert record.status == JobStatus.FAILED
+        assert record.attempts == 1
+        assert record.error is not None and "handed back 4 times" in record.error
+        assert record.completed_at is not None
+    assert [r.id for r in transition.cancelled] == [child.id]
+    assert stored(storage, child.id).status == JobStatus.CANCELLED
+    assert storage.claim("w2", 10, clock.now(), LEASE) == []
+    assert len(storage.executions(job.id)) == 4
+
+
 def test_several_outcomes_in_one_call_each_get_an_entry(storage, clock, make_job):
     jobs = [make_job() for _ in range(4)]
     storage.insert(jobs, clock.now())

@@ -384,7 +384,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         job_id = data.draw(st.sampled_from(self.held_ids()), label="job")
         outcome = Outcome(job_id=job_id, token=self.held[job_id], status="handed_back")
 
-        self.finish(job_id, outcome)
+        transition = self.finish(job_id, outcome)
 
         job = self.jobs[job_id]
         self.release(job)
@@ -393,6 +393,14 @@ class LifecycleMachine(RuleBasedStateMachine):
         if job.handbacks < 3:
             job.attempts -= 1
         job.handbacks += 1
+        if job.attempts >= job.max_attempts:
+            # The fourth hand-back on counts as an attempt; with none left the job ends
+            # failed (RELIABILITY.md D4: restarts cannot loop it forever).
+            self.end(job, "failed")
+            assert {r.id for r in transition.cancelled} == self.cascade(job_id)
+        else:
+            assert transition.cancelled == ()
+        assert transition.job.status == JobStatus(job.status)
 
     @precondition(lambda self: self.stale or any(j.status == "running" for j in self.jobs.values()))
     @rule(data=st.data(), kind=st.sampled_from(["completed", "failed", "timeout", "cancelled"]))

@@ -12,7 +12,7 @@ import pytest
 
 from gigq_core import GigQError, Job, JobQueue, Worker, current_job, hookimpl
 from gigq_core.clock import SystemClock
-from gigq_core.records import JobStatus
+from gigq_core.records import JobStatus, Outcome
 from gigq_core.testing import RecordingPlugin
 from tests import jobs
 from tests.contract._factory import job_record
@@ -726,3 +726,41 @@ def test_inline_success_hook_fires_once_the_outcome_is_stored(pm, tmp_path):
         ids = queue.submit_many([Job(f"a{i}", jobs.add, {"a": i, "b": 1}) for i in range(3)])
         Worker(queue, executor="inline", polling_interval=0.1).start(burst=True)
     assert seen == ["completed"] * len(ids)
+
+
+@pytest.mark.timeout(30)
+def test_stopping_past_the_grace_fails_a_job_whose_counted_hand_back_took_its_last_attempt(
+    pm, store
+):
+    rec = RecordingPlugin()
+    pm.register(rec, name="rec")
+    worker = Worker(
+        f"memory://{store}",
+        executor="inline",
+        grace=0.1,
+        polling_interval=0.1,
+        plugin_manager=pm,
+        clock=SystemClock(),
+    )
+    job_id = worker.queue.submit(Job("long", jobs.sleep, {"seconds": 3}, max_attempts=1))
+    storage = worker.storage
+    for _ in range(3):  # three earlier workers stopped while it ran: free hand-backs
+        [held] = storage.claim("earlier", 1, worker.clock.now(), 30.0)
+        storage.finish(
+            [Outcome(job_id=job_id, token=held.token, status="handed_back")], worker.clock.now()
+        )
+    thread = threading.Thread(target=worker.start, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while status_of(worker.queue, job_id)["status"] != "running":
+        assert time.monotonic() < deadline, "the job did not start"
+        time.sleep(0.01)
+    worker.stop()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+
+    status = status_of(worker.queue, job_id)
+    assert status["status"] == "failed"
+    assert "handed back 4 times" in status["error"]
+    [failed] = [kwargs for name, kwargs in rec.kwargs if name == "gigq_job_failed"]
+    assert failed["final"] is True and failed["error"].type == "HandedBack"

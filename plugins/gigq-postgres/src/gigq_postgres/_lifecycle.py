@@ -18,6 +18,7 @@ import psycopg
 from gigq_core.errors import StorageError
 from gigq_core.records import (
     BROKEN_STATUSES,
+    FREE_HANDBACKS,
     WORKER_LOST,
     HeartbeatReply,
     JobRecord,
@@ -25,6 +26,7 @@ from gigq_core.records import (
     Outcome,
     Transition,
     cascade_reason,
+    handback_reason,
 )
 from gigq_postgres._rows import (
     JOB_SELECT,
@@ -33,9 +35,6 @@ from gigq_postgres._rows import (
     job_select,
     load_jobs,
 )
-
-#: Hand-backs of one job that do not count as attempts (RELIABILITY.md D4).
-FREE_HANDBACKS = 3
 
 OUTCOME_STATUSES = frozenset({"completed", "failed", "timeout", "cancelled", "handed_back"})
 
@@ -130,7 +129,9 @@ def claim_jobs(
     return [job_from_row(row) for row in rows]
 
 
-_ATTEMPT_COLUMNS = "id, name, status, token, attempts, handbacks, run_at, result, error"
+_ATTEMPT_COLUMNS = (
+    "id, name, status, token, attempts, handbacks, run_at, result, error, max_attempts"
+)
 
 
 def finish_outcomes(
@@ -239,7 +240,7 @@ def _ended_values(
     job: Sequence[Any], outcome: Outcome, now: datetime
 ) -> tuple[JobStatus, tuple[Any, ...]]:
     """The job's new (status, attempts, handbacks, run_at, result, error, completed_at)."""
-    _, _, _, _, attempts, handbacks, run_at, result, job_error = job
+    _, _, _, _, attempts, handbacks, run_at, result, job_error, max_attempts = job
     error = str(outcome.error) if outcome.error is not None else None
     completed_at: datetime | None = now
     if outcome.status == "completed":
@@ -250,6 +251,8 @@ def _ended_values(
         if handbacks < FREE_HANDBACKS:
             attempts -= 1
         handbacks += 1
+        if attempts >= max_attempts:  # a counted hand-back took the last attempt
+            status, error, completed_at = JobStatus.FAILED, handback_reason(handbacks), now
     elif outcome.status in ("failed", "timeout") and outcome.retry_at is not None:
         status, run_at, completed_at = JobStatus.PENDING, outcome.retry_at, None
         error = error or outcome.status
