@@ -26,6 +26,7 @@ THROUGHPUT = (
     "drain_batch32",
     "drain_w2",
     "drain_w4",
+    "drain_inline",
     "drain_cpu1ms_w1",
     "drain_cpu1ms_w2",
 )
@@ -45,11 +46,15 @@ START_TIMEOUT = 60.0
 
 @dataclass(frozen=True)
 class Drain:
-    """A drain with worker processes: how many, and which job they run."""
+    """A drain with worker processes: how many, which job they run, and how."""
 
     workers: int
     #: "noop" (append the id) or "burn" (1 ms of CPU, then append the id); see `jobs`.
     job: str
+    #: GigQ's executor: "process" (the default: a child process runs each job) or
+    #: "inline" (a thread of the worker's process); huey's worker type: "process" or
+    #: "thread" accordingly.
+    executor: str = "process"
 
 
 #: The CPU-bound drains: each job costs at least 1 ms, so they run `--cpu-jobs` jobs.
@@ -60,6 +65,7 @@ DRAINS = {
     "drain": Drain(1, "noop"),
     "drain_w2": Drain(2, "noop"),
     "drain_w4": Drain(4, "noop"),
+    "drain_inline": Drain(1, "noop", "inline"),
     "drain_cpu1ms_w1": Drain(1, "burn"),
     "drain_cpu1ms_w2": Drain(2, "burn"),
 }
@@ -118,8 +124,11 @@ def _await_ready(system: str, procs: list[subprocess.Popen[str]]) -> None:
             )
 
 
-def run_drain_worker(system: str, db: Path, n: int, workers: int = 1) -> dict[str, Any]:
-    """Drain `db` (holding `n` queued jobs) with `workers` worker processes, started fresh.
+def run_drain_worker(
+    system: str, db: Path, n: int, workers: int = 1, executor: str = "process"
+) -> dict[str, Any]:
+    """Drain `db` (holding `n` queued jobs) with `workers` worker processes, started fresh
+    (`executor`: see `Drain`).
 
     GigQ: `workers` separate `python -m benchmarks.drain_worker gigq` processes, each one
     `Worker(...).start()`; each says `ready` from its start hook and waits until all are
@@ -142,6 +151,8 @@ def run_drain_worker(system: str, db: Path, n: int, workers: int = 1) -> dict[st
         str(workers),
         "--timeout",
         str(timeout),
+        "--executor",
+        executor,
     ]
     if system == "gigq":
         command.append("--barrier")

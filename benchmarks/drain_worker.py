@@ -88,13 +88,17 @@ class _Tally:
         }
 
 
-def drain_gigq(db: Path, n: int, timeout: float, workers: int, barrier: bool) -> _Tally:
+def drain_gigq(
+    db: Path, n: int, timeout: float, workers: int, barrier: bool, executor: str = "process"
+) -> _Tally:
     """GigQ's worker loop in burst mode, stopped by its own lifecycle hooks once `n` jobs
     succeeded here (one worker) or by burst once nothing is left (several)."""
     from gigq import Worker, hookimpl
 
     tally = _Tally(n, own_jobs_only=workers > 1)
-    worker = Worker(str(db), polling_interval=POLLING_INTERVAL, durability="full")
+    worker = Worker(
+        str(db), polling_interval=POLLING_INTERVAL, durability="full", executor=executor
+    )
 
     class Probe:
         @hookimpl
@@ -130,9 +134,9 @@ def drain_gigq(db: Path, n: int, timeout: float, workers: int, barrier: bool) ->
     return tally
 
 
-def drain_huey(db: Path, n: int, timeout: float, workers: int) -> _Tally:
-    """huey's consumer with `workers` worker processes, stopped by its signals once `n`
-    tasks completed."""
+def drain_huey(db: Path, n: int, timeout: float, workers: int, executor: str = "process") -> _Tally:
+    """huey's consumer with `workers` worker processes (threads for GigQ's inline
+    executor), stopped by its signals once `n` tasks completed."""
     from huey.signals import SIGNAL_COMPLETE, SIGNAL_ERROR, SIGNAL_EXECUTING
 
     from benchmarks.huey_bench import make_huey
@@ -155,7 +159,7 @@ def drain_huey(db: Path, n: int, timeout: float, workers: int) -> _Tally:
 
     consumer = huey.create_consumer(
         workers=workers,
-        worker_type=HUEY_WORKER_TYPE,
+        worker_type=HUEY_WORKER_TYPE if executor == "process" else "thread",
         periodic=False,
         initial_delay=POLLING_INTERVAL,
         check_worker_health=False,
@@ -180,12 +184,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--barrier", action="store_true", help="GigQ: wait for 'go' on stdin")
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument(
+        "--executor",
+        choices=("process", "inline"),
+        default="process",
+        help="GigQ's executor; huey: process or thread workers",
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
     if args.system == "gigq":
-        tally = drain_gigq(args.db, args.jobs, args.timeout, args.workers, args.barrier)
+        tally = drain_gigq(
+            args.db, args.jobs, args.timeout, args.workers, args.barrier, args.executor
+        )
     else:
-        tally = drain_huey(args.db, args.jobs, args.timeout, args.workers)
+        tally = drain_huey(args.db, args.jobs, args.timeout, args.workers, args.executor)
     report = tally.report(time.perf_counter() - start)
     print(json.dumps(report), flush=True)
     return 0 if report["error"] is None else 1

@@ -71,7 +71,9 @@ def enqueue_batch(workdir: Path, n: int) -> float:
     return elapsed
 
 
-def drain(workdir: Path, n: int, workers: int = 1, job: str = "noop") -> float:
+def drain(
+    workdir: Path, n: int, workers: int = 1, job: str = "noop", executor: str = "process"
+) -> float:
     """Run `n` queued jobs with `workers` worker processes started fresh; the first job's
     start to the last job's completion, across the workers."""
     db = workdir / "gigq.db"
@@ -79,7 +81,7 @@ def drain(workdir: Path, n: int, workers: int = 1, job: str = "noop") -> float:
     sent = payloads(n, book)
     with _open(db) as queue:
         queue.submit_many([Job(job, JOBS[job], params=p) for p in sent])
-    report = run_drain_worker("gigq", db, n, workers)
+    report = run_drain_worker("gigq", db, n, workers, executor)
     label = f"{NAME} drain ({workers} worker{'s' if workers > 1 else ''}, {job})"
     ledger.verify_ledger(label, book, (p["id"] for p in sent))
     with _open(db) as queue:
@@ -93,7 +95,7 @@ WORKLOADS: dict[str, Callable[[Path, int], float] | None] = {
     "enqueue": enqueue,
     "enqueue_batch": enqueue_batch,
     **{
-        name: functools.partial(drain, workers=spec.workers, job=spec.job)
+        name: functools.partial(drain, workers=spec.workers, job=spec.job, executor=spec.executor)
         for name, spec in DRAINS.items()
     },
 }

@@ -73,7 +73,9 @@ def enqueue(workdir: Path, n: int) -> float:
     return elapsed
 
 
-def drain(workdir: Path, n: int, workers: int = 1, job: str = "noop") -> float:
+def drain(
+    workdir: Path, n: int, workers: int = 1, job: str = "noop", executor: str = "process"
+) -> float:
     """Run `n` queued tasks with a consumer of `workers` worker processes, in a fresh
     process; first dequeue to last completion."""
     db = workdir / "huey.db"
@@ -85,7 +87,7 @@ def drain(workdir: Path, n: int, workers: int = 1, job: str = "noop") -> float:
             tasks[job](p)
     finally:
         filler.storage.close()
-    report = run_drain_worker("huey", db, n, workers)
+    report = run_drain_worker("huey", db, n, workers, executor)
     ledger.verify_ledger(f"{NAME} {_label(workers, job)}", book, (p["id"] for p in sent))
     huey, _ = make_huey(db)
     try:
@@ -105,7 +107,7 @@ WORKLOADS: dict[str, Callable[[Path, int], float] | None] = {
     "enqueue": enqueue,
     "enqueue_batch": None,
     **{
-        name: functools.partial(drain, workers=spec.workers, job=spec.job)
+        name: functools.partial(drain, workers=spec.workers, job=spec.job, executor=spec.executor)
         for name, spec in DRAINS.items()
     },
 }

@@ -215,7 +215,7 @@ def test_quick_run_checks_the_new_throughput_workloads_and_scale(tmp_path: Path)
         "--jobs",
         "12",
         "--workloads",
-        "enqueue,enqueue_batch,drain_batch32,drain_w2,drain_w4,drain_cpu1ms_w1,"
+        "enqueue,enqueue_batch,drain_batch32,drain_w2,drain_w4,drain_inline,drain_cpu1ms_w1,"
         "drain_cpu1ms_w2,scale",
         "--scale-sizes",
         "20,40",
@@ -225,16 +225,25 @@ def test_quick_run_checks_the_new_throughput_workloads_and_scale(tmp_path: Path)
         "10",
     )
 
-    for workload in ("enqueue_batch", "drain_batch32", "drain_w2", "drain_w4", "drain_cpu1ms_w2"):
+    for workload in (
+        "enqueue_batch",
+        "drain_batch32",
+        "drain_w2",
+        "drain_w4",
+        "drain_inline",
+        "drain_cpu1ms_w2",
+    ):
         assert any(line.startswith(f"| {workload} ") for line in done.stdout.splitlines())
     results = report["results"]
     assert set(results) == set(THROUGHPUT) - {"drain"}
     assert results["drain_w4"]["GigQ"]["jobs"] == 12
+    assert results["drain_inline"]["GigQ"]["jobs"] == 12
     assert len(results["drain_cpu1ms_w2"]["GigQ"]["seconds"]) == 1
     assert results["drain_batch32"]["raw sqlite3"]["jobs"] == 12
     assert results["drain_batch32"]["GigQ"] == UNSUPPORTED
     if HUEY_INSTALLED:
         assert results["drain_w2"]["huey"]["jobs"] == 12
+        assert results["drain_inline"]["huey"]["jobs"] == 12
     if LITEQUEUE_INSTALLED:
         assert results["enqueue_batch"]["litequeue"]["jobs"] == 12
     else:
