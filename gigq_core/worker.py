@@ -367,10 +367,16 @@ class Worker:
             )
             return
         done = [(*report, t) for report, t in zip(reports, transitions, strict=True)]
+        if syncer is not None and syncer.submit(done):
+            return
         if syncer is not None:
-            syncer.submit(done)
-        else:
-            self._report_committed(done)
+            # The syncer stopped meanwhile (shutdown, an inline job ending late): wait for
+            # the disk here, then fire the hooks.
+            try:
+                self.storage.sync()  # type: ignore[attr-defined]
+            except GigQError:
+                log.exception("worker %s: waiting for the disk failed", self.worker_id)
+        self._report_committed(done)
 
     def _fire_durable(self) -> None:
         """Log and fire the hooks of outcomes the syncer found durable."""
@@ -538,12 +544,13 @@ class Worker:
             except KeyboardInterrupt:
                 self._hand_back()
                 raise
-        if self._looping:
-            # Under start(): the loop commits it with whatever else ended meanwhile (group
-            # commit), then fires its hooks; the pool's done-callback wakes the loop.
-            self._buffer([(record, attempt)])
-        else:
-            self._finish(record, attempt)
+        self._buffer([(record, attempt)])
+        # Under start(), the loop commits it with whatever else ended meanwhile (group
+        # commit) and fires its hooks; the pool's done-callback wakes it. Otherwise (or
+        # once the loop has ended: it flushes after clearing the flag, so every outcome
+        # buffered before this check is its to commit) this thread commits it now.
+        if not self._looping:
+            self._flush()
 
     def _run_guarded(self, record: JobRecord) -> None:
         try:
@@ -947,19 +954,30 @@ class Worker:
                     timeout = min(timeout, max(0.0, self._flush_at - self.clock.monotonic()))
                 select.select([self._wake_r], [], [], timeout)
                 self._drain_wake()
-            pending = [f for f in futures if not f.done()]
-            if pending:
+            futures = {f for f in futures if not f.done()}
+            if futures:
                 log.info(
                     "worker %s: waiting up to %g s for %d running job(s)",
                     self.worker_id,
                     self.grace,
-                    len(pending),
+                    len(futures),
                 )
-                deadline = self.clock.monotonic() + self.grace
-                for future in pending:
-                    # Past the grace period what still runs is handed back by start().
-                    with contextlib.suppress(Exception):
-                        future.result(timeout=max(0.0, deadline - self.clock.monotonic()))
+            deadline = self.clock.monotonic() + self.grace
+            while futures:
+                # The grace period: what ends meanwhile is committed as usual (group
+                # commit); past it what still runs is handed back by start().
+                left = deadline - self.clock.monotonic()
+                if left <= 0:
+                    break
+                if self._unflushed and self._flush_due():
+                    self._flush()
+                self._fire_durable()
+                timeout = min(left, 0.1)
+                if self._unflushed:
+                    timeout = min(timeout, max(0.0, self._flush_at - self.clock.monotonic()))
+                select.select([self._wake_r], [], [], timeout)
+                self._drain_wake()
+                futures = {f for f in futures if not f.done()}
             with self._lock:
                 for running in self._running.values():
                     running.context._stop.set()
@@ -1049,10 +1067,15 @@ class _Syncer(threading.Thread):
         self._durable: list[_Committed] = []
         self._done = False
 
-    def submit(self, committed: list[_Committed]) -> None:
+    def submit(self, committed: list[_Committed]) -> bool:
+        """Hand over outcomes to make durable; False once stopping (the caller then syncs
+        and reports them itself)."""
         with self._cond:
+            if self._done:
+                return False
             self._waiting.extend(committed)
             self._cond.notify()
+            return True
 
     def take(self) -> list[_Committed]:
         """The outcomes found durable since the last call."""

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from gigq_core.errors import GigQError, StorageError
+from gigq_core.errors import GigQError, StorageError, StorageIOError
 from gigq_core.records import JobRecord
 from gigq_sqlite._connection import Database
 from gigq_sqlite._errors import translate
@@ -94,7 +94,11 @@ class InsertBatcher:
         self._db.maybe_checkpoint(min_interval=1.0)
 
     def _run(self, batch: list[_Request]) -> None:
+        written = False  # every request's rows written: what fails next is the COMMIT
+
         def work(conn: sqlite3.Connection) -> None:
+            nonlocal written
+            written = False
             for request in batch:  # a retried transaction starts over
                 request.ids, request.error = None, None
             for request in batch:
@@ -110,6 +114,7 @@ class InsertBatcher:
                 else:
                     conn.execute("RELEASE gigq_submit")
                     request.ids = ids
+            written = True
 
         # While other connections write (submitters in other processes, workers), the rows
         # are written under the write lock and the fsync is made after it is released:
@@ -118,26 +123,46 @@ class InsertBatcher:
         # (no other commit since this process's last submit), a synchronous=FULL commit
         # keeps nobody waiting and costs less than a commit and a separate fsync. Either
         # way no caller hears back before its jobs are durable.
-        alone = self._db.quiet()
+        try:
+            alone = self._db.quiet()
+        except StorageError:
+            alone = False  # the write below retries, and says what is wrong if it must
         try:
             self._db.write(work, op="submit", durable=alone)
+        except StorageIOError as err:
+            # Nothing was committed, unless the I/O error was the disk failing the commit's
+            # own sync: then the log holds the rows, and a later recovery may bring them back.
+            if alone and written:
+                self._unconfirmed(batch, err)
+            else:
+                self._failed(batch, err)
+            return
         except BaseException as err:  # nothing of this batch was committed
-            for request in batch:
-                request.ids, request.error = None, err
+            self._failed(batch, err)
             return
         if alone:
             return
         try:
             self._db.sync()
         except StorageError as err:
-            stored = StorageError(
-                f"the jobs were stored, but the disk did not confirm them ({err}): they "
-                "may be lost on power loss; check with `gigq list` before submitting them "
-                "again"
-            )
-            for request in batch:
-                if request.ids is not None:
-                    request.ids, request.error = None, stored
+            self._unconfirmed(batch, err)
+
+    @staticmethod
+    def _failed(batch: list[_Request], err: BaseException) -> None:
+        for request in batch:
+            request.ids, request.error = None, err
+
+    @staticmethod
+    def _unconfirmed(batch: list[_Request], err: StorageError) -> None:
+        """The rows were written, the disk did not confirm them: say so to each request
+        that had them."""
+        stored = StorageError(
+            f"the jobs were stored, but the disk did not confirm them ({err}): they may be "
+            "lost on power loss; check with `gigq list` before submitting them again"
+        )
+        for request in batch:
+            if request.ids is not None:
+                request.ids, request.error = None, stored
 
 
 __all__ = ["MAX_BATCH", "InsertBatcher"]

@@ -24,6 +24,8 @@ from gigq_core.errors import (
     NotADatabaseError,
     ReadOnlyError,
     SchemaVersionError,
+    StorageError,
+    StorageIOError,
     UnknownDependencyError,
 )
 from gigq_core.records import JobFilter, JobRecord, JobStatus, Outcome
@@ -407,6 +409,37 @@ def test_a_submit_waits_for_the_disk_inside_the_lock_only_with_the_database_to_i
         assert other.count(JobFilter()) == {"pending": 4}
     finally:
         other.close()
+        storage.close()
+
+
+def test_an_io_error_at_a_lone_submits_commit_says_the_jobs_may_be_stored(
+    db_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A synchronous=FULL commit whose sync the disk fails has written the rows to the log:
+    # the caller must hear "check before submitting again", not "nothing was stored". An
+    # I/O error before the rows were written is a plain failure.
+    storage = SqliteStorage(str(db_path), durability="full")
+    try:
+        storage.insert([make_job(clock.now())], clock.now())  # from now on alone
+        real = storage._db.write
+
+        def commit_fails(work: Any, **kwargs: Any) -> Any:
+            real(work, **kwargs)
+            raise StorageIOError(f"I/O error on database {db_path} (disk I/O error)")
+
+        monkeypatch.setattr(storage._db, "write", commit_fails)
+        with pytest.raises(StorageError, match="did not confirm them"):
+            storage.insert([make_job(clock.now())], clock.now())
+
+        def begin_fails(work: Any, **kwargs: Any) -> Any:
+            raise StorageIOError(f"I/O error on database {db_path} (disk I/O error)")
+
+        monkeypatch.setattr(storage._db, "write", begin_fails)
+        with pytest.raises(StorageIOError) as raised:
+            storage.insert([make_job(clock.now())], clock.now())
+        assert "did not confirm" not in str(raised.value)
+    finally:
+        monkeypatch.undo()
         storage.close()
 
 

@@ -764,3 +764,27 @@ def test_stopping_past_the_grace_fails_a_job_whose_counted_hand_back_took_its_la
     assert "handed back 4 times" in status["error"]
     [failed] = [kwargs for name, kwargs in rec.kwargs if name == "gigq_job_failed"]
     assert failed["final"] is True and failed["error"].type == "HandedBack"
+
+
+@pytest.mark.timeout(30)
+def test_inline_jobs_ending_in_the_grace_period_are_committed_without_waiting_for_it(pm, tmp_path):
+    with JobQueue(str(tmp_path / "jobs.db"), plugin_manager=pm) as queue:
+        short = queue.submit(Job("short", jobs.sleep, {"seconds": 0.3}))
+        long = queue.submit(Job("long", jobs.sleep, {"seconds": 3}))
+        worker = Worker(queue, executor="inline", concurrency=2, grace=20, polling_interval=0.1)
+        thread = threading.Thread(target=worker.start, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not all(queue.get_status(i)["status"] == "running" for i in (short, long)):
+            assert time.monotonic() < deadline, "the jobs did not start"
+            time.sleep(0.01)
+        worker.stop()
+        # The short job ends during the grace period: committed then, not when the long
+        # one ends (nor when the grace period would).
+        while queue.get_status(short)["status"] != "completed":
+            assert time.monotonic() < deadline, "the short job's outcome was held back"
+            time.sleep(0.01)
+        assert queue.get_status(long)["status"] == "running"
+        thread.join(timeout=15)
+        assert not thread.is_alive()
+        assert queue.get_status(long)["status"] == "completed"
