@@ -252,16 +252,21 @@ def _child_main(
     max_memory: int,
 ) -> None:
     """Run jobs sent by the supervisor until told to exit; never returns."""
+    global _child_pid
     code = 0
     try:
+        _child_pid = os.getpid()
         os.setpgid(0, 0)
         # What the supervisor had before the fork (frozen by the worker, or not) is never
         # garbage here: keep the collector from walking, and so copying, the inherited heap.
         gc.freeze()
         _die_with_parent()
-        # The supervisor decides about shutdown; a terminal's Ctrl-C is not for children.
+        # The supervisor decides about shutdown (a grace period, then a hand-back): a
+        # terminal's Ctrl-C is not for children, nor a SIGTERM sent to every process of
+        # the worker at once (systemd's default KillMode, `pkill -f`). A handler rather
+        # than SIG_IGN: the processes a job starts get the default action back at exec.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, _leave_to_the_supervisor)
         done = 0
         while True:
             message = _recv(conn)
@@ -296,6 +301,19 @@ def _child_main(
         # os._exit: never run the supervisor's atexit handlers or close its inherited
         # SQLite connection from here.
         os._exit(code)
+
+
+#: The pid of this process when it is a pool child (0 in the supervisor).
+_child_pid = 0
+
+
+def _leave_to_the_supervisor(signum: int, frame: Any) -> None:
+    """SIGTERM in a child: nothing to do, the supervisor got it too or will end the job.
+    A process a job forked without exec (multiprocessing, say) inherits this handler: there
+    SIGTERM does what it always does."""
+    if os.getpid() != _child_pid:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _die_with_parent() -> None:

@@ -82,3 +82,21 @@ def always_abort(ledger: str) -> None:
     """Fail at once, without retry (gigq.Abort)."""
     record(ledger)
     raise Abort("this job always aborts")
+
+
+def terminate_a_forked_helper(ledger: str) -> int | None:
+    """Fork a multiprocessing helper that sleeps, terminate it (SIGTERM), and return its
+    exit code: a job's own processes keep SIGTERM's default action."""
+    import multiprocessing
+
+    record(ledger)
+    helper = multiprocessing.get_context("fork").Process(target=time.sleep, args=(30,))
+    helper.start()
+    time.sleep(0.2)
+    helper.terminate()
+    helper.join(10)
+    code = helper.exitcode
+    if code is None:
+        helper.kill()
+        helper.join(5)
+    return code

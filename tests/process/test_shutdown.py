@@ -45,6 +45,36 @@ def test_sigterm_within_grace(tmp_path: Path) -> None:
     ledger_check(db, ledger, faults=0, submitted=[job_id], name="sigterm-within-grace")
 
 
+def test_sigterm_to_the_job_process_too_keeps_the_grace_period(tmp_path: Path) -> None:
+    # systemd's default (KillMode=control-group) sends SIGTERM to every process of the unit
+    # at once, and `pkill -f` matches the forked children too: the supervisor decides what
+    # happens to a running job, so the job still gets its grace period.
+    db, ledger = tmp_path / "jobs.db", tmp_path / "ledger"
+    [job_id] = submit(db, [chaos_job("work", ledger=str(ledger), ms=1500)])
+    with Fleet(db, tmp_path) as fleet:
+        worker = fleet.start(grace=10)
+        [run] = wait_until(lambda: read_ledger(ledger), 30, "the job to start")
+        assert run.pid != worker.pid
+        os.kill(run.pid, signal.SIGTERM)
+        worker.process.send_signal(signal.SIGTERM)
+        assert worker.process.wait(timeout=20) == 0, worker.stderr()
+    job = job_row(db, job_id)
+    assert (job["status"], job["attempts"]) == ("completed", 1), job
+    assert [r["status"] for r in executions(db, job_id)] == ["completed"]
+    ledger_check(db, ledger, faults=0, submitted=[job_id], name="sigterm-to-every-process")
+
+
+def test_a_jobs_forked_helper_still_dies_of_sigterm(tmp_path: Path) -> None:
+    db, ledger = tmp_path / "jobs.db", tmp_path / "ledger"
+    [job_id] = submit(db, [chaos_job("terminate_a_forked_helper", ledger=str(ledger))])
+    with Fleet(db, tmp_path) as fleet:
+        worker = fleet.start()
+        wait_until(lambda: all_final(db, [job_id]), 30, "the job to end")
+        assert stop(worker) == 0, worker.stderr()
+    job = job_row(db, job_id)
+    assert (job["status"], job["result"]) == ("completed", str(-signal.SIGTERM)), job
+
+
 def test_sigterm_beyond_grace(tmp_path: Path) -> None:
     db, ledger, marker = tmp_path / "jobs.db", tmp_path / "ledger", tmp_path / "marker"
     [job_id] = submit(
