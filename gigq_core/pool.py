@@ -154,7 +154,7 @@ class ProcessPool:
             if message[0] == "done":
                 child.token = None
                 child.jobs_done += 1
-                _, token, (status, result, error, permanent, duration) = message
+                _, token, (status, result, error, permanent, duration), retiring = message
                 attempt = AttemptResult(
                     status=status,
                     result=result,
@@ -163,9 +163,10 @@ class ProcessPool:
                     duration=duration,
                 )
                 messages.append((child, ("done", token, attempt)))
-            elif message[0] == "retire":
-                self._reap(child)
-                self._replace(child)
+                if retiring:
+                    # It exits after this message: replace it before anything is sent to it.
+                    self._reap(child)
+                    self._replace(child)
         return messages
 
     def kill(self, token: str) -> None:
@@ -275,6 +276,11 @@ def _child_main(
             _, task, worker_id, params = message
             token = task[0]
             result = _run_in_child(task, worker_id, params, serializer, max_payload, allowed)
+            done += 1
+            # Said with the result, so the supervisor never sends a job to a leaving child.
+            retiring = bool(
+                (max_jobs and done >= max_jobs) or (max_memory and _rss_mib() > max_memory)
+            )
             _send(
                 conn,
                 (
@@ -287,11 +293,10 @@ def _child_main(
                         result.permanent,
                         result.duration,
                     ),
+                    retiring,
                 ),
             )
-            done += 1
-            if (max_jobs and done >= max_jobs) or (max_memory and _rss_mib() > max_memory):
-                _send(conn, ("retire",))
+            if retiring:
                 break
     except (EOFError, OSError, KeyboardInterrupt):
         code = 0
