@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from gigq_cli import _format as fmt
+from gigq_cli._types import FiniteFloat
 from gigq_cli.main import CliContext, pass_cli
 
 if TYPE_CHECKING:
@@ -161,7 +162,7 @@ def stats(obj: CliContext) -> None:
 @click.command()
 @click.option(
     "--since",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0, max=100 * 365 * 24 * 60),
     default=60,
     show_default=True,
     metavar="MINUTES",

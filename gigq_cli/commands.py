@@ -102,7 +102,8 @@ def submit(
 @click.option("--polling-interval", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--once", is_flag=True, help="Process at most one job, then exit.")
 @click.option("--burst", is_flag=True, help="Exit once nothing is running and no job is ready.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=None)
+# max: gigq_core.settings.MAX_CONCURRENCY (not imported here: `gigq --help` stays light).
+@click.option("--concurrency", type=click.IntRange(min=1, max=1024), default=None)
 @click.option(
     "--queue",
     "queues",

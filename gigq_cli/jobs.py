@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from gigq_cli import _format as fmt
+from gigq_cli._types import FiniteFloat
 from gigq_cli.main import CliContext, pass_cli
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def _attempts(info: dict[str, Any]) -> str:
 @click.option("--status", "statuses", multiple=True, help="Only jobs in this state (repeatable).")
 @click.option("--queue", "queues", multiple=True, help="Only jobs of this queue (repeatable).")
 @click.option("--name", help="Only jobs with this exact name.")
-@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1, max=2**63 - 1), default=100, show_default=True)
 @click.option(
     "--sort",
     type=click.Choice(["newest", "oldest", "priority"]),
@@ -300,7 +301,7 @@ def requeue(
 @click.command()
 @click.option(
     "--before",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0, max=100 * 365),
     metavar="DAYS",
     help="Only jobs last updated more than DAYS days ago.",
 )
@@ -333,7 +334,7 @@ def clear(obj: CliContext, before: float | None, statuses: tuple[str, ...]) -> N
 @click.option("--workflow", "workflow_ref", metavar="NAME|ID", help="Wait for a workflow's jobs.")
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0, max=1e9),
     default=None,
     help="Give up after this many seconds (exit 124).",
 )

@@ -30,7 +30,7 @@ def workflow() -> None:
 
 
 @workflow.command("list")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1, max=2**63 - 1), default=50, show_default=True)
 @pass_cli
 def list_workflows(obj: CliContext, limit: int) -> None:
     """Workflows, newest first, with their jobs per status."""

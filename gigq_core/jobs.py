@@ -195,9 +195,13 @@ class Job:
             raise InvalidJobError(f"priority must fit in 64 bits, got {priority!r}")
         self.priority = priority
         self.dependencies = [_dependency_id(dep) for dep in (dependencies or [])]
-        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        if (
+            isinstance(max_attempts, bool)
+            or not isinstance(max_attempts, int)
+            or not 1 <= max_attempts < 2**63
+        ):
             raise InvalidJobError(
-                f"max_attempts must be an integer of at least 1, got {max_attempts!r}"
+                f"max_attempts must be an integer from 1 to 2**63 - 1, got {max_attempts!r}"
             )
         self.max_attempts = max_attempts
         if timeout is not None:

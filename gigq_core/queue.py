@@ -63,6 +63,10 @@ def _remember(checked: set[Any], key: Any) -> None:
     checked.add(key)
 
 
+#: The most rows a listing asks for (SQL LIMIT and OFFSET are 64-bit).
+_MAX_ROWS = 2**63 - 1
+
+
 class JobQueue:
     """A queue of jobs in one storage (a SQLite file by default).
 
@@ -391,6 +395,8 @@ class JobQueue:
     ) -> list[dict[str, Any]]:
         """Jobs as dicts (without executions), newest first unless `order` says otherwise."""
         where = make_filter(status=status, queue=queue, name=name, workflow_id=workflow_id)
+        # Past 64 bits a database cannot take them; no store holds that many jobs anyway.
+        limit, offset = min(limit, _MAX_ROWS), min(offset, _MAX_ROWS)
         return [
             self._as_dict(r)
             for r in self.storage.list_jobs(where, limit=limit, offset=offset, order=order)

@@ -3,6 +3,7 @@ variables (`GIGQ_*`), then `[tool.gigq]` of the nearest `pyproject.toml`, or `gi
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -148,21 +149,46 @@ def resolve(
     return base, merged
 
 
+#: Most jobs one worker runs at once (each in a process of its own, or a thread): a typo
+#: must not fork thousands of processes; more work wants more workers.
+MAX_CONCURRENCY = 1024
+
+#: Longest duration a setting may name, in seconds (about 31 years): datetimes a worker
+#: computes from it stay far from the calendar's end.
+MAX_SECONDS = 1e9
+
+
+def _seconds(value: Any) -> bool:
+    """Whether `value` is a finite number of seconds no larger than MAX_SECONDS."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value <= MAX_SECONDS
+    )
+
+
 def check(settings: Mapping[str, Any]) -> None:
     """Refuse values out of range, with a sentence naming the setting."""
     for key in ("lease", "heartbeat", "sweep_interval", "polling_interval", "busy_timeout"):
-        if not isinstance(settings[key], int | float) or settings[key] <= 0:
-            raise ConfigError(f"setting '{key}' must be a positive number, got {settings[key]!r}")
-    if not isinstance(settings["retention"], int | float) or settings["retention"] < 0:
+        if not _seconds(settings[key]) or settings[key] <= 0:
+            raise ConfigError(
+                f"setting '{key}' must be a positive number of seconds up to "
+                f"{MAX_SECONDS:g}, got {settings[key]!r}"
+            )
+    if not _seconds(settings["retention"]) or settings["retention"] < 0:
         raise ConfigError(
-            f"setting 'retention' must be zero (off) or a number of seconds, "
-            f"got {settings['retention']!r}"
+            f"setting 'retention' must be zero (off) or a number of seconds up to "
+            f"{MAX_SECONDS:g}, got {settings['retention']!r}"
         )
     flush = settings["flush_interval"]
     if not isinstance(flush, int | float) or not 0 <= flush <= 1:
         raise ConfigError(f"setting 'flush_interval' must be between 0 and 1 second, got {flush!r}")
-    if settings["grace"] < 0:
-        raise ConfigError(f"setting 'grace' must be zero or more, got {settings['grace']!r}")
+    if not _seconds(settings["grace"]) or settings["grace"] < 0:
+        raise ConfigError(
+            f"setting 'grace' must be zero or a number of seconds up to {MAX_SECONDS:g}, "
+            f"got {settings['grace']!r}"
+        )
     if settings["heartbeat"] >= settings["lease"]:
         raise ConfigError(
             f"setting 'heartbeat' ({settings['heartbeat']}) must be shorter than "
@@ -174,6 +200,26 @@ def check(settings: Mapping[str, Any]) -> None:
             f"setting 'max_payload' must be between 1 and {MAX_PAYLOAD_LIMIT} bytes, "
             f"got {payload!r}"
         )
+    concurrency = settings["concurrency"]
+    if (
+        isinstance(concurrency, bool)
+        or not isinstance(concurrency, int)
+        or not 1 <= concurrency <= MAX_CONCURRENCY
+    ):
+        raise ConfigError(
+            f"setting 'concurrency' must be a whole number from 1 to {MAX_CONCURRENCY}, "
+            f"got {concurrency!r}"
+        )
+    if settings["executor"] not in ("process", "inline"):
+        raise ConfigError(
+            f"setting 'executor' must be 'process' or 'inline', got {settings['executor']!r}"
+        )
+    for key in ("max_jobs_per_child", "max_child_memory"):
+        value = settings[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(
+                f"setting '{key}' must be zero (off) or a whole number, got {value!r}"
+            )
     if settings["durability"] not in ("full", "normal"):
         raise ConfigError(
             f"setting 'durability' must be 'full' or 'normal', got {settings['durability']!r}"

@@ -90,3 +90,52 @@ def test_the_default_database_is_gigq_db_in_the_current_directory(
 
 def test_a_bad_setting_exits_78(gigq: Run, queue: JobQueue, db: str) -> None:
     assert_user_error(gigq("list", db=f"sqlite:///{db}?durability=fast"), 78, "durability")
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "contains"),
+    [
+        (("list", "--limit", str(2**63)), 2, "--limit"),
+        (("workflow", "list", "--limit", str(2**63)), 2, "--limit"),
+        (("clear", "--before", "800000"), 2, "--before"),
+        (("clear", "--before", "nan"), 2, "finite"),
+        (("workers", "--since", "2000000000"), 2, "--since"),
+        (("workers", "--since", "inf"), 2, "--since"),
+        (("workers", "--since", "nan"), 2, "finite"),
+        (("wait", "--timeout", "nan"), 2, "finite"),
+        (("worker", "--concurrency", "100000000000"), 2, "--concurrency"),
+        (("worker", "--burst", "--lease", "nan"), 78, "lease"),
+        (("worker", "--burst", "--lease", "inf"), 78, "lease"),
+        (("worker", "--burst", "--grace", "nan"), 78, "grace"),
+        (("worker", "--burst", "--polling-interval", "nan"), 78, "polling_interval"),
+        (("submit", "tests.jobs:noop", "--max-attempts", str(2**63)), 1, "max_attempts"),
+    ],
+    ids=lambda value: value if isinstance(value, int) else None,
+)
+def test_out_of_range_numbers_get_one_sentence(
+    gigq: Run, queue: JobQueue, args: tuple[str, ...], code: int, contains: str
+) -> None:
+    # Numbers a range check lets through (NaN, infinities, values past 64 bits or the
+    # calendar) used to end in tracebacks, and a huge --concurrency forked without end.
+    result = gigq(*args)
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert contains.lower() in result.stderr.lower(), result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "contains"),
+    [
+        ("GIGQ_CONCURRENCY", "0", "concurrency"),
+        ("GIGQ_CONCURRENCY", "5000", "concurrency"),
+        ("GIGQ_EXECUTOR", "thread", "executor"),
+        ("GIGQ_MAX_JOBS_PER_CHILD", "-1", "max_jobs_per_child"),
+        ("GIGQ_MAX_CHILD_MEMORY", "-5", "max_child_memory"),
+        ("GIGQ_LEASE", "nan", "lease"),
+    ],
+)
+def test_bad_worker_settings_from_the_environment_exit_78(
+    gigq: Run, queue: JobQueue, name: str, value: str, contains: str
+) -> None:
+    assert_user_error(gigq("worker", "--burst", env={name: value}), 78, contains)

@@ -380,3 +380,9 @@ def test_new_job_ids_are_random_uuid4():
     assert [str(u) for u in parsed] == ids
     # Random from the first character: short prefixes of jobs submitted together differ.
     assert len({i[:4] for i in ids}) > 150
+
+
+@pytest.mark.parametrize("max_attempts", [0, 2**63, True, 1.5])
+def test_max_attempts_must_fit_a_stored_integer(max_attempts):
+    with pytest.raises(InvalidJobError, match="max_attempts"):
+        Job("f", jobs.noop, max_attempts=max_attempts)

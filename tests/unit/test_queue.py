@@ -820,3 +820,10 @@ def test_retry_parameters_that_are_not_json_are_refused_in_a_sentence(queue, ret
         queue.submit(Job("n", jobs.noop, retry=retry))
 
     assert queue.stats()["total"] == 0
+
+
+def test_a_listing_limit_past_64_bits_lists_everything(queue):
+    ids = queue.submit_many([Job(f"j{i}", jobs.noop) for i in range(3)])
+    listed = queue.list_jobs(limit=2**70, offset=0)
+    assert sorted(j["id"] for j in listed) == sorted(ids)
+    assert queue.list_jobs(limit=10, offset=2**70) == []
