@@ -194,6 +194,8 @@ class Job:
         if not -(2**63) <= priority < 2**63:
             raise InvalidJobError(f"priority must fit in 64 bits, got {priority!r}")
         self.priority = priority
+        if isinstance(dependencies, str | Job):
+            dependencies = [dependencies]  # one dependency, not the letters of an id
         self.dependencies = [_dependency_id(dep) for dep in (dependencies or [])]
         if (
             isinstance(max_attempts, bool)

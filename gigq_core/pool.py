@@ -264,9 +264,9 @@ def _child_main(
         _die_with_parent()
         # The supervisor decides about shutdown (a grace period, then a hand-back): a
         # terminal's Ctrl-C is not for children, nor a SIGTERM sent to every process of
-        # the worker at once (systemd's default KillMode, `pkill -f`). A handler rather
-        # than SIG_IGN: the processes a job starts get the default action back at exec.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # the worker at once (systemd's default KillMode, `pkill -f`). Handlers rather
+        # than SIG_IGN: the processes a job starts get the default actions back at exec.
+        signal.signal(signal.SIGINT, _leave_to_the_supervisor)
         signal.signal(signal.SIGTERM, _leave_to_the_supervisor)
         done = 0
         while True:
@@ -313,12 +313,12 @@ _child_pid = 0
 
 
 def _leave_to_the_supervisor(signum: int, frame: Any) -> None:
-    """SIGTERM in a child: nothing to do, the supervisor got it too or will end the job.
-    A process a job forked without exec (multiprocessing, say) inherits this handler: there
-    SIGTERM does what it always does."""
+    """SIGTERM or SIGINT in a child: nothing to do, the supervisor got it too or will end
+    the job. A process a job forked without exec (multiprocessing, say) inherits this
+    handler: there the signal does what it does by default."""
     if os.getpid() != _child_pid:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
 
 
 def _die_with_parent() -> None:

@@ -367,7 +367,7 @@ class JobQueue:
 
         Unknown ids raise JobNotFoundError.
         """
-        ids = list(job_ids)
+        ids = [job_ids] if isinstance(job_ids, str) else list(job_ids)  # one id, or many
         deadline = None if timeout is None else self.clock.monotonic() + timeout
         while True:
             records = self.storage.get_many(ids)

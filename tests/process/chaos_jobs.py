@@ -100,3 +100,17 @@ def terminate_a_forked_helper(ledger: str) -> int | None:
         helper.kill()
         helper.join(5)
     return code
+
+
+def ignored_signals_of_a_subprocess(ledger: str) -> list[int]:
+    """Start `sleep` and return the signals it ignores (from /proc): a job's own processes
+    start with the default actions."""
+    record(ledger)
+    child = subprocess.Popen(["sleep", "5"])
+    try:
+        with open(f"/proc/{child.pid}/status") as handle:
+            mask = next(int(line.split()[1], 16) for line in handle if line.startswith("SigIgn"))
+    finally:
+        child.kill()
+        child.wait()
+    return [number for number in range(1, 65) if mask & (1 << (number - 1))]

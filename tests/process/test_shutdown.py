@@ -3,6 +3,7 @@ second signal, and never lose or strand a job when the signal races a claim."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -73,6 +74,19 @@ def test_a_jobs_forked_helper_still_dies_of_sigterm(tmp_path: Path) -> None:
         assert stop(worker) == 0, worker.stderr()
     job = job_row(db, job_id)
     assert (job["status"], job["result"]) == ("completed", str(-signal.SIGTERM)), job
+
+
+def test_a_jobs_subprocess_does_not_ignore_sigint_or_sigterm(tmp_path: Path) -> None:
+    db, ledger = tmp_path / "jobs.db", tmp_path / "ledger"
+    [job_id] = submit(db, [chaos_job("ignored_signals_of_a_subprocess", ledger=str(ledger))])
+    with Fleet(db, tmp_path) as fleet:
+        worker = fleet.start()
+        wait_until(lambda: all_final(db, [job_id]), 30, "the job to end")
+        assert stop(worker) == 0, worker.stderr()
+    job = job_row(db, job_id)
+    assert job["status"] == "completed", job
+    ignored = json.loads(job["result"])
+    assert signal.SIGINT not in ignored and signal.SIGTERM not in ignored, ignored
 
 
 def test_sigterm_beyond_grace(tmp_path: Path) -> None:

@@ -386,3 +386,9 @@ def test_new_job_ids_are_random_uuid4():
 def test_max_attempts_must_fit_a_stored_integer(max_attempts):
     with pytest.raises(InvalidJobError, match="max_attempts"):
         Job("f", jobs.noop, max_attempts=max_attempts)
+
+
+def test_one_dependency_may_be_given_without_a_list():
+    parent = Job("p", jobs.noop)
+    assert Job("c", jobs.noop, dependencies=parent.id).dependencies == [parent.id]
+    assert Job("c", jobs.noop, dependencies=parent).dependencies == [parent.id]

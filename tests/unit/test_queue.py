@@ -827,3 +827,10 @@ def test_a_listing_limit_past_64_bits_lists_everything(queue):
     listed = queue.list_jobs(limit=2**70, offset=0)
     assert sorted(j["id"] for j in listed) == sorted(ids)
     assert queue.list_jobs(limit=10, offset=2**70) == []
+
+
+def test_wait_takes_one_id_as_well_as_many(queue, worker):
+    job_id = queue.submit(Job("a", jobs.add, {"a": 1, "b": 2}))
+    assert worker.process_one() is True
+    assert queue.wait(job_id, timeout=5) == {job_id: "completed"}
+    assert queue.wait([job_id], timeout=5) == {job_id: "completed"}
