@@ -189,7 +189,7 @@ def worker(
     )
     try:
         if once:
-            ran = runner.process_one()
+            ran = _process_one(runner)
             if obj.json:
                 click.echo(json.dumps({"processed": ran}))
             else:
@@ -199,6 +199,28 @@ def worker(
     finally:
         runner.close()
         jobs.close()
+
+
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM during `--once`: interrupts the job as Ctrl-C does."""
+
+
+def _process_one(runner: Any) -> bool:
+    """`--once`: the job runs in this thread, so SIGTERM (like Ctrl-C) interrupts it and
+    the worker hands it back (its attempt not counted) before the command exits 0."""
+    import signal
+
+    def stopped(signum: int, frame: Any) -> None:
+        raise _Stopped
+
+    previous = signal.signal(signal.SIGTERM, stopped)
+    try:
+        return bool(runner.process_one())
+    except KeyboardInterrupt:
+        click.echo("Stopped: the job was handed back.", err=True)
+        raise SystemExit(0) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _parse_queues(values: tuple[str, ...]) -> tuple[list[str], dict[str, int]]:

@@ -207,3 +207,16 @@ def test_sigterm_racing_claim(tmp_path: Path) -> None:
         seed=seed,
         started=started,
     )
+
+
+def test_sigterm_during_once_hands_the_job_back(tmp_path: Path) -> None:
+    db, ledger = tmp_path / "jobs.db", tmp_path / "ledger"
+    [job_id] = submit(db, [chaos_job("work", ledger=str(ledger), ms=30_000)])
+    with Fleet(db, tmp_path) as fleet:
+        worker = fleet.start(None, "--once")
+        wait_until(lambda: read_ledger(ledger), 30, "the job to start")
+        worker.process.send_signal(signal.SIGTERM)
+        assert worker.process.wait(timeout=20) == 0, worker.stderr()
+    job = job_row(db, job_id)
+    assert (job["status"], job["attempts"]) == ("pending", 0), job
+    assert [r["status"] for r in executions(db, job_id)] == ["handed_back"]
