@@ -201,17 +201,13 @@ def worker(
         jobs.close()
 
 
-class _Stopped(KeyboardInterrupt):
-    """SIGTERM during `--once`: interrupts the job as Ctrl-C does."""
-
-
 def _process_one(runner: Any) -> bool:
     """`--once`: the job runs in this thread, so SIGTERM (like Ctrl-C) interrupts it and
     the worker hands it back (its attempt not counted) before the command exits 0."""
     import signal
 
     def stopped(signum: int, frame: Any) -> None:
-        raise _Stopped
+        raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, stopped)
     try:

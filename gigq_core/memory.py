@@ -15,7 +15,6 @@ from gigq_core.errors import DependencyCycleError, InvalidJobError, UnknownDepen
 from gigq_core.hookspecs import hookimpl
 from gigq_core.records import (
     BROKEN_STATUSES,
-    FREE_HANDBACKS,
     WORKER_LOST,
     Execution,
     HeartbeatReply,
@@ -27,7 +26,7 @@ from gigq_core.records import (
     WorkerInfo,
     WorkflowInfo,
     cascade_reason,
-    handback_reason,
+    handed_back,
 )
 from gigq_core.transfer import export_stream, plan_import, refuse_non_empty
 
@@ -302,24 +301,19 @@ class MemoryStorage:
             )
             self._jobs[job.id] = job
         elif outcome.status == "handed_back":
-            counted = job.handbacks >= FREE_HANDBACKS
+            attempts, handbacks, spent = handed_back(job.attempts, job.handbacks, job.max_attempts)
             job = attrs.evolve(
                 job,
-                status=JobStatus.PENDING,
-                attempts=job.attempts if counted else job.attempts - 1,
-                handbacks=job.handbacks + 1,
+                status=JobStatus.PENDING if spent is None else JobStatus.FAILED,
+                attempts=attempts,
+                handbacks=handbacks,
                 run_at=now,
+                error=job.error if spent is None else spent,
+                completed_at=None if spent is None else now,
                 **common,
             )
-            if job.attempts >= job.max_attempts:  # a counted hand-back took the last attempt
-                job = attrs.evolve(
-                    job,
-                    status=JobStatus.FAILED,
-                    error=handback_reason(job.handbacks),
-                    completed_at=now,
-                )
             self._jobs[job.id] = job
-            if job.status is JobStatus.FAILED:
+            if spent is not None:
                 cancelled = self._cascade(job, now)
         elif outcome.status in ("failed", "timeout") and outcome.retry_at is not None:
             job = attrs.evolve(

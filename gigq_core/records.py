@@ -39,9 +39,20 @@ BROKEN_STATUSES = frozenset({JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TI
 FREE_HANDBACKS = 3
 
 
-def handback_reason(handbacks: int) -> str:
-    """The error of a job whose counted hand-back used its last attempt."""
-    return f"handed back {handbacks} times by stopping workers, with no attempts left"
+def handed_back(attempts: int, handbacks: int, max_attempts: int) -> tuple[int, int, str | None]:
+    """A hand-back's new (attempts, handbacks, error), the same on every adapter: the
+    attempt is not counted for a job's first FREE_HANDBACKS hand-backs; a counted one that
+    leaves no attempt ends the job failed with `error` (None: the job is pending again)."""
+    if handbacks < FREE_HANDBACKS:
+        attempts -= 1
+    handbacks += 1
+    if attempts < max_attempts:
+        return attempts, handbacks, None
+    return (
+        attempts,
+        handbacks,
+        (f"handed back {handbacks} times by stopping workers, with no attempts left"),
+    )
 
 
 def cascade_reason(job_id: str, name: str, status: str) -> str:
@@ -297,6 +308,6 @@ __all__ = [
     "WorkflowInfo",
     "cascade_reason",
     "check_aware",
-    "handback_reason",
+    "handed_back",
     "utc",
 ]

@@ -149,6 +149,9 @@ def resolve(
     return base, merged
 
 
+#: How a worker runs its jobs: in child processes, or in threads of its own process.
+EXECUTORS = ("process", "inline")
+
 #: Most jobs one worker runs at once (each in a process of its own, or a thread): a typo
 #: must not fork thousands of processes; more work wants more workers.
 MAX_CONCURRENCY = 1024
@@ -210,9 +213,10 @@ def check(settings: Mapping[str, Any]) -> None:
             f"setting 'concurrency' must be a whole number from 1 to {MAX_CONCURRENCY}, "
             f"got {concurrency!r}"
         )
-    if settings["executor"] not in ("process", "inline"):
+    if settings["executor"] not in EXECUTORS:
         raise ConfigError(
-            f"setting 'executor' must be 'process' or 'inline', got {settings['executor']!r}"
+            f"setting 'executor' must be one of {', '.join(EXECUTORS)}, "
+            f"got {settings['executor']!r}"
         )
     for key in ("max_jobs_per_child", "max_child_memory"):
         value = settings[key]
@@ -226,4 +230,4 @@ def check(settings: Mapping[str, Any]) -> None:
         )
 
 
-__all__ = ["DEFAULTS", "find_config", "from_environment", "resolve", "split_url"]
+__all__ = ["DEFAULTS", "EXECUTORS", "find_config", "from_environment", "resolve", "split_url"]

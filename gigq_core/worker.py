@@ -54,11 +54,11 @@ from gigq_core.pool import ProcessPool
 from gigq_core.ports import Clock, Serializer, Storage
 from gigq_core.queue import JobQueue
 from gigq_core.records import ErrorInfo, JobRecord, JobStatus, Outcome, Transition, WorkerInfo
+from gigq_core.settings import EXECUTORS
 from gigq_core.settings import check as check_settings
 
 log = logging.getLogger("gigq")
 
-EXECUTORS = ("process", "inline")
 
 #: What the `retention` setting removes; failed and timed-out jobs stay for inspection.
 RETAINED_STATUSES = ("completed", "cancelled")
@@ -142,14 +142,8 @@ class Worker:
         self.hooks = self.queue.hooks
         self.clock = self.queue.clock
         self.serializer = self.queue.serializer
-        self.concurrency = int(merged["concurrency"])
-        if self.concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
+        self.concurrency = int(merged["concurrency"])  # both checked by check_settings
         self.executor = str(merged["executor"])
-        if self.executor not in EXECUTORS:
-            raise ValueError(
-                f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}"
-            )
         self.polling_interval = float(merged["polling_interval"])
         self.lease = float(merged["lease"])
         self.heartbeat_interval = float(merged["heartbeat"])

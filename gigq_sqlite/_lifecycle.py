@@ -18,7 +18,6 @@ import attrs
 from gigq_core.errors import StorageError
 from gigq_core.records import (
     BROKEN_STATUSES,
-    FREE_HANDBACKS,
     WORKER_LOST,
     Execution,
     HeartbeatReply,
@@ -27,7 +26,7 @@ from gigq_core.records import (
     Outcome,
     Transition,
     cascade_reason,
-    handback_reason,
+    handed_back,
 )
 from gigq_sqlite._rows import (
     DEPENDENCIES_COLUMN,
@@ -279,13 +278,12 @@ def _ended_values(job: JobRecord, outcome: Outcome, now: datetime) -> tuple[Any,
     if outcome.status == "completed":
         status, result, error = JobStatus.COMPLETED, outcome.result, None
     elif outcome.status == "handed_back":
-        status, error, completed_at = JobStatus.PENDING, job.error, None
         run_at = to_ts(now)
-        if handbacks < FREE_HANDBACKS:
-            attempts -= 1
-        handbacks += 1
-        if attempts >= job.max_attempts:  # a counted hand-back took the last attempt
-            status, error, completed_at = JobStatus.FAILED, handback_reason(handbacks), to_ts(now)
+        attempts, handbacks, spent = handed_back(attempts, handbacks, job.max_attempts)
+        if spent is None:
+            status, error, completed_at = JobStatus.PENDING, job.error, None
+        else:
+            status, error = JobStatus.FAILED, spent
     elif outcome.status in ("failed", "timeout") and outcome.retry_at is not None:
         status, run_at, completed_at = JobStatus.PENDING, to_ts(outcome.retry_at), None
         error = error or outcome.status

@@ -18,7 +18,6 @@ import psycopg
 from gigq_core.errors import StorageError
 from gigq_core.records import (
     BROKEN_STATUSES,
-    FREE_HANDBACKS,
     WORKER_LOST,
     HeartbeatReply,
     JobRecord,
@@ -26,7 +25,7 @@ from gigq_core.records import (
     Outcome,
     Transition,
     cascade_reason,
-    handback_reason,
+    handed_back,
 )
 from gigq_postgres._rows import (
     JOB_SELECT,
@@ -246,13 +245,12 @@ def _ended_values(
     if outcome.status == "completed":
         status, result, error = JobStatus.COMPLETED, outcome.result, None
     elif outcome.status == "handed_back":
-        status, error, completed_at = JobStatus.PENDING, job_error, None
         run_at = now
-        if handbacks < FREE_HANDBACKS:
-            attempts -= 1
-        handbacks += 1
-        if attempts >= max_attempts:  # a counted hand-back took the last attempt
-            status, error, completed_at = JobStatus.FAILED, handback_reason(handbacks), now
+        attempts, handbacks, spent = handed_back(attempts, handbacks, max_attempts)
+        if spent is None:
+            status, error, completed_at = JobStatus.PENDING, job_error, None
+        else:
+            status, error = JobStatus.FAILED, spent
     elif outcome.status in ("failed", "timeout") and outcome.retry_at is not None:
         status, run_at, completed_at = JobStatus.PENDING, outcome.retry_at, None
         error = error or outcome.status
