@@ -25,12 +25,14 @@ def _parse_param(text: str) -> tuple[str, Any]:
 
 def _check_importable(path: str) -> None:
     """Refuse at submit a function that a worker could not import."""
-    from gigq_core.errors import InvalidJobError
+    from gigq_core.errors import DisallowedFunctionError, InvalidJobError
     from gigq_core.jobs import function_path, import_function
 
     stored = function_path(path)
     try:
         import_function(stored)
+    except DisallowedFunctionError:
+        raise
     except Exception as err:  # any import failure is the user's to fix: say which
         raise InvalidJobError(f"cannot import function '{path}': {err}") from None
 

@@ -117,3 +117,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 __all__ = ["CliContext", "GigQGroup", "create_cli", "main", "pass_cli"]
+    from gigq_core import execution
+
+    # This process's __main__ is the gigq command itself: a job naming `__main__:main` must
+    # not be able to run the CLI inside a worker.
+    execution.main_targets_allowed = False

@@ -15,7 +15,7 @@ import attrs
 
 from gigq_core.context import JobContext, reset_current_job, set_current_job
 from gigq_core.errors import Abort, DisallowedFunctionError, GigQError
-from gigq_core.jobs import MAX_SECONDS, check_function_allowed, import_function
+from gigq_core.jobs import MAX_SECONDS, resolve_function
 from gigq_core.ports import Serializer
 from gigq_core.records import ErrorInfo, JobRecord, Outcome
 from gigq_core.retry import build_strategy
@@ -43,27 +43,25 @@ class AttemptResult:
     duration: float = 0.0
 
 
+#: Whether `__main__` targets may run in this process. The `gigq` console script turns it
+#: off: its `__main__` is GigQ's own CLI, never a module of jobs.
+main_targets_allowed = True
+
+
 def load_function(record: JobRecord | str, allowed_modules: Sequence[str]) -> Callable[..., Any]:
-    """Import the job's function (a record, or its "module:qualname" path), enforcing the
-    function policy; raises PermanentError."""
+    """Resolve the job's function (a record, or its "module:function" path) and apply the
+    function policy to what was resolved; raises PermanentError."""
     path = record if isinstance(record, str) else record.function
-    module, _, qualname = path.partition(":")
-    if module == "__main__":
-        main = sys.modules.get("__main__")
-        target = getattr(main, qualname, None) if main is not None else None
-        if target is None:
-            raise PermanentError(
-                f"function '{path}' is defined in a script (__main__): move it to an "
-                "importable module"
-            )
-        return getattr(target, "__wrapped_task__", target)  # type: ignore[no-any-return]
     try:
-        check_function_allowed(path, allowed_modules)
+        return resolve_function(path, allowed_modules, main_allowed=main_targets_allowed)
     except DisallowedFunctionError as err:
         raise PermanentError(str(err)) from None
-    try:
-        return import_function(path)
     except Exception as err:  # any import failure is the job's problem, not the worker's
+        if path.partition(":")[0] == "__main__":
+            raise PermanentError(
+                f"function '{path}' is defined in a script (__main__) that this worker is "
+                "not running: move it to an importable module"
+            ) from None
         raise PermanentError(f"cannot import function '{path}': {err!r}") from None
 
 

@@ -6,6 +6,7 @@ import fnmatch
 import importlib
 import inspect
 import math
+import re
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -15,8 +16,66 @@ from typing import Any
 from gigq_core.errors import DisallowedFunctionError, InvalidJobError
 from gigq_core.records import utc
 
-#: Modules a worker never imports, whatever the allow-list says, beyond the whole stdlib.
-_ALWAYS_REFUSED = frozenset({"builtins", "__builtin__", "gigq", "gigq_core", "gigq_sqlite"})
+#: Top-level packages whose functions a worker never runs, whatever `allowed_modules` says,
+#: beyond the whole standard library (`sys.stdlib_module_names`): GigQ's own packages (a job
+#: must not drive the worker or the CLI), packaging tools (their helpers spawn processes and
+#: install code), and well-known ways to run a process, a shell or arbitrary code. The list
+#: cannot be complete; `allowed_modules` is the defence (see the README's Security section).
+REFUSED_PACKAGES = frozenset(
+    {
+        # Python itself, under other names.
+        "__builtin__",
+        "_distutils_hack",
+        "distutils",
+        "pkg_resources",
+        # Installers and build tools.
+        "build",
+        "conda",
+        "ensurepip",
+        "flit",
+        "flit_core",
+        "hatch",
+        "hatchling",
+        "installer",
+        "pdm",
+        "pip",
+        "pipx",
+        "poetry",
+        "setuptools",
+        "uv",
+        "virtualenv",
+        "wheel",
+        # Test and task runners that import and run other code.
+        "_pytest",
+        "coverage",
+        "fabric",
+        "invoke",
+        "nox",
+        "pytest",
+        "tox",
+        # Process, shell and remote-execution libraries.
+        "delegator",
+        "execnet",
+        "paramiko",
+        "pexpect",
+        "plumbum",
+        "psutil",
+        "ptyprocess",
+        "sarge",
+        "sh",
+        # Interpreters, kernels and deserializers that run code.
+        "IPython",
+        "cloudpickle",
+        "dill",
+        "ipykernel",
+        "jupyter_client",
+        "yaml",
+    }
+)
+
+#: GigQ's own packages: `gigq`, and every `gigq_*` package (the core, the adapters, the CLI
+#: and the first-party plugins).
+_GIGQ_PACKAGE = re.compile(r"gigq(_\w*)?\Z")
 
 
 def function_path(function: Any) -> str:
@@ -54,10 +113,12 @@ def function_path(function: Any) -> str:
             f"function {qualname} is a method; a worker imports the function by name, so use a "
             "module-level function"
         )
+    _check_function_name(f"{module}:{qualname}", qualname)
     return f"{module}:{qualname}"
 
 
 def _normalize_path(path: str) -> str:
+    """"module:function", from that form or the original GigQ's "module.function"."""
     path = path.strip()
     if ":" in path:
         module, _, name = path.partition(":")
@@ -67,20 +128,51 @@ def _normalize_path(path: str) -> str:
         raise InvalidJobError(
             f"function path {path!r} is not of the form 'package.module:function'"
         )
-    if not all(part.isidentifier() for part in name.split(".")):
-        raise InvalidJobError(f"function path {path!r} does not name a function")
+    _check_function_name(path, name)
     return f"{module}:{name}"
 
 
+def _check_function_name(path: str, name: str) -> None:
+    """A job's function is one public, module-level name: no dots (attribute paths could
+    reach anything the module imports) and no leading underscore."""
+    if not name.isidentifier() or "." in name:
+        raise InvalidJobError(
+            f"function path {path!r} does not name a module-level function "
+            "('package.module:function', with no dots after the colon)"
+        )
+    if name.startswith("_"):
+        raise InvalidJobError(
+            f"function path {path!r} names a private function: jobs run public "
+            "module-level functions only (rename it without the leading underscore)"
+        )
+
+
 def check_function_allowed(path: str, allowed_modules: Sequence[str] = ()) -> None:
-    """Raise DisallowedFunctionError for a stdlib or builtins target, or one outside the
-    allow-list when one is set."""
-    module = path.partition(":")[0]
+    """Raise DisallowedFunctionError for a function the policy refuses.
+
+    Refused always: a path that is not "module:function" with one public name, and any
+    module of the standard library, of GigQ itself or of `REFUSED_PACKAGES`. When
+    `allowed_modules` is set, the module must also match one of its patterns
+    (`fnmatch.fnmatchcase`: "*" matches any characters, dots included, so "myapp.*" matches
+    every submodule of myapp but not "myapp" itself). `__main__` obeys the allow-list too.
+    """
+    module, sep, name = path.partition(":")
+    try:
+        if not sep:
+            raise InvalidJobError(f"function path {path!r} is not 'module:function'")
+        _check_function_name(path, name)
+    except InvalidJobError as err:
+        raise DisallowedFunctionError(f"function '{path}' is not allowed: {err}") from None
     top = module.split(".")[0]
-    if top in _ALWAYS_REFUSED or top in sys.stdlib_module_names:
+    if top in sys.stdlib_module_names or top == "builtins":
         raise DisallowedFunctionError(
             f"function '{path}' is not allowed: workers never run standard-library or "
             "builtin functions"
+        )
+    if top in REFUSED_PACKAGES or _GIGQ_PACKAGE.match(top):
+        raise DisallowedFunctionError(
+            f"function '{path}' is not allowed: workers never run functions of {top} "
+            "(GigQ itself, packaging tools, and libraries that run processes or code)"
         )
     if allowed_modules and not any(
         fnmatch.fnmatchcase(module, pattern) for pattern in allowed_modules
@@ -91,17 +183,53 @@ def check_function_allowed(path: str, allowed_modules: Sequence[str] = ()) -> No
         )
 
 
-def import_function(path: str) -> Callable[..., Any]:
-    """Import the function a stored path names; raises ImportError or AttributeError."""
-    module_name, _, qualname = path.partition(":")
-    module = importlib.import_module(module_name)
-    target: Any = module
-    for part in qualname.split("."):
-        target = getattr(target, part)
+def resolve_function(
+    path: str, allowed_modules: Sequence[str] = (), main_allowed: bool = True
+) -> Callable[..., Any]:
+    """The function a stored "module:function" path names, resolved and then checked.
+
+    The policy is applied to the name, the module is imported (`__main__` is the running
+    program's), and the target must be a Python function defined in that very module: not
+    a name the module imported from elsewhere (`from os import system`), not a class, a
+    builtin or another callable object. `main_allowed=False` refuses `__main__` targets (the
+    `gigq` console script, whose `__main__` is GigQ's own CLI). Raises
+    DisallowedFunctionError for what the policy refuses, ImportError or AttributeError
+    when the target does not exist.
+    """
+    check_function_allowed(path, allowed_modules)
+    module_name, _, name = path.partition(":")
+    if module_name == "__main__":
+        if not main_allowed:
+            raise DisallowedFunctionError(
+                f"function '{path}' is not allowed: this program's __main__ is the gigq "
+                "command, not a job module"
+            )
+        module = sys.modules.get("__main__")
+        if module is None:
+            raise ImportError("no __main__ module")
+    else:
+        module = importlib.import_module(module_name)
+    target = getattr(module, name)
     target = getattr(target, "__wrapped_task__", target)
-    if not callable(target):
-        raise TypeError(f"'{path}' is not callable")
-    return target  # type: ignore[no-any-return]
+    if not inspect.isfunction(target):
+        raise DisallowedFunctionError(
+            f"function '{path}' is not allowed: it is a {type(target).__name__}, not a "
+            "function defined with def"
+        )
+    defined_in = getattr(target, "__module__", None)
+    if defined_in != module_name:
+        raise DisallowedFunctionError(
+            f"function '{path}' is not allowed: it is defined in {defined_in}, not in "
+            f"{module_name} (submit it as '{defined_in}:{target.__name__}' if that module is "
+            "allowed)"
+        )
+    return target
+
+
+def import_function(path: str) -> Callable[..., Any]:
+    """Import the function a stored path names, under the default policy (no allow-list);
+    raises DisallowedFunctionError, ImportError or AttributeError."""
+    return resolve_function(path)
 
 
 #: Longest delay, timeout or retry delay accepted: 100 years, well inside datetime's range.
@@ -284,4 +412,5 @@ __all__ = [
     "import_function",
     "new_job_id",
     "normalize_retry",
+    "resolve_function",
 ]

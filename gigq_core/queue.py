@@ -161,7 +161,7 @@ class JobQueue:
                 job.name,
                 path,
             )
-        elif path not in self._allowed:
+        if path not in self._allowed:
             check_function_allowed(path, self.settings["allowed_modules"])
             _remember(self._allowed, path)
         params = self.serializer.dumps(job.params)

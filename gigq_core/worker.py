@@ -704,6 +704,14 @@ class Worker:
             ", ".join(self.queues) if self.queues else "all",
             self.concurrency,
         )
+        if not self.settings["allowed_modules"]:
+            log.warning(
+                "worker %s: allowed_modules is not set, so any job in this store may run any "
+                "function importable here outside the standard library and the refused "
+                "packages; whoever can write the store can run code as this user. Set "
+                "allowed_modules (e.g. GIGQ_ALLOWED_MODULES='myapp.tasks,myapp.jobs.*')",
+                self.worker_id,
+            )
         self.hooks.worker_started(self.worker_id)
         beat = _Heartbeat(self)
         watcher = _Watcher(self)
