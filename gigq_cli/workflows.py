@@ -23,6 +23,10 @@ _MARK = {
     "timeout": "⌛",
 }
 
+#: Levels of a tree that are indented; deeper jobs stay at this indent and show their depth
+#: (a long chain would otherwise print lines that grow by four characters per job).
+_MAX_INDENT = 40
+
 
 @click.group()
 def workflow() -> None:
@@ -84,20 +88,26 @@ def tree_lines(jobs: Sequence[JobRecord]) -> list[str]:
             text += f": {fmt.short_error(job.error, 50)}"
         return text
 
-    def walk(job: JobRecord, prefix: str, last: bool, top: bool) -> None:
+    # An explicit stack, not recursion: a chain of thousands of jobs is a valid workflow.
+    # Each entry: (job, prefix, is last child, is a root, depth).
+    stack: list[tuple[JobRecord, str, bool, bool, int]] = [
+        (root, "", True, True, 0) for root in reversed(roots)
+    ]
+    while stack:
+        job, prefix, last, top, depth = stack.pop()
         branch = "" if top else ("└── " if last else "├── ")
+        deep = f" (depth {depth})" if depth > _MAX_INDENT else ""
         if job.id in shown:
-            lines.append(f"{prefix}{branch}{job.name} {job.id[:8]} (see above)")
-            return
+            lines.append(f"{prefix}{branch}{job.name} {job.id[:8]} (see above){deep}")
+            continue
         shown.add(job.id)
-        lines.append(f"{prefix}{branch}{label(job)}")
+        lines.append(f"{prefix}{branch}{label(job)}{deep}")
         below = children[job.id]
-        deeper = prefix if top else prefix + ("    " if last else "│   ")
-        for index, child in enumerate(below):
-            walk(child, deeper, index == len(below) - 1, False)
-
-    for root in roots:
-        walk(root, "", True, True)
+        deeper = prefix
+        if not top and depth < _MAX_INDENT:
+            deeper = prefix + ("    " if last else "│   ")
+        for index in reversed(range(len(below))):
+            stack.append((below[index], deeper, index == len(below) - 1, False, depth + 1))
     return lines
 
 
