@@ -27,6 +27,7 @@ from gigq_core.errors import (
     StorageError,
 )
 from gigq_sqlite._errors import is_busy, translate
+from gigq_sqlite._trust import check_journals, check_new_file
 from gigq_sqlite.schema import check_sqlite_version, ensure_schema
 
 T = TypeVar("T")
@@ -95,6 +96,8 @@ class Settings:
     read_only: bool = False
     #: Open for `upgrade` even when a non-additive migration is pending.
     upgrading: bool = False
+    #: Skip the checks on files other users made (`allow_insecure_permissions`).
+    trust_any_owner: bool = False
 
 
 class Database:
@@ -147,6 +150,8 @@ class Database:
         path, settings = self.path, self.settings
         try:
             _prepare_file(path, settings)
+            if not settings.trust_any_owner:
+                check_journals(path)
             mode = "ro" if settings.read_only else "rw"
             uri = f"file:{quote(os.path.abspath(path))}?mode={mode}"
             conn = open_connection(uri, settings.busy_timeout)
@@ -508,6 +513,8 @@ def _prepare_file(path: str, settings: Settings) -> None:
         what = "does not exist" if size is None else "is empty"
         raise DatabaseNotFoundError(f"the database {path} {what}")
     if size is not None:
+        if not size and not settings.trust_any_owner:
+            check_new_file(path)
         return
     # A symlink to a file not made yet: make its target (O_EXCL never follows a symlink).
     target = os.path.realpath(path)

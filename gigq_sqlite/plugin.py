@@ -63,6 +63,7 @@ def open_sqlite(url: str, options: dict[str, Any]) -> SqliteStorage | None:
         create=_flag(options, "create", True),
         read_only=_flag(options, "read_only", False),
         upgrading=_flag(options, "upgrading", False),
+        allow_insecure_permissions=_flag(options, "allow_insecure_permissions", False),
     )
 
 

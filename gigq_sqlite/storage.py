@@ -48,6 +48,7 @@ from gigq_sqlite._rows import (
     to_ts,
     worker_values,
 )
+from gigq_sqlite._trust import JOURNAL_SUFFIXES, folder_problem, owner, run_problems
 from gigq_sqlite._wake import WalWaiter
 from gigq_sqlite.schema import SCHEMA_VERSION, upgrade_schema
 
@@ -81,6 +82,7 @@ class SqliteStorage:
         create: bool = True,
         read_only: bool = False,
         upgrading: bool = False,
+        allow_insecure_permissions: bool = False,
     ) -> None:
         self.path = os.fspath(path)
         self.url = url or self.path
@@ -94,6 +96,7 @@ class SqliteStorage:
                 create=create,
                 read_only=read_only,
                 upgrading=upgrading,
+                trust_any_owner=allow_insecure_permissions,
             )
         )
         self._waiter = WalWaiter(self._db.wal_path)
@@ -491,19 +494,13 @@ class SqliteStorage:
         return self._db.write(work)
 
     def permission_problem(self) -> str | None:
-        """Why the database file is unsafe to run jobs from (writable by group or others:
-        anyone who can write it can make workers run functions), or None (D9)."""
-        try:
-            mode = os.stat(self.path).st_mode & 0o777
-        except OSError:
+        """Why running jobs from this database is unsafe, or None: the database and its
+        journal files must belong to the worker's user and be writable by nobody else, in a
+        folder no other user can write."""
+        problems = run_problems(self.path)
+        if not problems:
             return None
-        if mode & 0o022:
-            return (
-                f"{self.path} is writable by group or others ({oct(mode)}), so they could "
-                f"make workers run any allowed function: chmod 600 {self.path}, or set "
-                "allow_insecure_permissions"
-            )
-        return None
+        return "; ".join(problems) + " (or set allow_insecure_permissions)"
 
     def diagnose(self) -> list[dict[str, Any]]:
         """Checks for `gigq doctor`: dicts with `check`, `level` ("ok", "warn" or "fail"),
@@ -528,9 +525,6 @@ class SqliteStorage:
             # A passive checkpoint copies what it can without waiting; frames it cannot
             # copy are pinned by a reader that holds an old snapshot.
             _, wal_frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        mode = os.stat(self.path).st_mode & 0o777
-        folder = os.path.dirname(os.path.realpath(self.path))  # a symlink's target
-        folder_mode = os.stat(folder).st_mode & 0o777
         try:
             wal = os.path.getsize(self._db.wal_path)
         except OSError:
@@ -642,18 +636,7 @@ class SqliteStorage:
                 if network
                 else "",
             ),
-            _check(
-                "file permissions",
-                "ok" if mode & 0o077 == 0 else ("fail" if mode & 0o022 else "warn"),
-                oct(mode),
-                "" if mode & 0o077 == 0 else f"chmod 600 {self.path}",
-            ),
-            _check(
-                "directory permissions",
-                "ok" if folder_mode & 0o022 == 0 else "warn",
-                f"{folder} {oct(folder_mode)}",
-                "" if folder_mode & 0o022 == 0 else f"chmod go-w {folder}",
-            ),
+            *self._trust_checks(),
             _check(
                 "stuck jobs",
                 "ok" if stuck == 0 else "warn",
@@ -695,6 +678,52 @@ class SqliteStorage:
 def _live_workers(workers: Sequence[WorkerInfo], now: float) -> list[WorkerInfo]:
     """Registered workers that heartbeat recently, less those of this host that are gone."""
     host = socket.gethostname()
+    def _trust_checks(self) -> list[dict[str, Any]]:
+        """Doctor's checks of who owns and may write the database, its journal files and
+        its folder (what a worker refuses to run jobs from)."""
+        me = os.geteuid()
+        real = os.path.realpath(self.path)  # a symlink's target
+        checks = []
+        for label, file in (
+            ("file permissions", real),
+            *((f"{suffix[1:]} file permissions", real + suffix) for suffix in JOURNAL_SUFFIXES),
+        ):
+            try:
+                info = os.lstat(file)
+            except FileNotFoundError:
+                continue
+            mode = info.st_mode & 0o777
+            fixes = []
+            if info.st_uid != me:
+                fixes.append(f"chown {owner(me).split(' ')[0]} {file}")
+            if mode & 0o077:
+                fixes.append(f"chmod 600 {file}")
+            level = "fail" if info.st_uid != me or mode & 0o022 else "ok" if not fixes else "warn"
+            checks.append(
+                _check(
+                    label,
+                    level,
+                    f"{file} {oct(mode)}, owned by {owner(info.st_uid)}",
+                    "; ".join(fixes),
+                )
+            )
+        folder = os.path.dirname(real)
+        info = os.stat(folder)
+        problem = folder_problem(real, me)
+        checks.append(
+            _check(
+                "directory permissions",
+                "fail" if problem else "warn" if info.st_mode & 0o022 else "ok",
+                f"{folder} {oct(info.st_mode & 0o7777)}, owned by {owner(info.st_uid)}",
+                "move the database to a folder you own"
+                if problem
+                else f"chmod go-w {folder}"
+                if info.st_mode & 0o022
+                else "",
+            )
+        )
+        return checks
+
     live = []
     for worker in workers:
         if worker.stopped_at is not None:

@@ -165,3 +165,9 @@ def make_nested() -> Any:
         pass
 
     return nested
+
+
+def touch(path: str) -> None:
+    """Create the file `path` (a job whose running leaves a mark)."""
+    with open(path, "a"):
+        pass
