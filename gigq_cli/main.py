@@ -82,7 +82,7 @@ class GigQGroup(click.Group):
 def create_cli(pm: pluggy.PluginManager | None = None) -> click.Group:
     """Build the `gigq` group with the built-in commands and the plugins' commands."""
     from gigq_cli import commands
-    from gigq_core.plugins import get_plugin_manager
+    from gigq_core.plugins import Hooks, get_plugin_manager
 
     manager = pm or get_plugin_manager()
 
@@ -106,7 +106,8 @@ def create_cli(pm: pluggy.PluginManager | None = None) -> click.Group:
 
     for command in commands.BUILTIN:
         cli.add_command(command)
-    manager.hook.gigq_register_commands(cli=cli)
+    # A plugin whose hook raises is reported and left out; every other command works.
+    Hooks(manager).register_commands(cli)
     return cli
 
 

@@ -20,6 +20,7 @@ from gigq_core.records import ErrorInfo, JobRecord
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from gigq_core.hookspecs import CommandGroup
     from gigq_core.ports import Serializer, Storage
     from gigq_core.queue import JobQueue
 
@@ -66,7 +67,9 @@ def make_plugin_manager(load_entrypoints: bool = True) -> pluggy.PluginManager:
             continue
         try:
             pm.register(entry.load(), name=entry.name)
-        except Exception as err:  # a broken plugin must never break gigq: report and skip
+        # A plugin is imported by every gigq command: whatever its import raises, even
+        # KeyboardInterrupt or SystemExit, must not stop them; it is reported and skipped.
+        except BaseException as err:
             version = entry.dist.version if entry.dist is not None else "?"
             message = f"plugin '{entry.name}' ({dist} {version}) failed to load: {err!r}"
             failures[entry.name] = message
@@ -155,6 +158,24 @@ class Hooks:
                 impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
             except Exception:  # plugin isolation: a raising hook must not change the job
                 log.exception("plugin '%s' raised in %s", impl.plugin_name, hook)
+
+    def register_commands(self, cli: CommandGroup) -> None:
+        """Call gigq_register_commands; a plugin that raises is logged on one line, recorded
+        in `pm.gigq_failures`, and its commands are left out, so every other command works."""
+        commands = getattr(cli, "commands", None)  # a click.Group's name -> command dict
+        for impl in reversed(self.pm.hook.gigq_register_commands.get_hookimpls()):
+            before = dict(commands) if isinstance(commands, dict) else None
+            try:
+                impl.function(**{arg: cli for arg in impl.argnames})
+            # Plugin isolation: this runs on every gigq command, so whatever the plugin
+            # raises (even SystemExit) must not stop the others or the built-in commands.
+            except BaseException as err:
+                if before is not None and isinstance(commands, dict):
+                    commands.clear()
+                    commands.update(before)
+                message = f"plugin '{impl.plugin_name}' failed to add its commands: {err!r}"
+                getattr(self.pm, "gigq_failures", {})[impl.plugin_name] = message
+                log.warning("%s", message)
 
     def wanted(self, event: str) -> bool:
         """Whether any plugin implements `gigq_job_<event>` (to skip work only it needs)."""

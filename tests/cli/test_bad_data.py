@@ -5,6 +5,10 @@ plugins that break; the CLI prints what is wrong and goes on with the rest."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pluggy
 
@@ -67,3 +71,63 @@ def test_workflow_show_of_a_wide_and_deep_tree_keeps_the_recursive_order(
         f"└── … right [pending] {ids['right']}",
         f"    └── both {ids['both']} (see above)",
     ]
+
+
+# -- broken plugins ------------------------------------------------------------------------
+
+
+def install_plugin(folder: Path, name: str, source: str) -> None:
+    """A module `gigq_test_<name>` with entry point `<name>` of group gigq, importable from
+    `folder` (as an installed distribution would be)."""
+    module = f"gigq_test_{name}"
+    (folder / f"{module}.py").write_text(source, encoding="utf-8")
+    info = folder / f"{module}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: gigq-test-{name}\nVersion: 1.0\n", encoding="utf-8"
+    )
+    (info / "entry_points.txt").write_text(f"[gigq]\n{name} = {module}\n", encoding="utf-8")
+
+
+def test_broken_plugins_get_one_line_each_and_the_cli_works(tmp_path: Path) -> None:
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    install_plugin(plugins, "interrupting", "raise KeyboardInterrupt\n")
+    install_plugin(plugins, "exiting", "import sys\nsys.exit(4)\n")
+    install_plugin(
+        plugins,
+        "commands",
+        "from gigq import hookimpl\n\n"
+        "@hookimpl\n"
+        "def gigq_register_commands(cli):\n"
+        "    raise RuntimeError('no commands today')\n",
+    )
+    root = Path(__file__).resolve().parents[2]  # tests.jobs is imported from there
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugins), str(root)])}
+    env.pop("GIGQ_DISABLE_PLUGINS", None)
+    db = str(tmp_path / "jobs.db")
+
+    def gigq(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gigq_cli", "--db", db, *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    submitted = gigq("submit", "tests.jobs:add", "-p", "a=1", "-p", "b=2")
+    listed = gigq("list")
+
+    for result in (submitted, listed):
+        assert result.returncode == 0, result.stderr
+        lines = sorted(result.stderr.splitlines())
+        assert len(lines) == 3, lines
+        assert "plugin 'commands' failed to add its commands: RuntimeError(" in lines[0]
+        exiting = "plugin 'exiting' (gigq-test-exiting 1.0) failed to load: SystemExit(4)"
+        assert exiting in lines[1]
+        assert "plugin 'interrupting' (gigq-test-interrupting 1.0) failed to load:" in lines[2]
+        assert "KeyboardInterrupt()" in lines[2]
+    assert submitted.stdout.startswith("Job submitted: ")
+    assert " add " in listed.stdout

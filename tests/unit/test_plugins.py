@@ -540,6 +540,75 @@ def test_without_entry_points_no_third_party_plugin_loads(fake_entry_points):
     assert pm.has_plugin("sqlite")
 
 
+@pytest.mark.parametrize(
+    "raised", [KeyboardInterrupt(), SystemExit(3), GeneratorExit(), RuntimeError("boom")]
+)
+def test_a_plugin_raising_anything_at_import_is_reported_and_skipped(
+    fake_entry_points, tmp_path, monkeypatch, caplog, raised
+):
+    module = f"gigq_test_raising_{uuid.uuid4().hex}"
+    (tmp_path / f"{module}.py").write_text(f"raise {raised!r}\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fake_entry_points(("raising", module), ("good", "tests.unit.test_plugins:GOOD"))
+
+    with caplog.at_level(logging.WARNING, logger="gigq.plugins"):
+        pm = make_plugin_manager()
+
+    assert "plugin 'raising'" in pm.gigq_failures["raising"]
+    assert type(raised).__name__ in pm.gigq_failures["raising"]
+    assert pm.has_plugin("good") and pm.has_plugin("sqlite")
+    assert [r.getMessage() for r in caplog.records] == [pm.gigq_failures["raising"]]
+    assert CliRunner().invoke(create_cli(pm), ["--help"]).exit_code == 0
+
+
+class _AddsThenRaises:
+    def __init__(self, raised: BaseException) -> None:
+        self.raised = raised
+
+    @hookimpl
+    def gigq_register_commands(self, cli):
+
+        @cli.command("half")
+        def half():
+            """Added before the plugin raised: left out with the rest of the plugin."""
+
+        raise self.raised
+
+
+class _Hello:
+    @hookimpl
+    def gigq_register_commands(self, cli):
+        import click
+
+        @cli.command("hello")
+        def hello():
+            """Greet."""
+            click.echo("hello")
+
+
+@pytest.mark.parametrize("raised", [RuntimeError("boom"), SystemExit(2), KeyboardInterrupt()])
+def test_a_plugin_whose_register_commands_raises_leaves_the_other_commands_working(
+    pm, store, caplog, raised
+):
+    pm.register(_Hello(), name="hello")
+    pm.register(_AddsThenRaises(raised), name="broken")
+    pm.register(_Hello(), name="hello-again")  # called first (pluggy: last registered)
+
+    with caplog.at_level(logging.WARNING, logger="gigq.plugins"):
+        cli = create_cli(pm)
+
+    message = f"plugin 'broken' failed to add its commands: {raised!r}"
+    assert [r.getMessage() for r in caplog.records] == [message]
+    assert pm.gigq_failures == {"broken": message}
+    runner = CliRunner()
+    assert runner.invoke(cli, ["hello"]).stdout == "hello\n"
+    assert "half" not in cli.commands
+    stats = runner.invoke(cli, ["--db", f"memory://{store}", "--json", "stats"])
+    assert stats.exit_code == 0, stats.output
+    listed = runner.invoke(cli, ["--json", "plugins"])
+    assert json.loads(listed.stdout)["failed"] == {"broken": message}
+
+
 # -- first-party plugins -------------------------------------------------------------------
 
 
