@@ -548,6 +548,13 @@ class MemoryStorage:
         with self._lock:
             return {i: self._jobs[i] for i in job_ids if i in self._jobs}
 
+    def results(self, job_ids: Sequence[str], max_bytes: int) -> tuple[int, dict[str, str]]:
+        with self._lock:
+            found = {i: self._jobs[i].result for i in set(job_ids) if i in self._jobs}
+        stored = {i: result for i, result in found.items() if result is not None}
+        total = sum(len(r) if r.isascii() else len(r.encode("utf-8")) for r in stored.values())
+        return (total, stored) if total <= max_bytes else (total, {})
+
     def executions(self, job_id: str) -> list[Execution]:
         with self._lock:
             return list(self._executions.get(job_id, ()))

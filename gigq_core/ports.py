@@ -166,6 +166,16 @@ class Storage(Protocol):
         """The jobs that exist among `job_ids`, by id."""
         ...
 
+    def results(self, job_ids: Sequence[str], max_bytes: int) -> tuple[int, dict[str, str]]:
+        """The stored results of the jobs among `job_ids`, read only if they fit.
+
+        Returns the total size in bytes (UTF-8) of the results of the jobs that exist among
+        `job_ids` (each job counted once; a job without a result counts 0), and, when that
+        total is at most `max_bytes`, those results by id (jobs without one left out). Over
+        `max_bytes`, the dict is empty and no result is read into memory.
+        """
+        ...
+
     def executions(self, job_id: str) -> list[Execution]:
         """The job's execution records, oldest first; [] for an unknown job."""
         ...

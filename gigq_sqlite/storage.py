@@ -270,6 +270,31 @@ class SqliteStorage:
             return {}
         return self._db.read(lambda conn: load_jobs(conn, ids))
 
+    def results(self, job_ids: Sequence[str], max_bytes: int) -> tuple[int, dict[str, str]]:
+        """The results of the jobs among `job_ids` if together they fit in `max_bytes`;
+        see Storage.results."""
+        if not job_ids:
+            return 0, {}
+        ids = id_list(job_ids)
+
+        def work(conn: sqlite3.Connection) -> tuple[int, dict[str, str]]:
+            # Sized in SQL first, so results over the limit never reach Python.
+            [total] = conn.execute(
+                "SELECT coalesce(sum(length(CAST(result AS BLOB))), 0) FROM jobs"
+                " WHERE id IN (SELECT value FROM json_each(?))",
+                (ids,),
+            ).fetchone()
+            if total > max_bytes:
+                return total, {}
+            rows = conn.execute(
+                "SELECT id, result FROM jobs WHERE id IN (SELECT value FROM json_each(?))"
+                " AND result IS NOT NULL",
+                (ids,),
+            ).fetchall()
+            return total, dict(rows)
+
+        return self._db.read(work)
+
     def executions(self, job_id: str) -> list[Execution]:
         """The job's execution records, oldest first."""
 

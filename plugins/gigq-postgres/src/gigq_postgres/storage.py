@@ -201,6 +201,30 @@ class PostgresStorage:
             return {}
         return self._db.run(lambda conn, _: load_jobs(conn, ids), single=True)
 
+    def results(self, job_ids: Sequence[str], max_bytes: int) -> tuple[int, dict[str, str]]:
+        """The results of the jobs among `job_ids` if together they fit in `max_bytes`;
+        see Storage.results."""
+        ids = [i for i in job_ids if not has_nul(i)]
+        if not ids:
+            return 0, {}
+
+        def work(conn: psycopg.Connection, _: int) -> tuple[int, dict[str, str]]:
+            # Sized in SQL first (octet_length reads the stored size, not the value), so
+            # results over the limit never reach Python.
+            row = conn.execute(
+                "SELECT coalesce(sum(octet_length(result)), 0) FROM jobs WHERE id = ANY(%s)",
+                (ids,),
+            ).fetchone()
+            total = int(row[0]) if row else 0
+            if total > max_bytes:
+                return total, {}
+            rows = conn.execute(
+                "SELECT id, result FROM jobs WHERE id = ANY(%s) AND result IS NOT NULL", (ids,)
+            ).fetchall()
+            return total, {job_id: result for job_id, result in rows}
+
+        return self._db.run(work)
+
     def executions(self, job_id: str) -> list[Execution]:
         """The job's execution records, oldest first."""
         if has_nul(job_id):
