@@ -21,6 +21,10 @@ def _parse_param(text: str) -> tuple[str, Any]:
         return key, json.loads(raw)
     except ValueError:
         return key, raw
+    except RecursionError:
+        raise InvalidJobError(
+            f"--param {key!r} is JSON nested too deeply to read (see the max_nesting_depth setting)"
+        ) from None
 
 
 def _check_importable(path: str) -> None:
@@ -76,6 +80,10 @@ def submit(
             values = json.loads(params_json)
         except ValueError as err:
             raise InvalidJobError(f"--params-json is not valid JSON: {err}") from None
+        except RecursionError:
+            raise InvalidJobError(
+                "--params-json is nested too deeply to read (see the max_nesting_depth setting)"
+            ) from None
         if not isinstance(values, dict):
             raise InvalidJobError("--params-json must be a JSON object, like '{\"a\": 1}'")
     values.update(_parse_param(p) for p in params)

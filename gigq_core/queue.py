@@ -20,6 +20,7 @@ from gigq_core.errors import (
     JobNotFoundError,
 )
 from gigq_core.jobs import STRATEGY_OBJECT, Job, check_function_allowed, normalize_retry
+from gigq_core.limits import check_depth, check_job, check_length, clip
 from gigq_core.plugins import Hooks, get_plugin_manager, open_storage
 from gigq_core.ports import Clock, Serializer, Storage
 from gigq_core.records import (
@@ -152,6 +153,7 @@ class JobQueue:
         """Validate a Job against this queue (serializer, policy, strategy) and freeze it."""
         if not isinstance(job, Job):
             raise InvalidJobError(f"submit takes Job objects, got {type(job).__name__}")
+        check_job(job, self.settings)
         path = job.function_path
         module = path.partition(":")[0]
         if module == "__main__":
@@ -164,6 +166,9 @@ class JobQueue:
         if path not in self._allowed:
             check_function_allowed(path, self.settings["allowed_modules"])
             _remember(self._allowed, path)
+        check_depth(
+            job.params, self.settings["max_nesting_depth"], f"the params of job '{job.name}'"
+        )
         params = self.serializer.dumps(job.params)
         check_size(
             params, self.settings["max_payload"], f"the serialized params of job '{job.name}'"
@@ -216,6 +221,7 @@ class JobQueue:
     def cancel_many(self, job_ids: Sequence[str], reason: str = "cancelled by user") -> list[str]:
         """Cancel jobs in one transaction; returns the ids that changed, the dependents the
         cancels cascaded to included."""
+        reason = clip(reason, self.settings["max_error_length"])
         transitions = self.storage.cancel(list(job_ids), self.clock.now(), reason)
         self._fire_cancelled(transitions)
         changed = [t.job.id for t in transitions]
@@ -241,6 +247,7 @@ class JobQueue:
 
     def pause_queue(self, queue: str) -> None:
         """Stop workers from claiming jobs of `queue` (its jobs are kept)."""
+        check_length(queue, self.settings["max_name_length"], "the queue name", "max_name_length")
         self.storage.set_queue_paused(queue, True)
 
     def resume_queue(self, queue: str) -> None:

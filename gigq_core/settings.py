@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+from gigq_core import limits
 from gigq_core.errors import ConfigError
 from gigq_core.serializers import DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_LIMIT
 
@@ -23,6 +24,8 @@ DEFAULTS: dict[str, Any] = {
     # Half the 64 MB bound on the WAL (RELIABILITY.md D12, test 7): it grows between checks.
     "checkpoint_threshold": 32 * 1024 * 1024,
     "max_payload": DEFAULT_MAX_PAYLOAD,
+    # Limits on names, descriptions, errors, dependencies, nesting and parent results.
+    **limits.DEFAULTS,
     "serializer": "json",
     "polling_interval": 5.0,
     "concurrency": 1,
@@ -203,6 +206,7 @@ def check(settings: Mapping[str, Any]) -> None:
             f"setting 'max_payload' must be between 1 and {MAX_PAYLOAD_LIMIT} bytes, "
             f"got {payload!r}"
         )
+    limits.check_settings(settings)
     concurrency = settings["concurrency"]
     if (
         isinstance(concurrency, bool)

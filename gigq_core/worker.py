@@ -49,6 +49,7 @@ from gigq_core.execution import (
     run_attempt,
     wants_parent_results,
 )
+from gigq_core.limits import check_length, clip_error
 from gigq_core.plugins import open_storage
 from gigq_core.pool import ProcessPool
 from gigq_core.ports import Clock, Serializer, Storage
@@ -162,6 +163,7 @@ class Worker:
         #: Most jobs of one queue running at once in this worker.
         self.queue_limits: dict[str, int] = limits
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        check_length(self.worker_id, merged["max_name_length"], "the worker id", "max_name_length")
         self._check_permissions()
         self._stop = threading.Event()
         #: Set while the loop could start another job now (a free child or thread).
@@ -292,16 +294,25 @@ class Worker:
                     return params  # the attempt itself will fail with the reason
                 wanted = wants_parent_results(function, record)
             if wanted:
-                parents = self.storage.get_many(list(record.dependencies))
-                results = {
-                    dep: parents[dep].result if dep in parents else None
-                    for dep in record.dependencies
-                }
-                params["parent_results"] = {
-                    dep: None if data is None else self.serializer.loads(data)
-                    for dep, data in results.items()
-                }
+                params["parent_results"] = self._parent_results(record)
         return params
+
+    def _parent_results(self, record: JobRecord) -> dict[str, Any]:
+        """The decoded results of the job's dependencies, by id; PermanentError, with none
+        of them loaded, when together they are larger than `max_parent_results`."""
+        cap = self.settings["max_parent_results"]
+        total, found = self.storage.results(record.dependencies, cap)
+        if total > cap:
+            raise PermanentError(
+                f"the results of the {len(record.dependencies):,} dependencies of job "
+                f"{record.id} are {total:,} bytes together, over the limit of {cap:,} "
+                "(setting max_parent_results): have the parents return references, such as "
+                "paths, instead"
+            )
+        return {
+            dep: None if (data := found.get(dep)) is None else self.serializer.loads(data)
+            for dep in record.dependencies
+        }
 
     def _finish(self, record: JobRecord, attempt: AttemptResult) -> None:
         """Report one attempt's end now (fenced by its token), with whatever outcomes wait
@@ -411,6 +422,10 @@ class Worker:
                     type="Cancelled", message=record.error or "cancelled while running"
                 ),
                 duration=attempt.duration,
+            )
+        if attempt.error is not None:  # however large the error, what is stored is capped
+            attempt = attrs.evolve(
+                attempt, error=clip_error(attempt.error, self.settings["max_error_length"])
             )
         outcome, delay = decide(record, attempt, self.clock.now(), self.queue._strategies)
         return record, attempt, outcome, delay
@@ -910,6 +925,17 @@ class Worker:
                 continue
             try:
                 params = self._prepare(record)
+            except PermanentError as err:  # parent results over their limit, as inline
+                self._finish(
+                    record,
+                    AttemptResult(
+                        status="failed",
+                        error=ErrorInfo(type="PermanentError", message=str(err)),
+                        permanent=True,
+                    ),
+                )
+                records.pop(record.token, None)
+                continue
             except Exception as err:  # undecodable params: the job can never run
                 self._finish(
                     record,

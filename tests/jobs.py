@@ -102,6 +102,11 @@ def returns_text(size: int, char: str = "a") -> str:
     return char * size
 
 
+def fail_big(size: int, char: str = "x") -> None:
+    """Raise a ValueError whose message is `size` copies of `char`."""
+    raise ValueError(char * size)
+
+
 def record_current_job() -> dict[str, Any]:
     """Return what current_job() says."""
     job = current_job()
