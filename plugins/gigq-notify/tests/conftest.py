@@ -6,7 +6,7 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -41,14 +41,21 @@ class Recorder:
         self.statuses: list[int] = []
         #: Seconds to hold each request before answering (cut short at teardown).
         self.delay = 0.0
+        #: Headers added to every answer (e.g. a Location).
+        self.answer_headers: dict[str, str] = {}
         self.release = threading.Event()
         self.url = ""
         self._lock = threading.Condition()
 
-    def record(self, path: str, headers: dict[str, str], body: bytes) -> int:
+    def record(self, path: str, headers: dict[str, str], body: bytes, method: str = "POST") -> int:
         with self._lock:
             self.requests.append(
-                {"path": path, "headers": headers, "json": json.loads(body or b"null")}
+                {
+                    "method": method,
+                    "path": path,
+                    "headers": headers,
+                    "json": json.loads(body or b"null"),
+                }
             )
             self._lock.notify_all()
             return self.statuses.pop(0) if self.statuses else 200
@@ -66,33 +73,83 @@ class Recorder:
 
 
 @pytest.fixture
-def server() -> Iterator[Recorder]:
-    """An HTTP server on 127.0.0.1 (a free port) that records every POST."""
-    recorder = Recorder()
+def make_server() -> Iterator[Callable[[], Recorder]]:
+    """A function that starts an HTTP server on 127.0.0.1 (a free port) recording every
+    request; all are stopped at teardown."""
+    started: list[tuple[Recorder, ThreadingHTTPServer, threading.Thread]] = []
+
+    def start() -> Recorder:
+        recorder = Recorder()
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                status = recorder.record(self.path, dict(self.headers), body, self.command)
+                if recorder.delay:
+                    recorder.release.wait(recorder.delay)
+                self.send_response(status)
+                for name, value in recorder.answer_headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_POST = do_GET = _answer
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # keep test output clean
+
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        httpd.daemon_threads = True
+        thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+        thread.start()
+        recorder.url = f"http://127.0.0.1:{httpd.server_address[1]}/hook"
+        started.append((recorder, httpd, thread))
+        return recorder
+
+    try:
+        yield start
+    finally:
+        for recorder, httpd, thread in started:
+            recorder.release.set()
+            httpd.shutdown()
+            httpd.server_close()
+            thread.join(timeout=5)
+
+
+@pytest.fixture
+def server(make_server: Callable[[], Recorder]) -> Recorder:
+    """An HTTP server on 127.0.0.1 (a free port) that records every request."""
+    return make_server()
+
+
+@pytest.fixture
+def drip_server() -> Iterator[str]:
+    """The URL of a server on 127.0.0.1 that answers a POST one byte every 0.5 s (a whole,
+    valid answer after about 20 s); cut short at teardown."""
+    stop = threading.Event()
+    answer = b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\nX-Slow: yes\r\n\r\n"
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length)
-            status = recorder.record(self.path, dict(self.headers), body)
-            if recorder.delay:
-                recorder.release.wait(recorder.delay)
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            for byte in answer:
+                if stop.wait(0.5):
+                    return
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
 
         def log_message(self, format: str, *args: Any) -> None:
-            pass  # keep test output clean
+            pass
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    recorder.url = f"http://127.0.0.1:{httpd.server_address[1]}/hook"
     try:
-        yield recorder
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/slow"
     finally:
-        recorder.release.set()
+        stop.set()
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)

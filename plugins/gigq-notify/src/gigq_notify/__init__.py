@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from gigq import hookimpl
 
 from gigq_notify._config import DEFAULT_EVENTS, EVENTS, NotifyConfig, load_config
+from gigq_notify._redaction import redact
 from gigq_notify._sender import Outcome, Sender, deliver, environment
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ def current() -> Notifier | None:
             _notifier = Notifier(load_config())
         except Exception as err:  # bad settings must not break jobs: say so once, stay quiet
             _disabled = True
-            log.error("gigq-notify is off: %s", err)
+            log.error("gigq-notify is off: %s", redact(str(err)))
             return None
         if not _atexit_registered:
             atexit.register(_flush_at_exit)
@@ -177,7 +178,8 @@ def gigq_job_timed_out(job: JobRecord, final: bool) -> None:
 
 @hookimpl
 def gigq_worker_started(worker_id: str) -> None:
-    """Send `worker_started`."""
+    """Read the settings (here, before job processes exist: theirs lack `GIGQ_NOTIFY_*`), and
+    send `worker_started`."""
     _emit("worker_started", worker_id=worker_id)
 
 

@@ -78,7 +78,9 @@ def test_command(obj: Any, event: str) -> None:
         )
     else:
         for outcome in outcomes:
-            where = config.webhook_url if outcome.target == "webhook" else " ".join(config.command)
+            where = (
+                config.shown_webhook() if outcome.target == "webhook" else config.shown_command()
+            )
             state = "ok" if outcome.ok else "FAILED"
             tries = f"{outcome.tries} {'try' if outcome.tries == 1 else 'tries'}"
             click.echo(f"{outcome.target} {where}: {state} ({outcome.detail}, {tries})")

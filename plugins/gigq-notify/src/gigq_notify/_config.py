@@ -13,6 +13,15 @@ from urllib.parse import urlsplit
 from gigq_core.errors import ConfigError
 from gigq_core.settings import find_config
 
+from gigq_notify._redaction import (
+    command_secrets,
+    header_secrets,
+    redact,
+    redact_command,
+    redact_url,
+    url_secrets,
+)
+
 #: Every event a notification can be sent for.
 EVENTS = (
     "submitted",
@@ -41,7 +50,7 @@ class NotifyConfig:
     command: tuple[str, ...] = ()
     #: Events that send a notification.
     events: frozenset[str] = frozenset(DEFAULT_EVENTS)
-    #: Seconds one webhook request or one command run may take.
+    #: Seconds one webhook request (connect to last byte) or one command run may take.
     timeout: float = 5.0
     #: Further tries after a failed one.
     retries: int = 2
@@ -58,6 +67,24 @@ class NotifyConfig:
     def is_enabled(self) -> bool:
         """True when there is somewhere to send to."""
         return bool(self.webhook_url or self.command)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What must never be shown: header values, the URL's credentials, query values and
+        token-like path parts, the command's token arguments."""
+        found = url_secrets(self.webhook_url) if self.webhook_url else []
+        for name, value in self.headers.items():
+            found += header_secrets(name, value)
+        found += command_secrets(self.command)
+        return tuple(dict.fromkeys(found))
+
+    def shown_webhook(self) -> str:
+        """The webhook URL, for display: credentials, query values and tokens masked."""
+        return redact(redact_url(self.webhook_url or ""), self.secrets)
+
+    def shown_command(self) -> str:
+        """The command line, for display: its secrets masked."""
+        return redact_command(self.command, self.secrets)
 
 
 _FIELDS = {
@@ -103,15 +130,21 @@ def _convert(key: str, value: Any, where: str) -> Any:
     """One setting, checked and converted; strings (from the environment) are parsed."""
 
     def bad(expected: str) -> ConfigError:
-        return ConfigError(f"notify setting '{key}' from {where} must be {expected}, got {value!r}")
+        return ConfigError(
+            f"notify setting '{key}' from {where} must be {expected}, got {_shown(key, value)}"
+        )
 
     if key == "webhook_url":
         if not isinstance(value, str):
             raise bad("a URL")
         if not value.strip():
             return None
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        try:
+            parts = urlsplit(value.strip())
+            parts.port  # noqa: B018 -- parsing the port is what checks it
+        except ValueError:
+            raise bad("an http:// or https:// URL") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
             raise bad("an http:// or https:// URL")
         return value.strip()
     if key == "command":
@@ -159,6 +192,21 @@ def _convert(key: str, value: Any, where: str) -> Any:
     if not seconds >= 0 or seconds == float("inf") or (key == "timeout" and seconds == 0):
         raise bad("a positive number of seconds" if key == "timeout" else "zero or more seconds")
     return seconds
+
+
+def _shown(key: str, value: Any) -> str:
+    """A bad setting's value, for the message: secrets masked, header values never shown."""
+    if key == "headers":
+        return "a value not shown here (it may hold a secret)"
+    if key == "webhook_url" and isinstance(value, str):
+        return repr(redact_url(value.strip()))
+    if key == "command" and isinstance(value, list | tuple):
+        return repr(redact_command([str(arg) for arg in value]))
+    if key == "command" and isinstance(value, str):
+        return repr(redact_command(redact(value).split()))
+    if key in ("webhook_url", "command") and not isinstance(value, str):
+        return f"a {type(value).__name__}"
+    return repr(redact(str(value) if isinstance(value, str) else repr(value)))
 
 
 def _build(values: dict[str, Any]) -> NotifyConfig:

@@ -15,14 +15,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gigq_notify._config import NotifyConfig
+from gigq_notify._config import ENV_PREFIX, NotifyConfig
+from gigq_notify._redaction import redact
+from gigq_notify._webhook import send_webhook
 
 log = logging.getLogger("gigq.notify")
 
 #: Most bytes of a command's output kept for the log.
 _OUTPUT_LIMIT = 2000
-#: HTTP statuses worth another try.
-_RETRY_STATUSES = {408, 425, 429, 500, 502, 503, 504}
+#: Most bytes of one `GIGQ_<FIELD>` variable of a command; Linux refuses to start a program
+#: with a variable over 128 KiB (and all of them over about 2 MiB), so longer values are
+#: shortened there, and the whole event is on the command's standard input.
+VALUE_LIMIT = 8192
+#: Most bytes of `GIGQ_PAYLOAD`; past that its longest strings are shortened.
+PAYLOAD_LIMIT = 65536
 
 
 @dataclass(frozen=True)
@@ -41,16 +47,54 @@ class Outcome:
 
 def environment(event: Mapping[str, Any]) -> dict[str, str]:
     """The variables a command receives: `GIGQ_EVENT`, `GIGQ_<FIELD>`, `GIGQ_JOB_<FIELD>`,
-    `GIGQ_ERROR_TYPE` / `GIGQ_ERROR_MESSAGE`, and the whole event as JSON in `GIGQ_PAYLOAD`."""
-    found: dict[str, str] = {"GIGQ_PAYLOAD": _clean(json.dumps(event, default=str))}
+    `GIGQ_ERROR_TYPE` / `GIGQ_ERROR_MESSAGE`, and the event as JSON in `GIGQ_PAYLOAD`.
+
+    Each fits an environment whatever the event's size: a value longer than `VALUE_LIMIT`
+    bytes is cut (with a marker saying so), and `GIGQ_PAYLOAD` over `PAYLOAD_LIMIT` has its
+    long strings cut and `"truncated": true`. The whole event is on standard input.
+    """
+    found: dict[str, str] = {"GIGQ_PAYLOAD": _payload(event)}
     for key, value in event.items():
         if isinstance(value, Mapping):
             prefix = "GIGQ_JOB_" if key == "job" else f"GIGQ_{key.upper()}_"
             for inner, item in value.items():
-                found[prefix + inner.upper()] = _text(item)
+                found[prefix + inner.upper()] = _cut(_text(item), VALUE_LIMIT)
         else:
-            found[f"GIGQ_{key.upper()}"] = _text(value)
+            found[f"GIGQ_{key.upper()}"] = _cut(_text(value), VALUE_LIMIT)
     return found
+
+
+def _cut(text: str, limit: int) -> str:
+    """`text`, or its start and a marker, in at most `limit` bytes of UTF-8."""
+    encoded = text.encode()
+    if len(encoded) <= limit:
+        return text
+    room = limit - 120  # the marker below, whatever the number in it
+    kept = encoded[:room].decode(errors="ignore")
+    left = len(text) - len(kept)
+    return f"{kept}... [cut: {left} more characters: the whole event is on standard input]"
+
+
+def _shortened(value: Any, chars: int) -> Any:
+    if isinstance(value, str) and len(value) > chars:
+        return f"{value[:chars]}... [cut: {len(value) - chars} more characters]"
+    if isinstance(value, Mapping):
+        return {key: _shortened(item, chars) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_shortened(item, chars) for item in value]
+    return value
+
+
+def _payload(event: Mapping[str, Any]) -> str:
+    """The event as JSON, in at most `PAYLOAD_LIMIT` bytes: still JSON when shortened."""
+    text = json.dumps(event, default=str)  # ASCII: one byte per character
+    chars = 4096
+    while len(text) > PAYLOAD_LIMIT and chars >= 16:
+        text = json.dumps({**_shortened(event, chars), "truncated": True}, default=str)
+        chars //= 4
+    if len(text) > PAYLOAD_LIMIT:  # thousands of fields: only what names the event
+        text = json.dumps({"event": str(event.get("event")), "truncated": True})
+    return text
 
 
 def _text(value: Any) -> str:
@@ -64,41 +108,25 @@ def _text(value: Any) -> str:
 
 
 def _clean(text: str) -> str:
-    return text.replace("\0", "\\0")  # the one character an environment cannot hold
-
-
-def send_webhook(config: NotifyConfig, event: Mapping[str, Any]) -> tuple[bool, str, bool]:
-    """POST the event as JSON once: (accepted, detail, worth retrying)."""
-    # Imported here: urllib.request costs every `gigq` command ~30 ms at start-up.
-    import urllib.error
-    import urllib.request
-
-    assert config.webhook_url is not None
-    body = json.dumps(event, default=str).encode()
-    headers = {"Content-Type": "application/json", "User-Agent": "gigq-notify"}
-    headers.update(config.headers)
-    request = urllib.request.Request(config.webhook_url, data=body, headers=headers, method="POST")
+    text = text.replace("\0", "\\0")  # the one character an environment cannot hold
     try:
-        with urllib.request.urlopen(request, timeout=config.timeout) as response:
-            response.read(65536)
-            return True, f"HTTP {response.status}", False
-    except urllib.error.HTTPError as err:
-        err.close()
-        return False, f"HTTP {err.code} {err.reason}", err.code in _RETRY_STATUSES
-    except (urllib.error.URLError, OSError, ValueError) as err:  # refused, DNS, timeout
-        reason = getattr(err, "reason", err)
-        return False, f"{type(reason).__name__}: {reason}", True
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate (from a job's error, say) cannot either
+        text = text.encode(errors="backslashreplace").decode()
+    return text
 
 
 def run_command(config: NotifyConfig, event: Mapping[str, Any]) -> tuple[bool, str, bool]:
-    """Run the command once, without a shell, the event in its environment."""
-    env = dict(os.environ)
+    """Run the command once, without a shell: the event in its environment and, whole, as
+    JSON on its standard input. Never given gigq-notify's own settings (`GIGQ_NOTIFY_*`:
+    a webhook token has no business there)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     env.update(environment(event))
     try:
         process = subprocess.Popen(
             list(config.command),
             env=env,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so a timeout kills its children
@@ -106,7 +134,11 @@ def run_command(config: NotifyConfig, event: Mapping[str, Any]) -> tuple[bool, s
     except OSError as err:
         return False, f"cannot run {config.command[0]!r}: {err.strerror or err}", False
     try:
-        output, _ = process.communicate(timeout=config.timeout)
+        # A command that does not read its input still runs: communicate() ignores the
+        # broken pipe, and the timeout bounds the whole run either way.
+        output, _ = process.communicate(
+            json.dumps(event, default=str).encode(), timeout=config.timeout
+        )
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
@@ -136,6 +168,8 @@ def deliver(
         while True:
             tries += 1
             ok, detail, again = send(config, event)
+            # What a target answers may quote the settings: never show their secrets.
+            detail = redact(detail, config.secrets)
             if ok or not again or tries > config.retries:
                 break
             sleep(min(5.0, config.backoff * 2 ** (tries - 1)))
