@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -74,18 +75,50 @@ def short_error(text: str | None, width: int = 60) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
+def clean(value: Any, *, keep_newlines: bool = False) -> str:
+    """`value` as text safe to print on a terminal: control characters (escape sequences,
+    line breaks) and bidi overrides written as escapes such as `\\x1b` and `\\n`."""
+    from gigq_core.logs import printable
+
+    return printable(str(value), keep_newlines=keep_newlines)
+
+
+def _cell(value: Any) -> Any:
+    """A table cell made safe: numbers and None (a blank) as they are, a tuple or list one
+    item per line."""
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, tuple | list):
+        return "\n".join(clean(item) for item in value)
+    return clean(value)
+
+
 def table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> str:
-    """A plain-text table."""
+    """A plain-text table; cells are `clean`ed, a tuple or list cell shows one item a line."""
     from tabulate import tabulate
 
-    return tabulate(list(rows), headers=list(headers), tablefmt="simple", disable_numparse=True)
+    safe = [[_cell(v) for v in row] for row in rows]
+    return tabulate(safe, headers=list(headers), tablefmt="simple", disable_numparse=True)
 
 
 def fields(pairs: Iterable[tuple[str, Any]]) -> str:
-    """Aligned "Label:  value" lines."""
+    """Aligned "Label:  value" lines; values are `clean`ed, a tuple or list value shows one
+    item a line."""
     from tabulate import tabulate
 
-    return tabulate([(f"{k}:", v) for k, v in pairs], tablefmt="plain", disable_numparse=True)
+    safe = [(f"{k}:", _cell(v)) for k, v in pairs]
+    return tabulate(safe, tablefmt="plain", disable_numparse=True)
+
+
+def echo(text: str, *, err: bool = False) -> None:
+    """Print a one-line message that may hold stored text (names, ids, errors), `clean`ed."""
+    click.echo(clean(text), err=err)
+
+
+def lines(text: str) -> tuple[str, ...]:
+    """A multi-line text (an error) as its lines, for a table or field that shows one a line;
+    only "\\n" breaks it, any other control character is escaped in the line."""
+    return tuple(text.split("\n"))
 
 
 def _default(value: Any) -> Any:
@@ -96,9 +129,17 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+#: What JSON with ensure_ascii=False leaves raw (DEL, C1 controls, separators, bidi
+#: overrides): written as \u escapes, so the output parses back to the same strings.
+_RAW_IN_JSON = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
 def to_json(value: Any) -> str:
-    """JSON for `--json`: indented, datetimes as ISO 8601 in UTC."""
-    return json.dumps(value, indent=2, default=_default, ensure_ascii=False)
+    """JSON for `--json`: indented, datetimes as ISO 8601 in UTC, non-ASCII text as it is
+    but for control characters and bidi overrides, which are escaped."""
+    text = json.dumps(value, indent=2, default=_default, ensure_ascii=False)
+    # Outside strings JSON is ASCII, so each match is inside a string, where \uXXXX means it.
+    return _RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def echo_json(value: Any) -> None:
@@ -112,10 +153,13 @@ def plural(count: int, noun: str) -> str:
 
 
 __all__ = [
+    "clean",
     "duration",
+    "echo",
     "echo_json",
     "fields",
     "human_time",
+    "lines",
     "local_time",
     "now",
     "parse_time",

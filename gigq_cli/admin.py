@@ -73,7 +73,7 @@ def pause(obj: CliContext, names: tuple[str, ...]) -> None:
         fmt.echo_json({"paused": list(names)})
     else:
         for name in names:
-            click.echo(f"Queue '{name}' paused; `gigq queue resume {name}` lets workers claim.")
+            fmt.echo(f"Queue '{name}' paused; `gigq queue resume {name}` lets workers claim.")
 
 
 @queue.command()
@@ -88,7 +88,7 @@ def resume(obj: CliContext, names: tuple[str, ...]) -> None:
         fmt.echo_json({"resumed": list(names)})
     else:
         for name in names:
-            click.echo(f"Queue '{name}' resumed.")
+            fmt.echo(f"Queue '{name}' resumed.")
 
 
 # -- stats and workers ---------------------------------------------------------------------
@@ -207,7 +207,7 @@ def workers(obj: CliContext, since: float) -> None:
             w.concurrency,
             fmt.human_time(w.started_at, now),
             fmt.human_time(w.last_heartbeat, now),
-            "\n".join(w.current_jobs) or fmt.NONE,
+            w.current_jobs or fmt.NONE,
         )
         for w, state in zip(found, states, strict=True)
     ]
@@ -236,7 +236,7 @@ def plugins(obj: CliContext) -> None:
     if failed:
         click.echo("\nFailed to load:")
         for name, message in sorted(failed.items()):
-            click.echo(f"  {name}: {message}")
+            fmt.echo(f"  {name}: {message}")
 
 
 COMMANDS = (queue, stats, workers, plugins)

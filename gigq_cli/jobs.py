@@ -135,7 +135,7 @@ def status(
         ("Worker", info["worker_id"] or fmt.NONE),
     ]
     if info["error"]:
-        fields.append(("Error", info["error"]))
+        fields.append(("Error", fmt.lines(info["error"])))
     click.echo(fmt.fields(fields))
     if show_params:
         click.echo("\nParams:\n" + fmt.to_json(info["params"]))
@@ -238,7 +238,7 @@ def _bulk(
         message += f" Asked {fmt.plural(len(running), 'running job')} to stop."
     click.echo(message)
     if reasons and ids:
-        click.echo(f"Not {verb}: " + "; ".join(reasons) + ".")
+        fmt.echo(f"Not {verb}: " + "; ".join(reasons) + ".")
 
 
 _filter_options = (

@@ -70,12 +70,14 @@ class GigQGroup(click.Group):
         return super().parse_args(ctx, _hoist_globals(args))
 
     def invoke(self, ctx: click.Context) -> Any:
+        from gigq_cli._format import echo
         from gigq_core.errors import GigQError
 
         try:
             return super().invoke(ctx)
         except GigQError as err:
-            click.echo(f"Error: {err}", err=True)
+            # The message may quote stored text (names, worker ids): printed escaped.
+            echo(f"Error: {err}", err=True)
             ctx.exit(err.exit_code)
 
 
@@ -113,13 +115,13 @@ def create_cli(pm: pluggy.PluginManager | None = None) -> click.Group:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """The console script."""
-    cli = create_cli()
-    cli.main(args=list(argv) if argv is not None else None, prog_name="gigq")
-
-
-__all__ = ["CliContext", "GigQGroup", "create_cli", "main", "pass_cli"]
     from gigq_core import execution
 
     # This process's __main__ is the gigq command itself: a job naming `__main__:main` must
     # not be able to run the CLI inside a worker.
     execution.main_targets_allowed = False
+    cli = create_cli()
+    cli.main(args=list(argv) if argv is not None else None, prog_name="gigq")
+
+
+__all__ = ["CliContext", "GigQGroup", "create_cli", "main", "pass_cli"]

@@ -50,7 +50,7 @@ def doctor(obj: CliContext) -> None:
     if obj.json:
         fmt.echo_json({"target": target, "checks": checks})
     else:
-        click.echo(f"Checking {target}")
+        fmt.echo(f"Checking {target}")
         rows = [
             (_LEVEL.get(c["level"], c["level"]), c["check"], c["detail"], c.get("fix") or "")
             for c in checks
@@ -80,7 +80,7 @@ def backup(obj: CliContext, path: Path) -> None:
     if obj.json:
         fmt.echo_json({"backup": str(path), "bytes": size})
     else:
-        click.echo(f"Backed up to {path} ({size:,} bytes).")
+        fmt.echo(f"Backed up to {path} ({size:,} bytes).")
 
 
 @click.command()
@@ -182,14 +182,14 @@ def migrate(obj: CliContext, source: str | None, target: str) -> None:
     if obj.json:
         fmt.echo_json(report)
         return
-    click.echo(f"Copied {_summary(counts)} from {report['from']} to {report['to']}.")
+    fmt.echo(f"Copied {_summary(counts)} from {report['from']} to {report['to']}.")
     if counts["lost"]:
         click.echo(
             f"{fmt.plural(counts['lost'], 'job')} still running under a dead worker's lease "
             "arrived as a rescue leaves them: pending again (or failed when no attempt was "
             'left), the attempt counted, "worker lost".'
         )
-    click.echo(
+    fmt.echo(
         f"The source is unchanged. Start workers on {report['to']}; keep the source as a "
         "backup or delete it."
     )

@@ -108,7 +108,7 @@ def tree_lines(jobs: Sequence[JobRecord]) -> list[str]:
             deeper = prefix + ("    " if last else "│   ")
         for index in reversed(range(len(below))):
             stack.append((below[index], deeper, index == len(below) - 1, False, depth + 1))
-    return lines
+    return [fmt.clean(line) for line in lines]
 
 
 def dot(name: str, jobs: Sequence[JobRecord]) -> str:
@@ -121,16 +121,20 @@ def dot(name: str, jobs: Sequence[JobRecord]) -> str:
         "running": "lightblue",
         "pending": "white",
     }
-    out = [f"digraph {_quote(name)} {{", "  rankdir=LR;", "  node [shape=box, style=filled];"]
+    out = [
+        f"digraph {_quote(fmt.clean(name))} {{",
+        "  rankdir=LR;",
+        "  node [shape=box, style=filled];",
+    ]
     ids = {j.id for j in jobs}
     for job in jobs:
-        label = f"{job.name}\\n{job.status.value}"
+        label = f"{fmt.clean(job.name)}\\n{job.status.value}"
         color = colors.get(job.status.value, "white")
-        out.append(f"  {_quote(job.id)} [label={_quote(label)}, fillcolor={color}];")
+        out.append(f"  {_quote(fmt.clean(job.id))} [label={_quote(label)}, fillcolor={color}];")
     for job in jobs:
         for dep in job.dependencies:
             if dep in ids:
-                out.append(f"  {_quote(dep)} -> {_quote(job.id)};")
+                out.append(f"  {_quote(fmt.clean(dep))} -> {_quote(fmt.clean(job.id))};")
     out.append("}")
     return "\n".join(out)
 
@@ -144,7 +148,7 @@ def mermaid(jobs: Sequence[JobRecord]) -> str:
     node = {j.id: f"j{i}" for i, j in enumerate(jobs)}
     out = ["flowchart LR"]
     for job in jobs:
-        text = f"{job.name} ({job.status.value})".replace('"', "'")
+        text = fmt.clean(f"{job.name} ({job.status.value})").replace('"', "'")
         out.append(f'  {node[job.id]}["{text}"]:::{job.status.value}')
     for job in jobs:
         for dep in job.dependencies:
@@ -206,7 +210,7 @@ def show(obj: CliContext, workflow_ref: str, output: str) -> None:
         click.echo(mermaid(jobs))
     else:
         states = ", ".join(f"{n} {s}" for s, n in sorted(flow.counts.items()))
-        click.echo(f"Workflow {flow.name} ({flow.id}): {fmt.plural(len(jobs), 'job')}, {states}")
+        fmt.echo(f"Workflow {flow.name} ({flow.id}): {fmt.plural(len(jobs), 'job')}, {states}")
         for line in tree_lines(jobs):
             click.echo(line)
 
@@ -222,7 +226,7 @@ def cancel(obj: CliContext, workflow_ref: str) -> None:
     if obj.json:
         fmt.echo_json({"workflow": flow.id, "cancelled": changed})
     else:
-        click.echo(f"Cancelled {fmt.plural(len(changed), 'job')} of workflow {flow.name}.")
+        fmt.echo(f"Cancelled {fmt.plural(len(changed), 'job')} of workflow {flow.name}.")
 
 
 COMMANDS = (workflow,)

@@ -243,7 +243,7 @@ class Hooks:
 
 def _short(value: Any) -> str:
     if isinstance(value, JobRecord):
-        return f"<job {value.id} {value.name}>"
+        return f"<job {value.id} {value.name!r}>"
     text = repr(value)
     return text if len(text) < 60 else text[:57] + "..."
 

@@ -132,7 +132,7 @@ class JobQueue:
             self._fire_submitted(stored)
         for job, job_id in zip(jobs, ids, strict=True):
             if job_id != job.id:
-                log.debug("job %s deduplicated into %s (unique key)", job.name, job_id)
+                log.debug("job %r deduplicated into %s (unique key)", job.name, job_id)
         return ids
 
     def _fire_submitted(self, stored: list[JobRecord]) -> None:
@@ -158,7 +158,7 @@ class JobQueue:
         module = path.partition(":")[0]
         if module == "__main__":
             log.warning(
-                "job %s: function %s is defined in a script (__main__); only this program "
+                "job %r: function %r is defined in a script (__main__); only this program "
                 "(the inline executor, or workers forked from it) can run it",
                 job.name,
                 path,

@@ -271,7 +271,7 @@ class Worker:
                         older.stop_reason = "lost"
                         older.context._stop.set()
                 self._running[record.token] = _Running(record, context, self.clock.monotonic())
-            log.debug("start job %s (%s) attempt %d", record.id, record.name, record.attempts)
+            log.debug("start job %s (%r) attempt %d", record.id, record.name, record.attempts)
             self.hooks.job_started(record, record.attempts, self.worker_id)
 
     def _unlimited_queues(self) -> tuple[str, ...] | None:
@@ -403,7 +403,7 @@ class Worker:
             attempt = attrs.evolve(attempt, duration=self.clock.monotonic() - running.started)
         if reason == "lost":
             log.warning(
-                "job %s (%s) attempt %d was taken from this worker; its result is dropped",
+                "job %s (%r) attempt %d was taken from this worker; its result is dropped",
                 record.id,
                 record.name,
                 record.attempts,
@@ -441,7 +441,7 @@ class Worker:
         """Log a committed (or fenced) outcome and fire its hooks."""
         if transition is None:
             log.warning(
-                "job %s (%s) attempt %d: outcome %s ignored, the attempt no longer holds the "
+                "job %s (%r) attempt %d: outcome %s ignored, the attempt no longer holds the "
                 "job (rescued, timed out or cancelled elsewhere)",
                 record.id,
                 record.name,
@@ -450,7 +450,7 @@ class Worker:
             )
             return
         log.info(
-            "job %s (%s) attempt %d %s in %.3f s",
+            "job %s (%r) attempt %d %s in %.3f s",
             record.id,
             record.name,
             record.attempts,
@@ -506,7 +506,7 @@ class Worker:
                     continue
                 # A counted hand-back took the job's last attempt (RELIABILITY.md D4).
                 job = transition.job
-                log.warning("job %s (%s) failed for good: %s", job.id, job.name, job.error)
+                log.warning("job %s (%r) failed for good: %r", job.id, job.name, job.error)
                 error = ErrorInfo(type="HandedBack", message=job.error or "handed back")
                 self.hooks.job_failed(job, error, final=True)
                 self._fire_cascade(transition)
@@ -673,7 +673,7 @@ class Worker:
         for transition in transitions:
             job = transition.job
             log.info(
-                "rescued job %s (%s) from worker %s: worker lost, now %s",
+                "rescued job %s (%r) from worker %r: worker lost, now %s",
                 job.id,
                 job.name,
                 job.worker_id,

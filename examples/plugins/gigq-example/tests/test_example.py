@@ -89,7 +89,7 @@ def test_a_job_that_failed_for_good_is_logged(queue, caplog):
         worker.process_one()
     worker.close()
 
-    assert f"job flaky ({job_id}) failed for good after 2 attempt(s)" in caplog.text
+    assert f"job 'flaky' ({job_id}) failed for good after 2 attempt(s)" in caplog.text
     assert "ConnectionError: attempt 2 failed" in caplog.text
 
 

@@ -51,12 +51,13 @@ def gigq_retry_strategies() -> dict[str, Any]:
 def gigq_job_failed(job: Any, error: Any, final: bool) -> None:
     """Log a job that failed for good (a failed attempt that will be retried is not logged)."""
     if final:
+        # Quoted (%r): a name or an error holding a newline or an escape stays on one line.
         log.warning(
-            "job %s (%s) failed for good after %d attempt(s): %s",
+            "job %r (%s) failed for good after %d attempt(s): %r",
             job.name,
             job.id,
             job.attempts,
-            error,
+            str(error),
         )
 
 
