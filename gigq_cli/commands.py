@@ -87,6 +87,7 @@ def submit(
         if not isinstance(values, dict):
             raise InvalidJobError("--params-json must be a JSON object, like '{\"a\": 1}'")
     values.update(_parse_param(p) for p in params)
+    obj.add_cwd_to_path()
     _check_importable(function)
     with obj.open_queue(create=True) as jobs:
         deps = [jobs.resolve_id(d) for d in depends_on]
@@ -170,6 +171,7 @@ def worker(
     from gigq_core.worker import Worker
 
     names, limits = _parse_queues(queues)
+    obj.add_cwd_to_path()
     setup_logging(log_level)
     # Given to the queue too, so the settings chain checks them together (heartbeat < lease).
     jobs = obj.open_queue(

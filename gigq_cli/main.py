@@ -36,6 +36,20 @@ class CliContext:
 
         return JobQueue(self.target, plugin_manager=self.pm, create=create, **settings)
 
+    def add_cwd_to_path(self) -> None:
+        """Let job functions be imported from the current directory, as users expect of
+        `submit` and `worker`; only commands that import job functions call it.
+
+        The directory is appended to `sys.path`, not put first: a module there (a stray
+        `tabulate.py`, say) never shadows an installed one.
+        """
+        try:
+            cwd = os.getcwd()
+        except OSError:  # the directory was removed: nothing to import from
+            return
+        if "" not in sys.path and cwd not in sys.path:
+            sys.path.append(cwd)
+
 
 pass_cli = click.make_pass_decorator(CliContext)
 
@@ -101,9 +115,6 @@ def create_cli(pm: pluggy.PluginManager | None = None) -> click.Group:
     @click.pass_context
     def cli(ctx: click.Context, target: str | None, as_json: bool) -> None:
         """GigQ: a job queue in one SQLite file, with no server."""
-        # The current directory is on the import path, as users expect of submit and worker.
-        if "" not in sys.path and os.getcwd() not in sys.path:
-            sys.path.insert(0, os.getcwd())
         ctx.obj = CliContext(target=target, json=as_json, pm=manager)
 
     for command in commands.BUILTIN:

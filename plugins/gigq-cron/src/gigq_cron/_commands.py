@@ -102,6 +102,7 @@ def add_command(
         timeout=timeout,
         timezone=timezone,
     ).check()
+    obj.add_cwd_to_path()  # the function may live in the current directory, as for submit
     _check_importable(schedule.function)
     with obj.open_queue(create=True) as opened:
         stored = add_schedule(opened, schedule, replace_existing=replace)
@@ -145,16 +146,22 @@ def list_command(obj: Any) -> None:
     if not rows:
         click.echo("No schedules.")
         return
+    from gigq_core.logs import printable
+
     click.echo(
         tabulate(
             [
-                (
-                    r["name"],
-                    r["expression"] + ("" if r["timezone"] == "UTC" else f" ({r['timezone']})"),
-                    r["function"],
-                    r["queue"],
-                    r["next_run"],
-                    r["last_run"] or "-",
+                # Escaped: a stored name or queue must not drive the reader's terminal.
+                tuple(
+                    printable(cell)
+                    for cell in (
+                        r["name"],
+                        r["expression"] + ("" if r["timezone"] == "UTC" else f" ({r['timezone']})"),
+                        r["function"],
+                        r["queue"],
+                        r["next_run"],
+                        r["last_run"] or "-",
+                    )
                 )
                 for r in rows
             ],
