@@ -27,12 +27,16 @@ def _parse_param(text: str) -> tuple[str, Any]:
         return key, raw
 
 
-def _check_importable(path: str) -> None:
-    from gigq_core.errors import InvalidJobError
-    from gigq_core.jobs import import_function
+def _check_importable(path: str, allowed_modules: tuple[str, ...]) -> None:
+    """Refuse what the queue's function policy refuses (78, as submit), then a function a
+    worker could not import."""
+    from gigq_core.errors import DisallowedFunctionError, InvalidJobError
+    from gigq_core.jobs import resolve_function
 
     try:
-        import_function(path)
+        resolve_function(path, allowed_modules, main_allowed=False)
+    except DisallowedFunctionError:
+        raise
     except Exception as err:  # any import failure is the user's to fix: say which
         raise InvalidJobError(f"cannot import function '{path}': {err}") from None
 
@@ -103,8 +107,8 @@ def add_command(
         timezone=timezone,
     ).check()
     obj.add_cwd_to_path()  # the function may live in the current directory, as for submit
-    _check_importable(schedule.function)
     with obj.open_queue(create=True) as opened:
+        _check_importable(schedule.function, tuple(opened.settings["allowed_modules"]))
         stored = add_schedule(opened, schedule, replace_existing=replace)
         upcoming = stored.next_tick(opened.clock.now())
     if obj.json:
@@ -117,6 +121,7 @@ def add_command(
 @click.pass_obj
 def list_command(obj: Any) -> None:
     """List the schedules, with their next and last runs (UTC)."""
+    from gigq_core.errors import InvalidJobError
     from tabulate import tabulate
 
     with obj.open_queue() as opened:
@@ -127,7 +132,10 @@ def list_command(obj: Any) -> None:
     for s in schedules:
         previous, upcoming = known.get(s.name, (None, None))
         if upcoming is None or upcoming < now:
-            upcoming = s.next_tick(now)
+            try:
+                upcoming = s.next_tick(now)
+            except InvalidJobError:  # stored by a version that did not check: never fires
+                upcoming = None
         rows.append(
             {
                 "name": s.name,
@@ -136,7 +144,7 @@ def list_command(obj: Any) -> None:
                 "function": s.function,
                 "params": dict(s.params),
                 "queue": s.queue,
-                "next_run": upcoming.isoformat(),
+                "next_run": upcoming.isoformat() if upcoming else None,
                 "last_run": previous.isoformat() if previous else None,
             }
         )
@@ -159,7 +167,7 @@ def list_command(obj: Any) -> None:
                         r["expression"] + ("" if r["timezone"] == "UTC" else f" ({r['timezone']})"),
                         r["function"],
                         r["queue"],
-                        r["next_run"],
+                        r["next_run"] or "never fires",
                         r["last_run"] or "-",
                     )
                 )

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from gigq_core import Job
 from gigq_core.errors import GigQError, InvalidJobError, StorageError, UserError
-from gigq_core.jobs import function_path
+from gigq_core.jobs import check_function_allowed, function_path
 
 if TYPE_CHECKING:
     from gigq_core.ports import Storage
@@ -80,6 +80,7 @@ class Schedule:
             )
         _check_expression(self.expression)
         _zone(self.timezone)
+        self.next_tick(datetime.now(UTC))  # InvalidJobError for a schedule that never fires
         if not isinstance(self.params, Mapping):
             raise InvalidJobError(f"schedule '{self.name}': params must be a mapping")
         try:
@@ -97,15 +98,26 @@ class Schedule:
         return replace(self, function=function_path(self.function), params=dict(self.params))
 
     def latest_tick(self, now: datetime) -> datetime:
-        """The latest tick at or before `now` (aware, UTC)."""
-        local = (now + timedelta(microseconds=1)).astimezone(_zone(self.timezone))
-        tick: datetime = _croniter()(self.expression, local).get_prev(datetime)
-        return tick.astimezone(UTC)
+        """The latest tick at or before `now` (aware, UTC); InvalidJobError if none."""
+        return self._tick(now + timedelta(microseconds=1), backwards=True)
 
     def next_tick(self, now: datetime) -> datetime:
-        """The first tick after `now` (aware, UTC)."""
-        local = now.astimezone(_zone(self.timezone))
-        tick: datetime = _croniter()(self.expression, local).get_next(datetime)
+        """The first tick after `now` (aware, UTC); InvalidJobError if it never fires."""
+        return self._tick(now, backwards=False)
+
+    def _tick(self, start: datetime, backwards: bool) -> datetime:
+        from croniter import CroniterError  # type: ignore[import-untyped]
+
+        ticks = _croniter()(self.expression, start.astimezone(_zone(self.timezone)))
+        try:
+            tick: datetime = ticks.get_prev(datetime) if backwards else ticks.get_next(datetime)
+        except CroniterError:
+            # With five fields, only a day that no month of the expression has (31
+            # February, 31 April) leaves croniter without a date.
+            raise InvalidJobError(
+                f"cron expression {self.expression!r} never fires: no month in it has that "
+                "day of the month"
+            ) from None
         return tick.astimezone(UTC)
 
     def job_for(self, tick: datetime) -> Job:
@@ -201,8 +213,13 @@ def _zone(name: str) -> Any:
 
 
 def add_schedule(queue: JobQueue, schedule: Schedule, replace_existing: bool = False) -> Schedule:
-    """Store a schedule (checked); its runs start at the first tick after now."""
+    """Store a schedule (checked); its runs start at the first tick after now.
+
+    The queue's function policy applies now, as at submit (DisallowedFunctionError): a
+    refused function would only fail at every tick.
+    """
     checked = replace(schedule.check(), created_at=queue.clock.now())
+    check_function_allowed(checked.function, queue.settings["allowed_modules"])
     storage = queue.storage
     if storage.kv_get(NAMESPACE, checked.name) is not None and not replace_existing:
         raise ScheduleExistsError(
