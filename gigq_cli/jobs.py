@@ -14,6 +14,7 @@ from gigq_cli.main import CliContext, pass_cli
 
 if TYPE_CHECKING:
     from gigq_core.queue import JobQueue
+    from gigq_core.records import JobRecord
 
 #: `gigq wait` exit codes (RELIABILITY.md D10).
 WAIT_FAILED = 3
@@ -23,6 +24,9 @@ WAIT_TIMEOUT = 124
 _PAGE = 1000
 
 _LIST_HEADERS = ("id", "name", "status", "priority", "attempts", "created", "updated")
+
+#: The status `list` shows for a job whose stored row cannot be read (see its stderr line).
+_UNREADABLE = "unreadable"
 
 
 def check_statuses(values: Sequence[str]) -> list[str]:
@@ -35,6 +39,13 @@ def check_statuses(values: Sequence[str]) -> list[str]:
         if value not in known:
             raise UserError(f"unknown status '{value}'; use one of: {', '.join(known)}")
     return list(values)
+
+
+def _state(record: JobRecord) -> str:
+    """A job's status, or "unreadable" for the stand-in of a row that cannot be read."""
+    from gigq_core.records import UnreadableJob
+
+    return _UNREADABLE if isinstance(record, UnreadableJob) else record.status.value
 
 
 def _attempts(info: dict[str, Any]) -> str:
@@ -85,9 +96,14 @@ def list_jobs(
             fmt.human_time(j["created_at"], reference),
             fmt.human_time(j["updated_at"], reference),
         )
+        if j["status"] != _UNREADABLE
+        else (j["id"], fmt.NONE, _UNREADABLE, fmt.NONE, fmt.NONE, fmt.NONE, fmt.NONE)
         for j in jobs
     ]
     click.echo(fmt.table(rows, _LIST_HEADERS))
+    for j in jobs:
+        if j["status"] == _UNREADABLE:
+            fmt.echo(f"Job {j['id']} cannot be read: {j['error']}.", err=True)
 
 
 @click.command(short_help="Show a job.")
@@ -229,7 +245,7 @@ def _bulk(
         running = [i for i in changed if i in after and after[i].status.value == "running"]
         changed_set = set(changed)
         unchanged = [i for i in selected if i not in changed_set]
-        reasons = [f"{i} is {after[i].status.value}" for i in unchanged if i in after]
+        reasons = [f"{i} is {_state(after[i])}" for i in unchanged if i in after]
     if obj.json:
         fmt.echo_json({"count": len(changed), "changed": changed, "unchanged": unchanged})
         return

@@ -80,12 +80,14 @@ def tree_lines(jobs: Sequence[JobRecord]) -> list[str]:
     shown: set[str] = set()
 
     def label(job: JobRecord) -> str:
-        text = f"{_MARK.get(job.status.value, '?')} {job.name} [{job.status.value}] {job.id[:8]}"
+        state = _state(job)
+        text = f"{_MARK.get(state, '?')} {job.name} [{state}] {job.id[:8]}"
         outside = [d[:8] for d in job.dependencies if d not in by_id]
         if outside:
             text += f" (also waits for {', '.join(outside)})"
-        if job.error and job.status.value != "completed":
-            text += f": {fmt.short_error(job.error, 50)}"
+        error = _error(job)
+        if error and state != "completed":
+            text += f": {fmt.short_error(error, 50)}"
         return text
 
     # An explicit stack, not recursion: a chain of thousands of jobs is a valid workflow.
@@ -109,6 +111,20 @@ def tree_lines(jobs: Sequence[JobRecord]) -> list[str]:
         for index in reversed(range(len(below))):
             stack.append((below[index], deeper, index == len(below) - 1, False, depth + 1))
     return [fmt.clean(line) for line in lines]
+
+
+def _state(job: JobRecord) -> str:
+    """A job's status, or "unreadable" for the stand-in of a row that cannot be read."""
+    from gigq_core.records import UnreadableJob
+
+    return "unreadable" if isinstance(job, UnreadableJob) else job.status.value
+
+
+def _error(job: JobRecord) -> str | None:
+    """A job's error, or what is wrong with its row if it cannot be read."""
+    from gigq_core.records import UnreadableJob
+
+    return job.reason if isinstance(job, UnreadableJob) else job.error
 
 
 def dot(name: str, jobs: Sequence[JobRecord]) -> str:
@@ -194,10 +210,10 @@ def show(obj: CliContext, workflow_ref: str, output: str) -> None:
                     {
                         "id": j.id,
                         "name": j.name,
-                        "status": j.status.value,
+                        "status": _state(j),
                         "dependencies": list(j.dependencies),
                         "attempts": j.attempts,
-                        "error": j.error,
+                        "error": _error(j),
                         "completed_at": iso(j.completed_at),
                     }
                     for j in jobs

@@ -96,6 +96,17 @@ class CorruptDatabaseError(StorageError):
     exit_code = 65
 
 
+class UnreadableJobError(CorruptDatabaseError):
+    """A stored job cannot be read."""
+
+    def __init__(self, job_id: str, reason: str) -> None:
+        super().__init__(f"job '{job_id}' cannot be read: {reason}; fix or delete its row")
+        #: The id of the job whose row is bad.
+        self.job_id = job_id
+        #: What is wrong with it, e.g. "created_at is 1e+300, not a time".
+        self.reason = reason
+
+
 class SchemaVersionError(StorageError):
     """The database was written by a newer GigQ; upgrade GigQ to use it."""
 
@@ -174,6 +185,7 @@ __all__ = [
     "StorageIOError",
     "StorageUnavailableError",
     "UnknownDependencyError",
+    "UnreadableJobError",
     "UserError",
     "WorkersLiveError",
 ]

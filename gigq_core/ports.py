@@ -37,6 +37,15 @@ class Storage(Protocol):
     `import_(items, now=None)`: the whole queue as a stream of JSON-able items, and storing
     such a stream exactly into an empty store in one transaction (`gigq migrate`; the item
     format and the rules are in gigq_core.transfer).
+
+    A stored job that cannot be read as a record (a row changed by hand: an unknown status,
+    a time out of range, a column of the wrong type) never stops the others. The reads
+    (`get`, `get_many`, `list_jobs`) return an `UnreadableJob` stand-in for it. `claim`,
+    `rescue` and `finish` never hand one to a worker: a running job that cannot be read ends
+    failed (its error "unreadable row: ...", its dependents cancelled, its other columns
+    left for an operator to fix or delete), is logged once at ERROR, and the call goes on
+    (a claim fills the slot it took with the next ready job). `export()` raises
+    `UnreadableJobError` naming it.
     """
 
     #: The URL or path this storage was opened from, for messages.

@@ -18,6 +18,7 @@ from gigq_core.errors import (
     ConfigError,
     InvalidJobError,
     JobNotFoundError,
+    UnreadableJobError,
 )
 from gigq_core.jobs import STRATEGY_OBJECT, Job, check_function_allowed, normalize_retry
 from gigq_core.limits import check_depth, check_job, check_length, clip
@@ -29,6 +30,7 @@ from gigq_core.records import (
     JobRecord,
     JobStatus,
     Transition,
+    UnreadableJob,
     WorkerInfo,
     WorkflowInfo,
     utc,
@@ -304,10 +306,28 @@ class JobQueue:
         info["executions"] = [self._execution_dict(e) for e in self.storage.executions(job_id)]
         return info
 
-    def _decode(self, data: str | None) -> Any:
-        return None if data is None else self.serializer.loads(data)
+    def _decode(self, data: str | None, job_id: str = "", what: str = "") -> Any:
+        """Stored text decoded; UnreadableJobError (naming the job and `what`) if it cannot
+        be, as for text written into the store by hand or by another program."""
+        if data is None:
+            return None
+        try:
+            return self.serializer.loads(data)
+        # Whatever the serializer (a plugin's, maybe) raises on stored text, even a
+        # RecursionError for deep JSON, means that row cannot be read: one sentence.
+        except Exception as err:
+            raise UnreadableJobError(job_id, f"its {what} cannot be decoded ({err})") from None
 
     def _as_dict(self, record: JobRecord) -> dict[str, Any]:
+        """The job as a flat dict; UnreadableJobError if its row cannot be read."""
+        if isinstance(record, UnreadableJob):
+            raise UnreadableJobError(record.id, record.reason)
+        try:
+            retry_params = json.loads(record.retry_params)
+        except (ValueError, RecursionError) as err:
+            raise UnreadableJobError(
+                record.id, f"its retry_params cannot be decoded ({err})"
+            ) from None
         return {
             "exists": True,
             "id": record.id,
@@ -322,12 +342,12 @@ class JobQueue:
             "attempts": record.attempts,
             "max_attempts": record.max_attempts,
             "timeout": record.timeout,
-            "params": self._decode(record.params),
-            "result": self._decode(record.result),
+            "params": self._decode(record.params, record.id, "params"),
+            "result": self._decode(record.result, record.id, "result"),
             "error": record.error,
             "description": record.description,
             "retry": record.retry,
-            "retry_params": json.loads(record.retry_params),
+            "retry_params": retry_params,
             "unique_key": record.unique_key,
             "unique_scope": record.unique_scope,
             "workflow_id": record.workflow_id,
@@ -350,7 +370,7 @@ class JobQueue:
             "status": execution.status,
             "started_at": iso(execution.started_at),
             "completed_at": iso(execution.completed_at),
-            "result": self._decode(execution.result),
+            "result": self._decode(execution.result, execution.job_id, "result"),
             "error": str(error) if error else None,
             "error_type": error.type if error else None,
             "traceback": error.traceback if error else None,
@@ -366,7 +386,7 @@ class JobQueue:
             self.wait([job_id], timeout=timeout)
             record = self.get_job(job_id)
         if record.status is JobStatus.COMPLETED:
-            return self._decode(record.result)
+            return self._decode(record.result, record.id, "result")
         return None
 
     def wait(self, job_ids: Sequence[str], timeout: float | None = None) -> dict[str, str]:
@@ -404,10 +424,13 @@ class JobQueue:
         where = make_filter(status=status, queue=queue, name=name, workflow_id=workflow_id)
         # Past 64 bits a database cannot take them; no store holds that many jobs anyway.
         limit, offset = min(limit, _MAX_ROWS), min(offset, _MAX_ROWS)
-        return [
-            self._as_dict(r)
-            for r in self.storage.list_jobs(where, limit=limit, offset=offset, order=order)
-        ]
+        found = []
+        for record in self.storage.list_jobs(where, limit=limit, offset=offset, order=order):
+            try:
+                found.append(self._as_dict(record))
+            except UnreadableJobError as err:  # listed as such; the other jobs still are
+                found.append(_unreadable_dict(record.id, err.reason))
+        return found
 
     def stats(self) -> dict[str, int]:
         """A count per status, plus `total`."""
@@ -473,6 +496,24 @@ class JobQueue:
 
     def __repr__(self) -> str:
         return f"<JobQueue {self.target}>"
+
+
+#: The keys of a job's dict (`JobQueue._as_dict`), for one whose row cannot be read.
+_JOB_KEYS = (
+    "exists", "id", "name", "function", "function_name", "function_module", "status", "queue",
+    "priority", "dependencies", "attempts", "max_attempts", "timeout", "params", "result",
+    "error", "description", "retry", "retry_params", "unique_key", "unique_scope",
+    "workflow_id", "workflow_name", "run_at", "created_at", "updated_at", "started_at",
+    "completed_at", "worker_id", "cancel_requested",
+)  # fmt: skip
+
+
+def _unreadable_dict(job_id: str, reason: str) -> dict[str, Any]:
+    """The dict that lists a job whose row cannot be read: its id, status "unreadable",
+    what is wrong as its error, every other field None."""
+    info: dict[str, Any] = dict.fromkeys(_JOB_KEYS)
+    info.update(exists=True, id=job_id, status="unreadable", error=reason, dependencies=[])
+    return info
 
 
 def make_filter(

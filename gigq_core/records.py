@@ -185,6 +185,51 @@ class JobRecord:
         return self.function.partition(":")[2]
 
 
+#: The times of an UnreadableJob, which has none that can be trusted.
+_NO_TIME = datetime.fromtimestamp(0, UTC)
+
+
+@attrs.frozen(kw_only=True)
+class UnreadableJob(JobRecord):
+    """A stand-in for a stored job row that cannot be read (written by hand or by another
+    program: an unknown status, a time out of range, a column of the wrong type).
+
+    Only `seq`, `id`, `dependencies` and (when it is text) `name` come from the stored
+    job; `status` is FAILED and `error` says what is wrong, so code that only reads records
+    sees a job that will not run. Nothing writes a record back from it; storage adapters
+    return it where listing or getting must go on, and a worker never receives one.
+    """
+
+    #: What is wrong with the row, e.g. "created_at is 1e+300, not a time".
+    reason: str
+
+    @classmethod
+    def stand_in(
+        cls,
+        *,
+        seq: int,
+        job_id: str,
+        name: str,
+        reason: str,
+        dependencies: tuple[str, ...] = (),
+    ) -> UnreadableJob:
+        """The stand-in for row `seq` with id `job_id`."""
+        return cls(
+            seq=seq,
+            id=job_id,
+            name=name,
+            dependencies=dependencies,
+            function="",
+            params="",
+            status=JobStatus.FAILED,
+            error=f"unreadable row: {reason}",
+            run_at=_NO_TIME,
+            created_at=_NO_TIME,
+            updated_at=_NO_TIME,
+            reason=reason,
+        )
+
+
 @attrs.frozen(kw_only=True)
 class Execution:
     """One attempt at running a job."""
@@ -304,6 +349,7 @@ __all__ = [
     "JobStatus",
     "Outcome",
     "Transition",
+    "UnreadableJob",
     "WorkerInfo",
     "WorkflowInfo",
     "cascade_reason",

@@ -7,6 +7,7 @@ what it reads stays true until it commits; every UPDATE still repeats its condit
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,12 +26,14 @@ from gigq_core.records import (
     JobStatus,
     Outcome,
     Transition,
+    UnreadableJob,
     cascade_reason,
     handed_back,
 )
 from gigq_sqlite._rows import (
     DEPENDENCIES_COLUMN,
     JOB_SELECT,
+    BadColumn,
     error_columns,
     from_ts,
     from_ts_opt,
@@ -38,9 +41,12 @@ from gigq_sqlite._rows import (
     jobs_from_rows,
     jobs_with_dependencies,
     load_jobs,
+    read_time,
     to_ts,
     to_ts_opt,
 )
+
+log = logging.getLogger("gigq.sqlite")
 
 OUTCOME_STATUSES = frozenset({"completed", "failed", "timeout", "cancelled", "handed_back"})
 
@@ -121,24 +127,63 @@ def running_executions(
         " WHERE id IN (SELECT value FROM json_each(?)) AND +status = 'running'",
         (id_list(job_ids),),
     ).fetchall()
-    return {
-        job_id: Execution(
-            id=execution_id(token),
-            job_id=job_id,
-            attempt=attempts,
-            worker_id=worker_id or "",
-            token=token,
-            status="running",
-            started_at=from_ts(started_at),
-        )
-        for job_id, attempts, worker_id, token, started_at in rows
-        if token and token not in tokens
-    }
+    found: dict[str, Execution] = {}
+    for job_id, attempts, worker_id, token, started_at in rows:
+        if not token or token in tokens:
+            continue
+        try:
+            found[job_id] = Execution(
+                id=execution_id(token),
+                job_id=job_id,
+                attempt=attempts,
+                worker_id=worker_id or "",
+                token=token,
+                status="running",
+                started_at=read_time("started_at", started_at),
+            )
+        except (BadColumn, TypeError, ValueError):
+            continue  # a row written by hand: its job shows as unreadable
+    return found
 
 
 def _write_executions(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
     conn.executemany(_CLEAR_RUNNING_EXECUTION, [(row[1], row[4]) for row in rows])
     conn.executemany(_INSERT_EXECUTION, rows)
+
+
+# A running row that cannot be read ends failed, by `seq` (the one column SQLite always
+# keeps an integer): left running or pending, it would be claimed or rescued again and
+# again, first in line each time, and starve the jobs behind it. The rest of the row is
+# left as it was, for an operator to look at (`gigq status`), fix or delete.
+_FAIL_UNREADABLE = """
+UPDATE jobs SET status = 'failed', error = ?, token = NULL, lease_expires_at = NULL,
+    completed_at = ?, updated_at = ?, cancel_requested = 0
+WHERE seq = ? AND status = 'running' {fence}
+"""
+_FAIL_RUNNING = _FAIL_UNREADABLE.format(fence="")
+_FAIL_HELD = _FAIL_UNREADABLE.format(fence="AND token = ?")
+
+
+def fail_unreadable(
+    conn: sqlite3.Connection, job: UnreadableJob, now: datetime, token: str | None = None
+) -> None:
+    """End the running job `job` stands in for as failed, with its dependents, and report
+    it once at ERROR (`token`: only while that attempt holds it)."""
+    ts = to_ts(now)
+    args: tuple[Any, ...] = (job.error, ts, ts, job.seq)
+    if token is None:
+        changed = conn.execute(_FAIL_RUNNING, args).rowcount
+    else:
+        changed = conn.execute(_FAIL_HELD, (*args, token)).rowcount
+    if not changed:
+        return
+    cascade(conn, job.id, job.name, JobStatus.FAILED.value, now)
+    log.error(
+        "job %r cannot be run: its row cannot be read (%s); it is marked failed, fix or"
+        " delete its row",
+        job.id,
+        job.reason,
+    )
 
 
 # One statement for every way an attempt ends; the new values are computed in Python from
@@ -185,11 +230,25 @@ def claim_jobs(
     ts = to_ts(now)
     lease_end = to_ts(now + timedelta(seconds=lease))
     head: tuple[Any, ...] = (worker_id, ts, lease_end, ts, ts)
-    if queues is None:
-        rows = conn.execute(CLAIM_ANY_QUEUE, (*head, limit)).fetchall()
-    else:
-        rows = conn.execute(CLAIM_QUEUES, (*head, id_list(queues), limit)).fetchall()
-    jobs = jobs_from_rows(conn, rows)
+    jobs: list[JobRecord] = []
+    # A claimed row that cannot be read ends failed, and the claim goes on for the slots it
+    # took (each round fails at least one row, so this ends): the valid jobs behind it run,
+    # and a worker in burst mode does not take an empty claim for an empty queue.
+    while len(jobs) < limit:
+        wanted = limit - len(jobs)
+        if queues is None:
+            rows = conn.execute(CLAIM_ANY_QUEUE, (*head, wanted)).fetchall()
+        else:
+            rows = conn.execute(CLAIM_QUEUES, (*head, id_list(queues), wanted)).fetchall()
+        unreadable = 0
+        for job in jobs_from_rows(conn, rows):
+            if isinstance(job, UnreadableJob):
+                fail_unreadable(conn, job, now)
+                unreadable += 1
+            else:
+                jobs.append(job)
+        if not unreadable:
+            break
     jobs.sort(key=lambda job: (-job.priority, job.seq))
     return jobs
 
@@ -220,6 +279,9 @@ def finish_outcomes(
     broken: list[tuple[int, JobRecord, str]] = []
     for index, outcome in enumerate(outcomes):
         job = before.get(outcome.job_id)
+        if isinstance(job, UnreadableJob):  # changed by hand while it ran
+            fail_unreadable(conn, job, now, outcome.token)
+            continue
         if job is None or job.status is not JobStatus.RUNNING or job.token != outcome.token:
             continue
         values = _ended_values(job, outcome, now)
@@ -313,7 +375,11 @@ def cascade(
             rows = conn.execute(_CASCADE, (reason, upstream, ts, ts, upstream)).fetchall()
             found.extend(sorted(rows, key=lambda row: row[0]))
         frontier = [(row[1], row[2], JobStatus.CANCELLED.value) for row in found]
-        cancelled.extend(jobs_from_rows(conn, found))
+        # A stand-in for a row that cannot be read says nothing true about the job: its
+        # row is cancelled all the same, but it is not reported.
+        cancelled.extend(
+            job for job in jobs_from_rows(conn, found) if not isinstance(job, UnreadableJob)
+        )
     return cancelled
 
 
@@ -357,7 +423,12 @@ def rescue_jobs(
             (ts, id_list(worker_ids)),
         )
     rows = conn.execute(_EXPIRED, (ts, id_list(worker_ids))).fetchall()
-    lost = jobs_from_rows(conn, rows)
+    lost = []
+    for job in jobs_from_rows(conn, rows):
+        if isinstance(job, UnreadableJob):
+            fail_unreadable(conn, job, now)
+        else:
+            lost.append(job)
     if not lost:
         return []
     job_rows, execution_rows = [], []
@@ -425,6 +496,7 @@ __all__ = [
     "cancel_jobs",
     "cascade",
     "claim_jobs",
+    "fail_unreadable",
     "finish_outcomes",
     "renew_leases",
     "rescue_jobs",

@@ -11,8 +11,10 @@ from typing import Any
 from gigq_core.records import JobFilter, WorkerInfo, WorkflowInfo
 from gigq_sqlite._rows import (
     WORKER_SELECT,
+    BadColumn,
     from_ts,
     id_list,
+    read_time,
     to_ts,
     worker_from_row,
 )
@@ -110,12 +112,21 @@ def load_workflows(conn: sqlite3.Connection, limit: int) -> list[WorkflowInfo]:
     return [
         WorkflowInfo(
             id=workflow_id,
-            name=heads[workflow_id][0] or "",
-            created_at=from_ts(heads[workflow_id][1]),
+            name=heads[workflow_id][0] if isinstance(heads[workflow_id][0], str) else "",
+            created_at=_created(heads[workflow_id][1]),
             counts=counts.get(workflow_id, {}),
         )
         for workflow_id, _ in firsts
     ]
+
+
+def _created(value: Any) -> datetime:
+    """A workflow's creation time: that of its first job, or (when that row was written by
+    hand and holds no time) the epoch, so the workflow is still listed."""
+    try:
+        return read_time("created_at", value)
+    except BadColumn:
+        return from_ts(0)
 
 
 def load_workers(conn: sqlite3.Connection, since: datetime | None) -> list[WorkerInfo]:
@@ -134,7 +145,13 @@ def load_workers(conn: sqlite3.Connection, since: datetime | None) -> list[Worke
         (id_list(row[0] for row in rows),),
     ):
         running.setdefault(worker_id, []).append(job_id)
-    return [worker_from_row(row, tuple(running.get(row[0], ()))) for row in rows]
+    workers = []
+    for row in rows:
+        try:
+            workers.append(worker_from_row(row, tuple(running.get(row[0], ()))))
+        except BadColumn:
+            continue  # a row written by hand: workers are bookkeeping, the others still show
+    return workers
 
 
 __all__ = [

@@ -41,6 +41,8 @@ WHERE d.job_id IN (SELECT value FROM json_each(?))
 ORDER BY d.job_id, d.position
 """
 
+_REQUEUEABLE = frozenset(status.value for status in BROKEN_STATUSES)
+
 _RECANCEL = """
 UPDATE jobs SET cancelled_by = ?, error = ?, updated_at = ?
 WHERE id = ? AND +status = 'cancelled'
@@ -59,7 +61,8 @@ def requeue_jobs(
     changes: list[tuple[str, JobStatus, list[str]]] = []
     for job_id in job_ids:
         row = conn.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        if row is None or JobStatus(row[0]) not in BROKEN_STATUSES:
+        # (A status written by hand that GigQ does not know is not requeued either.)
+        if row is None or row[0] not in _REQUEUEABLE:
             continue
         if not _reset_unblocked(conn, [job_id], now):
             continue

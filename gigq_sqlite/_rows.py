@@ -4,12 +4,21 @@ assume."""
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from gigq_core.records import ErrorInfo, Execution, JobRecord, JobStatus, WorkerInfo
+from gigq_core.errors import UnreadableJobError
+from gigq_core.records import (
+    ErrorInfo,
+    Execution,
+    JobRecord,
+    JobStatus,
+    UnreadableJob,
+    WorkerInfo,
+)
 
 #: The jobs columns every job query selects, in this order (see `job_from_row`).
 JOB_COLUMNS = (
@@ -89,8 +98,106 @@ def id_list(ids: Iterable[str]) -> str:
     return json.dumps(list(ids))
 
 
+# -- checked columns ------------------------------------------------------------------------
+# SQLite keeps whatever a statement writes into a column, whatever its declared type: a row
+# written by hand or by another program may hold text in a time column, a float in an integer
+# one, a status GigQ does not know. Each column is checked as it is read, so such a row
+# becomes one clear reason instead of an exception deep in the worker or the CLI.
+
+
+class BadColumn(ValueError):
+    """A column holds a value that its record field cannot take."""
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _text(column: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise BadColumn(f"{column} is {_show(value)}, not text")
+    return value
+
+
+def _text_opt(column: str, value: Any) -> str | None:
+    return None if value is None else _text(column, value)
+
+
+def _int(column: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise BadColumn(f"{column} is {_show(value)}, not a whole number")
+    return value
+
+
+def _number_opt(column: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise BadColumn(f"{column} is {_show(value)}, not a number of seconds")
+    return float(value)
+
+
+def read_time(column: str, value: Any) -> datetime:
+    """The time in a REAL column (epoch seconds); BadColumn if it holds none."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            pass  # out of datetime's range (years 1 to 9999): reported below
+    raise BadColumn(f"{column} is {_show(value)}, not a time")
+
+
+def due_time(run_at: Any, now: datetime) -> datetime | None:
+    """When a pending job with this run_at is due, for a worker's sleep: a value that holds
+    no time (written by hand) is due now if it is a number in the past, so a claim meets it
+    and ends it failed, and never otherwise (a time past year 9999, or text, which no
+    claim's `run_at <= ?` ever selects)."""
+    try:
+        return read_time("run_at", run_at)
+    except BadColumn:
+        if isinstance(run_at, int | float) and run_at < to_ts(now):
+            return now
+        return None
+
+
+def read_time_opt(column: str, value: Any) -> datetime | None:
+    return None if value is None else read_time(column, value)
+
+
+def _status(value: Any) -> JobStatus:
+    try:
+        return JobStatus(value)
+    except ValueError:
+        raise BadColumn(f"status is {_show(value)}, not a job state") from None
+
+
 def job_from_row(row: Sequence[Any], dependencies: tuple[str, ...]) -> JobRecord:
-    """A JobRecord from a row selected with JOB_SELECT."""
+    """A JobRecord from a row selected with JOB_SELECT; UnreadableJobError (naming the job
+    and what is wrong) for a row that does not hold a job."""
+    try:
+        return _job(row, dependencies)
+    except BadColumn as err:
+        raise UnreadableJobError(str(row[1]), str(err)) from None
+
+
+def job_or_stand_in(row: Sequence[Any], dependencies: tuple[str, ...]) -> JobRecord:
+    """Like `job_from_row`, but a row that cannot be read gives an `UnreadableJob`
+    stand-in, so a listing goes on past it."""
+    try:
+        return _job(row, dependencies)
+    except BadColumn as err:
+        seq, job_id, name = row[0], row[1], row[2]
+        return UnreadableJob.stand_in(
+            seq=seq if isinstance(seq, int) else 0,
+            job_id=str(job_id),
+            name=name if isinstance(name, str) else "",
+            reason=str(err),
+            dependencies=tuple(str(depends_on) for depends_on in dependencies),
+        )
+
+
+def _job(row: Sequence[Any], dependencies: tuple[str, ...]) -> JobRecord:
     (
         seq,
         job_id,
@@ -124,39 +231,41 @@ def job_from_row(row: Sequence[Any], dependencies: tuple[str, ...]) -> JobRecord
         cancel_requested,
         handbacks,
     ) = row
+    for depends_on in dependencies:
+        _text("a dependency", depends_on)
     return JobRecord(
         seq=seq,
-        id=job_id,
-        name=name,
-        function=function,
-        params=params,
-        queue=queue,
-        priority=priority,
-        status=JobStatus(status),
-        attempts=attempts,
-        max_attempts=max_attempts,
-        timeout=None if timeout is None else float(timeout),
-        retry=retry,
-        retry_params=retry_params,
-        description=description,
+        id=_text("id", job_id),
+        name=_text("name", name),
+        function=_text("function", function),
+        params=_text("params", params),
+        queue=_text("queue", queue),
+        priority=_int("priority", priority),
+        status=_status(status),
+        attempts=_int("attempts", attempts),
+        max_attempts=_int("max_attempts", max_attempts),
+        timeout=_number_opt("timeout", timeout),
+        retry=_text("retry", retry),
+        retry_params=_text("retry_params", retry_params),
+        description=_text("description", description),
         dependencies=dependencies,
         pass_parent_results=None if pass_parent_results is None else bool(pass_parent_results),
-        unique_key=unique_key,
-        unique_scope=unique_scope,
-        workflow_id=workflow_id,
-        workflow_name=workflow_name,
-        run_at=from_ts(run_at),
-        created_at=from_ts(created_at),
-        updated_at=from_ts(updated_at),
-        started_at=from_ts_opt(started_at),
-        completed_at=from_ts_opt(completed_at),
-        worker_id=worker_id,
-        token=token,
-        lease_expires_at=from_ts_opt(lease_expires_at),
-        result=result,
-        error=error,
+        unique_key=_text_opt("unique_key", unique_key),
+        unique_scope=_text("unique_scope", unique_scope),
+        workflow_id=_text_opt("workflow_id", workflow_id),
+        workflow_name=_text_opt("workflow_name", workflow_name),
+        run_at=read_time("run_at", run_at),
+        created_at=read_time("created_at", created_at),
+        updated_at=read_time("updated_at", updated_at),
+        started_at=read_time_opt("started_at", started_at),
+        completed_at=read_time_opt("completed_at", completed_at),
+        worker_id=_text_opt("worker_id", worker_id),
+        token=_text_opt("token", token),
+        lease_expires_at=read_time_opt("lease_expires_at", lease_expires_at),
+        result=_text_opt("result", result),
+        error=_text_opt("error", error),
         cancel_requested=bool(cancel_requested),
-        handbacks=handbacks,
+        handbacks=_int("handbacks", handbacks),
     )
 
 
@@ -230,23 +339,28 @@ def execution_from_row(row: Sequence[Any]) -> Execution:
         error_message,
         error_traceback,
     ) = row
-    error = None
-    if error_type is not None:
-        error = ErrorInfo(
-            type=error_type, message=error_message or "", traceback=error_traceback or ""
+    try:
+        error = None
+        if error_type is not None:
+            error = ErrorInfo(
+                type=_text("error_type", error_type),
+                message=_text_opt("error_message", error_message) or "",
+                traceback=_text_opt("error_traceback", error_traceback) or "",
+            )
+        return Execution(
+            id=_text("id", execution_id),
+            job_id=_text("job_id", job_id),
+            attempt=_int("attempt", attempt),
+            worker_id=_text("worker_id", worker_id),
+            token=_text("token", token),
+            status=_text("status", status),
+            started_at=read_time("started_at", started_at),
+            completed_at=read_time_opt("completed_at", completed_at),
+            result=_text_opt("result", result),
+            error=error,
         )
-    return Execution(
-        id=execution_id,
-        job_id=job_id,
-        attempt=attempt,
-        worker_id=worker_id,
-        token=token,
-        status=status,
-        started_at=from_ts(started_at),
-        completed_at=from_ts_opt(completed_at),
-        result=result,
-        error=error,
-    )
+    except BadColumn as err:
+        raise UnreadableJobError(str(job_id), f"one of its execution rows: {err}") from None
 
 
 def worker_values(info: WorkerInfo) -> tuple[Any, ...]:
@@ -264,17 +378,23 @@ def worker_values(info: WorkerInfo) -> tuple[Any, ...]:
 
 
 def worker_from_row(row: Sequence[Any], current_jobs: tuple[str, ...]) -> WorkerInfo:
-    """A WorkerInfo from a row selected with WORKER_SELECT."""
+    """A WorkerInfo from a row selected with WORKER_SELECT; BadColumn if it holds none."""
     worker_id, host, pid, queues, concurrency, started_at, last_heartbeat, stopped_at = row
+    try:
+        served = json.loads(_text("queues", queues))
+    except ValueError:
+        served = None
+    if not isinstance(served, list) or not all(isinstance(q, str) for q in served):
+        raise BadColumn(f"queues is {_show(queues)}, not a JSON list of names")
     return WorkerInfo(
-        id=worker_id,
-        host=host,
-        pid=pid,
-        queues=tuple(json.loads(queues)),
-        concurrency=concurrency,
-        started_at=from_ts(started_at),
-        last_heartbeat=from_ts(last_heartbeat),
-        stopped_at=from_ts_opt(stopped_at),
+        id=_text("id", worker_id),
+        host=_text("host", host),
+        pid=_int("pid", pid),
+        queues=tuple(served),
+        concurrency=_int("concurrency", concurrency),
+        started_at=read_time("started_at", started_at),
+        last_heartbeat=read_time("last_heartbeat", last_heartbeat),
+        stopped_at=read_time_opt("stopped_at", stopped_at),
         current_jobs=current_jobs,
     )
 
@@ -308,23 +428,26 @@ DEPENDENCIES_COLUMN = (
 
 
 def jobs_with_dependencies(rows: Iterable[Sequence[Any]]) -> list[JobRecord]:
-    """Records for rows selected with JOB_SELECT followed by DEPENDENCIES_COLUMN."""
+    """Records for rows selected with JOB_SELECT followed by DEPENDENCIES_COLUMN (an
+    `UnreadableJob` stand-in for a row that cannot be read)."""
     return [
-        job_from_row(row[:-1], () if row[-1] == "[]" else tuple(json.loads(row[-1])))
+        job_or_stand_in(row[:-1], () if row[-1] == "[]" else tuple(json.loads(row[-1])))
         for row in rows
     ]
 
 
 def jobs_from_rows(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> list[JobRecord]:
-    """Records for job rows (JOB_SELECT), their dependencies loaded in one query."""
+    """Records for job rows (JOB_SELECT), their dependencies loaded in one query (an
+    `UnreadableJob` stand-in for a row that cannot be read)."""
     if not rows:
         return []
     deps = load_dependencies(conn, (row[1] for row in rows))
-    return [job_from_row(row, tuple(deps.get(row[1], ()))) for row in rows]
+    return [job_or_stand_in(row, tuple(deps.get(row[1], ()))) for row in rows]
 
 
 def load_jobs(conn: sqlite3.Connection, job_ids: Iterable[str]) -> dict[str, JobRecord]:
-    """The jobs that exist among `job_ids`, by id (two queries, whatever their number)."""
+    """The jobs that exist among `job_ids`, by id (two queries, whatever their number);
+    an `UnreadableJob` stand-in for a row that cannot be read."""
     rows = conn.execute(
         f"SELECT {JOB_SELECT} FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
         (id_list(job_ids),),
@@ -339,6 +462,8 @@ __all__ = [
     "JOB_INSERT",
     "JOB_SELECT",
     "WORKER_SELECT",
+    "BadColumn",
+    "due_time",
     "error_columns",
     "execution_from_row",
     "from_ts",
@@ -346,10 +471,12 @@ __all__ = [
     "id_list",
     "job_from_row",
     "job_insert_values",
+    "job_or_stand_in",
     "jobs_from_rows",
     "jobs_with_dependencies",
     "load_dependencies",
     "load_jobs",
+    "read_time",
     "to_ts",
     "to_ts_opt",
     "worker_from_row",
