@@ -1,10 +1,12 @@
 """The process executor: a pool of long-lived child processes that run jobs.
 
 The supervisor (the worker process) alone touches storage. Each child is forked by the
-supervisor, becomes the leader of its own process group (so a timeout or cancel kills the job
-and every process it started), runs one job at a time, and reports the attempt's result
-through a pipe. A child is replaced after it is killed, after `max_jobs_per_child` jobs, or
-when its resident memory passes `max_child_memory` MiB.
+supervisor, becomes the leader of its own process group and (on Linux) a child subreaper, so
+a timeout or cancel kills the job and every process it started, even one in a session of its
+own (`gigq_core._isolation`). It closes what it inherited but its standard streams and its
+channel, drops GigQ's secrets from its environment, runs one job at a time, and reports the
+attempt's result through a pipe. A child is replaced after it is killed, after
+`max_jobs_per_child` jobs, or when its resident memory passes `max_child_memory` MiB.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, Pipe
 from typing import Any
 
 import attrs
 
+from gigq_core import _isolation
 from gigq_core.context import JobContext
 from gigq_core.execution import AttemptResult, PermanentError, load_function, run_attempt
 from gigq_core.ports import Serializer
@@ -69,16 +72,21 @@ class ProcessPool:
         self._by_fd: dict[int, Child] = {}
         self._extra: set[int] = set()
         self.woken = False
+        #: Makes a child a subreaper (Linux); found once, before the first fork.
+        self._subreaper: Callable[[], bool] | None = None
 
     # -- supervisor side -----------------------------------------------------------------
 
     def start(self) -> None:
         """Fork the children."""
+        if self._subreaper is None:
+            self._subreaper = _isolation.subreaper_switch()
         while len(self.children) < self.size:
             self.children.append(self._spawn())
 
     def _spawn(self) -> Child:
         parent_end, child_end = Pipe(duplex=True)
+        keep = [child_end.fileno(), *_isolation.log_descriptors()]
         # Flush buffered output so the child does not write the parent's buffer again.
         sys.stdout.flush()
         sys.stderr.flush()
@@ -92,6 +100,8 @@ class ProcessPool:
                 self.allowed_modules,
                 self.max_jobs_per_child,
                 self.max_child_memory,
+                self._subreaper,
+                keep,
             )
         child_end.close()
         child = Child(pid=pid, conn=parent_end)
@@ -170,10 +180,11 @@ class ProcessPool:
         return messages
 
     def kill(self, token: str) -> None:
-        """Kill the process group running the attempt `token`, and replace its child."""
+        """Kill the child running the attempt `token` with its process group and every
+        process below it, and replace it."""
         for child in self.children:
             if child.token == token:
-                _killpg(child.pid)
+                _isolation.end_trees([child.pid])
                 self._reap(child)
                 self._replace(child)
                 return
@@ -200,9 +211,9 @@ class ProcessPool:
             self.children.append(self._spawn())
 
     def kill_all(self) -> None:
-        """Kill every child's process group at once (the supervisor is leaving now)."""
-        for child in self.children:
-            _killpg(child.pid)
+        """Kill every child with its process group and what runs below it (the supervisor
+        is leaving now)."""
+        _isolation.end_trees([child.pid for child in self.children])
 
     def shutdown(self) -> None:
         """Stop every child (killing any job still running) and reap them."""
@@ -210,8 +221,7 @@ class ProcessPool:
             if child.token is None:
                 with contextlib.suppress(OSError):
                     _send(child.conn, ("exit",))
-            else:
-                _killpg(child.pid)
+        _isolation.end_trees([child.pid for child in self.children if child.token is not None])
         for child in self.children:
             self._reap(child)
         self.children = []
@@ -251,17 +261,27 @@ def _child_main(
     allowed: tuple[str, ...],
     max_jobs: int,
     max_memory: int,
+    subreaper: Callable[[], bool] | None,
+    keep: list[int],
 ) -> None:
     """Run jobs sent by the supervisor until told to exit; never returns."""
     global _child_pid
     code = 0
+    adopts = False
     try:
         _child_pid = os.getpid()
         os.setpgid(0, 0)
+        # Orphans of the job's processes come to this process, not to init: ending it
+        # finds them, however they left the job's group or session.
+        adopts = subreaper is not None and subreaper()
+        # The database, the wake-up pipe and the sibling children's pipes are not the job's
+        # (`keep`: its channel, and the files the worker logs to).
+        _isolation.close_inherited(keep)
+        _isolation.clean_environment()
         # What the supervisor had before the fork (frozen by the worker, or not) is never
         # garbage here: keep the collector from walking, and so copying, the inherited heap.
         gc.freeze()
-        _die_with_parent()
+        _die_with_parent(adopts)
         # The supervisor decides about shutdown (a grace period, then a hand-back): a
         # terminal's Ctrl-C is not for children, nor a SIGTERM sent to every process of
         # the worker at once (systemd's default KillMode, `pkill -f`). Handlers rather
@@ -298,14 +318,22 @@ def _child_main(
             )
             if retiring:
                 break
+            if adopts:
+                _isolation.reap_exited()  # a daemon's orphan, adopted and since ended
     except (EOFError, OSError, KeyboardInterrupt):
         code = 0
     except BaseException:  # the child must never fall back into the supervisor's code
         code = 70
     finally:
-        # os._exit: never run the supervisor's atexit handlers or close its inherited
-        # SQLite connection from here.
-        os._exit(code)
+        # What jobs left running ends with the child, in another session too (the
+        # supervisor then kills the group). One system call when nothing is left.
+        try:
+            if adopts and _isolation.has_children():
+                _isolation.end_descendants([os.getpid()])
+        finally:
+            # os._exit: never run the supervisor's atexit handlers or close its inherited
+            # SQLite connection from here.
+            os._exit(code)
 
 
 #: The pid of this process when it is a pool child (0 in the supervisor).
@@ -321,15 +349,17 @@ def _leave_to_the_supervisor(signum: int, frame: Any) -> None:
         os.kill(os.getpid(), signum)
 
 
-def _die_with_parent() -> None:
-    """Kill this child's whole process group (the job and what it started) as soon as the
-    supervisor is gone, however it died: a job must not run on unsupervised while a
-    rescuer starts it again elsewhere."""
+def _die_with_parent(adopts: bool) -> None:
+    """Kill this child's whole process group (the job and what it started, and when it
+    `adopts` orphans, every process below it) as soon as the supervisor is gone, however it
+    died: a job must not run on unsupervised while a rescuer starts it again elsewhere."""
     parent = os.getppid()
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(0.2)
+        if adopts:
+            _isolation.end_descendants([os.getpid()])
         os.killpg(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="gigq-orphan-watch", daemon=True).start()

@@ -4,9 +4,11 @@ countable, and duplicates and losses show up."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from typing import Any
 
@@ -114,3 +116,71 @@ def ignored_signals_of_a_subprocess(ledger: str) -> list[int]:
         child.kill()
         child.wait()
     return [number for number in range(1, 65) if mask & (1 << (number - 1))]
+
+
+def _write_pid(pidfile: str, pid: int) -> None:
+    fd = os.open(pidfile, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, f"{pid}\n".encode())
+    finally:
+        os.close(fd)
+
+
+#: Run by a throw-away interpreter: start `sleep SECONDS` in a session of its own, write its
+#: pid and leave at once, so the sleep is an orphan the job never knew as a child (a daemon).
+_DETACH = (
+    "import os, subprocess, sys\n"
+    "child = subprocess.Popen(['sleep', sys.argv[2]], start_new_session=True)\n"
+    "fd = os.open(sys.argv[1], os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)\n"
+    "os.write(fd, f'{child.pid}\\n'.encode())\n"
+    "os._exit(0)\n"
+)
+
+
+def escape_the_group(
+    ledger: str, pidfile: str, seconds: float, detach: bool = False, lasts: float = 300
+) -> None:
+    """Start `sleep LASTS` in a new session (out of the job's process group): as the job's
+    own child, or (`detach`) through a helper that exits at once; write its pid, then sleep
+    `seconds`."""
+    record(ledger)
+    if detach:
+        command = [sys.executable, "-c", _DETACH, pidfile, f"{lasts:g}"]
+        subprocess.run(command, check=True, timeout=30)
+    else:
+        child = subprocess.Popen(["sleep", f"{lasts:g}"], start_new_session=True)
+        _write_pid(pidfile, child.pid)
+    time.sleep(seconds)
+
+
+def zombie_children(ledger: str) -> list[int]:
+    """The exited, unreaped children of the job's process (from /proc)."""
+    record(ledger)
+    me = os.getpid()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rpartition(")")[2].split()
+            if fields[0] == "Z" and int(fields[1]) == me:
+                found.append(int(entry))
+    return found
+
+
+def open_descriptors(ledger: str) -> dict[str, str]:
+    """The job process's open file descriptors and what each one names (/proc/self/fd)."""
+    record(ledger)
+    found = {}
+    for name in os.listdir("/proc/self/fd"):
+        # The descriptor listdir itself used is closed by now.
+        with contextlib.suppress(OSError):
+            found[name] = os.readlink(f"/proc/self/fd/{name}")
+    return found
+
+
+def environment(ledger: str) -> dict[str, str]:
+    """The job process's environment."""
+    record(ledger)
+    return dict(os.environ)

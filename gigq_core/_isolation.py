@@ -1,0 +1,273 @@
+"""Keeping a job process apart from its worker (the process executor).
+
+A pool child starts clean: it holds no file descriptor of the supervisor but its standard
+streams, its own channel and the files the worker logs to, and its environment has none of
+GigQ's secrets. On Linux it is a child subreaper, so a process its job starts stays its
+descendant even when it leaves the job's process group or session, or its parent exits
+(a daemon); ending a job ends that whole tree. Elsewhere only the process group is ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import faulthandler
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Collection, Iterable, MutableMapping
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from gigq_core.settings import DEFAULTS
+
+#: prctl(2) option: orphaned descendants are re-parented to this process, not to init.
+_PR_SET_CHILD_SUBREAPER = 36
+#: Most rounds of stopping newly found descendants before they are killed: each round stops
+#: what the last one found, so only a process forked meanwhile is left for the next.
+_ROUNDS = 16
+#: Most exited children reaped between two jobs.
+_REAP_MAX = 1024
+#: GigQ's switches that hold no secret, besides its settings (`GIGQ_<SETTING>`).
+_SWITCHES = frozenset({"GIGQ_DISABLE_PLUGINS", "GIGQ_TRACE_PLUGINS"})
+#: Query parameters of a database URL that carry credentials.
+_SECRET_WORDS = ("password", "passwd", "secret", "token")
+
+
+def subreaper_switch() -> Callable[[], bool] | None:
+    """A function that makes the calling process a child subreaper (Linux), or None.
+
+    Called in the supervisor, before forking: loading ctypes and libc once there keeps that
+    cost out of every child (the setting itself is not inherited, each child sets it).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes  # only here: a few ms that a worker pays once, other commands never
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def switch() -> bool:
+        return bool(prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+
+    return switch
+
+
+# -- a new child ---------------------------------------------------------------------------
+
+
+def close_inherited(keep: Iterable[int]) -> None:
+    """Close every descriptor but 0-2 and `keep`. Nothing in the child uses the closed
+    ones: the supervisor's objects that held them are never used or freed here."""
+    kept = {0, 1, 2, *keep}
+    try:
+        # Linux, then the BSDs and macOS: exactly what is open, however high the limit.
+        names = _listdir("/proc/self/fd")
+        if names is None:
+            names = _listdir("/dev/fd")
+        if names is not None:
+            for name in names:
+                fd = int(name)
+                if fd not in kept:
+                    with contextlib.suppress(OSError):  # the listing's own, closed by now
+                        os.close(fd)
+            return
+        limit = os.sysconf("SC_OPEN_MAX")
+        low = 3
+        for fd in sorted(kept):
+            if fd >= low:
+                os.closerange(low, fd)
+                low = fd + 1
+        os.closerange(low, max(low, min(limit, 1 << 16) if limit > 0 else 1 << 16))
+    finally:
+        if faulthandler.is_enabled():
+            # Its file may have been one of the closed descriptors (pytest's copy of stderr).
+            faulthandler.enable(file=2)
+
+
+def _listdir(path: str) -> list[str] | None:
+    try:
+        return [name for name in os.listdir(path) if name.isdigit()]
+    except OSError:
+        return None
+
+
+def log_descriptors() -> set[int]:
+    """The descriptors of the streams logging's handlers write to: a child keeps them, so
+    a job's log lines still reach the worker's log file."""
+    loggers: list[logging.Logger] = [logging.getLogger()]
+    loggers += [
+        logger
+        for logger in list(logging.Logger.manager.loggerDict.values())
+        if isinstance(logger, logging.Logger)
+    ]
+    found = set()
+    for logger in loggers:
+        for handler in logger.handlers:
+            stream = getattr(handler, "stream", None)
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                fd = stream.fileno()  # type: ignore[union-attr]
+                if isinstance(fd, int):
+                    found.add(fd)
+    return found
+
+
+def clean_environment(environ: MutableMapping[str, str] | None = None) -> None:
+    """Remove GigQ's variables that may hold secrets: every `GIGQ_*` but GigQ's own
+    settings and switches (none is a secret; a job that opens its own `JobQueue()` then
+    finds the queue, function policy and plugin choices of its worker), and the
+    credentials of a `GIGQ_DB` URL. Plugins' variables (`GIGQ_NOTIFY_*`) all go."""
+    environ = os.environ if environ is None else environ
+    kept = _SWITCHES | {f"GIGQ_{key.upper()}" for key in DEFAULTS}
+    for name in [name for name in environ if name.startswith("GIGQ_")]:
+        if name not in kept:
+            del environ[name]
+    if "GIGQ_DB" in environ:
+        target = without_credentials(environ["GIGQ_DB"])
+        if target is None:
+            del environ["GIGQ_DB"]
+        else:
+            environ["GIGQ_DB"] = target
+
+
+def without_credentials(target: str) -> str | None:
+    """`target` without a URL's password and secret query parameters; None when it is a URL
+    that cannot be read (so it cannot be told free of secrets)."""
+    if "://" not in target:
+        return target  # a file path
+    try:
+        parts = urlsplit(target)
+        password = parts.password
+    except ValueError:
+        return None
+    netloc = parts.netloc
+    if password is not None:
+        user = netloc.rpartition("@")[0].partition(":")[0]
+        host = netloc.rpartition("@")[2]
+        netloc = f"{user}@{host}" if user else host
+    query = parts.query
+    pairs = parse_qsl(query, keep_blank_values=True)
+    clean = [(k, v) for k, v in pairs if not any(w in k.lower() for w in _SECRET_WORDS)]
+    if len(clean) != len(pairs):
+        query = urlencode(clean)
+    if netloc == parts.netloc and query == parts.query:
+        return target
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+# -- process trees -------------------------------------------------------------------------
+
+
+def has_children() -> bool:
+    """Whether this process has a child, running or exited (one cheap system call)."""
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
+
+
+def reap_exited() -> None:
+    """Reap this process's children that have exited: in a subreaper they include the
+    orphans its jobs left (a daemon's), which nobody else waits for."""
+    for _ in range(_REAP_MAX):
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _parents() -> dict[int, int]:
+    """The parent of every process (Linux /proc); empty where there is no /proc."""
+    found: dict[int, int] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                data = handle.read()
+            found[int(entry)] = int(data.rpartition(b")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+    return found
+
+
+def descendants(roots: Collection[int]) -> list[int]:
+    """Every process below the `roots` (exited ones not yet reaped included), from one look
+    at /proc."""
+    children: dict[int, list[int]] = {}
+    parents = _parents()
+    for pid, parent in parents.items():
+        children.setdefault(parent, []).append(pid)
+    found: list[int] = []
+    stack = list(roots)
+    while stack and len(found) <= len(parents):
+        for child in children.get(stack.pop(), ()):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signum)
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def end_descendants(roots: Collection[int]) -> None:
+    """SIGKILL every process below the `roots`, whatever its group or session: first stop
+    them (a stopped process forks no more), round after round until no new one shows up,
+    then kill them all. Where there is no /proc, nothing is found."""
+    stopped: set[int] = set()
+    for _ in range(_ROUNDS):
+        new = [pid for pid in descendants(roots) if pid not in stopped]
+        if not new:
+            break
+        for pid in new:
+            _signal(pid, signal.SIGSTOP)
+        stopped.update(new)
+    for pid in stopped:
+        _signal(pid, signal.SIGKILL)
+    # Forked in the last round's gap (or past the bound): killed as found, no more rounds.
+    for pid in descendants(roots):
+        if pid not in stopped:
+            _signal(pid, signal.SIGKILL)
+
+
+def end_trees(roots: Collection[int]) -> None:
+    """SIGKILL each process of `roots` (each the leader of its own process group), its
+    group, and every process below it. Stopped first, so a job forks nothing meanwhile."""
+    if not roots:
+        return
+    for root in roots:
+        _signal_group(root, signal.SIGSTOP)
+        _signal(root, signal.SIGSTOP)
+    end_descendants(roots)
+    for root in roots:
+        _signal_group(root, signal.SIGKILL)
+        _signal(root, signal.SIGKILL)
+
+
+__all__ = [
+    "clean_environment",
+    "close_inherited",
+    "descendants",
+    "end_descendants",
+    "end_trees",
+    "has_children",
+    "log_descriptors",
+    "reap_exited",
+    "subreaper_switch",
+    "without_credentials",
+]
