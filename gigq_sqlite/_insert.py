@@ -6,7 +6,12 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from gigq_core.errors import DependencyCycleError, InvalidJobError, UnknownDependencyError
+from gigq_core.errors import (
+    DependencyCycleError,
+    InvalidJobError,
+    UnknownDependencyError,
+    UnreadableJobError,
+)
 from gigq_core.records import BROKEN_STATUSES, JobRecord, JobStatus, cascade_reason
 from gigq_sqlite._rows import JOB_INSERT, id_list, job_insert_values
 
@@ -103,12 +108,21 @@ def _known_dependencies(
             "SELECT id, name, status FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
             (id_list(outside),),
         )
-        known = {job_id: (name, JobStatus(status)) for job_id, name, status in rows}
+        known = {job_id: (name, _status(job_id, status)) for job_id, name, status in rows}
     for job in jobs:
         for dep in job.dependencies:
             if dep not in batch and dep not in known:
                 raise UnknownDependencyError(f"job '{job.name}' depends on unknown job id '{dep}'")
     return known
+
+
+def _status(job_id: str, status: str) -> JobStatus:
+    """A dependency's status; UnreadableJobError for one GigQ does not know (a row changed
+    by hand), which no new job can depend on."""
+    try:
+        return JobStatus(status)
+    except ValueError:
+        raise UnreadableJobError(job_id, f"status is {status!r}, not a job state") from None
 
 
 def _deduplicate(

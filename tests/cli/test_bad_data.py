@@ -291,3 +291,8 @@ def test_the_other_commands_say_which_row_is_unreadable(
     assert_user_error(
         gigq("migrate", "--to", str(tmp_path / "copy.db")), 65, f"job '{a_id}' cannot be read"
     )
+    assert_user_error(
+        gigq("submit", "tests.jobs:add", "--depends-on", a_id),
+        65,
+        f"job '{a_id}' cannot be read: status is 'bogus', not a job state",
+    )

@@ -23,6 +23,7 @@ from psycopg import sql
 from gigq_core.errors import BusyError, GigQError, StorageError
 from gigq_postgres._errors import connect_failure, is_conflict, is_connection_lost, translate
 from gigq_postgres._options import Settings
+from gigq_postgres._rows import register_loaders
 from gigq_postgres.schema import ensure_schema
 
 T = TypeVar("T")
@@ -75,6 +76,7 @@ class Database:
         except psycopg.Error as err:
             raise connect_failure(err, settings.where) from err
         try:
+            register_loaders(conn)
             conn.execute("SET TIME ZONE 'UTC'")
             conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(settings.schema)))
             synchronous = "on" if settings.durability == "full" else "off"

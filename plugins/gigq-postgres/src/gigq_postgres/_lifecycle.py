@@ -9,6 +9,7 @@ passes in; the server's clock is never consulted).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,16 +25,19 @@ from gigq_core.records import (
     JobStatus,
     Outcome,
     Transition,
+    UnreadableJob,
     cascade_reason,
     handed_back,
 )
 from gigq_postgres._rows import (
     JOB_SELECT,
     error_columns,
-    job_from_row,
+    job_or_stand_in,
     job_select,
     load_jobs,
 )
+
+log = logging.getLogger("gigq.postgres")
 
 OUTCOME_STATUSES = frozenset({"completed", "failed", "timeout", "cancelled", "handed_back"})
 
@@ -114,22 +118,82 @@ def claim_jobs(
     lease: float,
     queues: Sequence[str] | None,
 ) -> list[JobRecord]:
-    """Claim up to `limit` ready jobs in one statement, opening an execution for each."""
+    """Claim up to `limit` ready jobs in one statement, opening an execution for each.
+
+    A claimed row that cannot be read ends failed (`fail_unreadable`) and the claim goes on
+    for the slots it took (each round fails at least one row, so this ends): the valid jobs
+    behind it run, and a worker in burst mode does not take an empty claim for an empty
+    queue."""
     params: dict[str, Any] = {
         "now": now,
-        "limit": limit,
         "worker": worker_id,
         "lease_end": now + timedelta(seconds=lease),
     }
-    if queues is None:
-        rows = conn.execute(CLAIM_ANY_QUEUE, params).fetchall()
-    else:
-        rows = conn.execute(CLAIM_QUEUES, {**params, "queues": list(queues)}).fetchall()
-    return [job_from_row(row) for row in rows]
+    if queues is not None:
+        params["queues"] = list(queues)
+    jobs: list[JobRecord] = []
+    while len(jobs) < limit:
+        params["limit"] = limit - len(jobs)
+        rows = conn.execute(CLAIM_ANY_QUEUE if queues is None else CLAIM_QUEUES, params)
+        unreadable = 0
+        for job in [job_or_stand_in(row) for row in rows.fetchall()]:
+            if isinstance(job, UnreadableJob):
+                fail_unreadable(conn, job, now)
+                unreadable += 1
+            else:
+                jobs.append(job)
+        if not unreadable:
+            break
+    jobs.sort(key=lambda job: (-job.priority, job.seq))
+    return jobs
+
+
+# A running row that cannot be read ends failed, by `seq`: left running or pending, it would
+# be claimed or rescued again and again, first in line each time, and starve the jobs behind
+# it. The rest of the row is left as it was, for an operator to look at, fix or delete.
+_FAIL_UNREADABLE = """
+WITH old AS (
+    SELECT seq, token FROM jobs WHERE seq = %(seq)s AND status = 'running' {fence}
+    FOR UPDATE
+)
+UPDATE jobs j SET status = 'failed', error = %(error)s, token = NULL,
+    lease_expires_at = NULL, completed_at = %(now)s, updated_at = %(now)s,
+    cancel_requested = false
+FROM old WHERE j.seq = old.seq
+RETURNING j.id, old.token
+"""
+_FAIL_RUNNING = _FAIL_UNREADABLE.format(fence="")
+_FAIL_HELD = _FAIL_UNREADABLE.format(fence="AND token = %(token)s")
+# The attempt's execution record, opened by the claim, ends with the job.
+_FAIL_EXECUTION = """
+UPDATE job_executions SET status = 'failed', error_type = 'UnreadableRow',
+    error_message = %s, completed_at = %s
+WHERE job_id = %s AND token = %s AND completed_at IS NULL
+"""
+
+
+def fail_unreadable(
+    conn: psycopg.Connection, job: UnreadableJob, now: datetime, token: str | None = None
+) -> None:
+    """End the running job `job` stands in for as failed, with its dependents, and report
+    it once at ERROR (`token`: only while that attempt holds it)."""
+    params = {"seq": job.seq, "error": job.error, "now": now, "token": token}
+    query = _FAIL_RUNNING if token is None else _FAIL_HELD
+    failed = conn.execute(query, params).fetchone()
+    if failed is None:
+        return
+    conn.execute(_FAIL_EXECUTION, (job.error, now, *failed))
+    cascade(conn, job.id, job.name, JobStatus.FAILED.value, now)
+    log.error(
+        "job %r cannot be run: its row cannot be read (%s); it is marked failed, fix or"
+        " delete its row",
+        job.id,
+        job.reason,
+    )
 
 
 _ATTEMPT_COLUMNS = (
-    "id, name, status, token, attempts, handbacks, run_at, result, error, max_attempts"
+    "id, name, status, token, attempts, handbacks, run_at, result, error, max_attempts, seq"
 )
 
 
@@ -162,6 +226,14 @@ def finish_outcomes(
     for index, outcome in enumerate(outcomes):
         job = before.get(outcome.job_id)
         if job is None or job[0] in ended or job[2] != "running" or job[3] != outcome.token:
+            continue
+        if not isinstance(job[6], datetime):  # run_at changed by hand while it ran
+            reason = f"run_at is {job[6]!r}, not a time"
+            stand_in = UnreadableJob.stand_in(
+                seq=job[10], job_id=job[0], name=job[1], reason=reason
+            )
+            fail_unreadable(conn, stand_in, now, outcome.token)
+            ended.add(job[0])
             continue
         ended.add(job[0])
         applied.append((index, outcome))
@@ -239,7 +311,7 @@ def _ended_values(
     job: Sequence[Any], outcome: Outcome, now: datetime
 ) -> tuple[JobStatus, tuple[Any, ...]]:
     """The job's new (status, attempts, handbacks, run_at, result, error, completed_at)."""
-    _, _, _, _, attempts, handbacks, run_at, result, job_error, max_attempts = job
+    _, _, _, _, attempts, handbacks, run_at, result, job_error, max_attempts = job[:10]
     error = str(outcome.error) if outcome.error is not None else None
     completed_at: datetime | None = now
     if outcome.status == "completed":
@@ -283,9 +355,11 @@ def cascade(
                     "now": now,
                 },
             ).fetchall()
-            found.extend(sorted((job_from_row(row) for row in rows), key=lambda j: j.seq))
+            found.extend(sorted((job_or_stand_in(row) for row in rows), key=lambda j: j.seq))
         frontier = [(job.id, job.name, JobStatus.CANCELLED.value) for job in found]
-        cancelled.extend(found)
+        # A stand-in for a row that cannot be read says nothing true about the job: its
+        # row is cancelled all the same, but it is not reported.
+        cancelled.extend(job for job in found if not isinstance(job, UnreadableJob))
     return cancelled
 
 
@@ -325,7 +399,13 @@ def rescue_jobs(
             "UPDATE workers SET stopped_at = %s WHERE stopped_at IS NULL AND id = ANY(%s)",
             (now, dead),
         )
-    lost = [job_from_row(row) for row in conn.execute(_EXPIRED, (now, dead)).fetchall()]
+    lost = []
+    for row in conn.execute(_EXPIRED, (now, dead)).fetchall():
+        job = job_or_stand_in(row)
+        if isinstance(job, UnreadableJob):
+            fail_unreadable(conn, job, now)
+        else:
+            lost.append(job)
     if not lost:
         return []
     job_rows, execution_rows = [], []
@@ -396,6 +476,7 @@ __all__ = [
     "cancel_jobs",
     "cascade",
     "claim_jobs",
+    "fail_unreadable",
     "finish_outcomes",
     "renew_leases",
     "rescue_jobs",

@@ -3,13 +3,13 @@ pruning."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 
 from gigq_core.records import JobFilter, WorkerInfo, WorkflowInfo
-from gigq_postgres._rows import WORKER_SELECT, utc, worker_from_row
+from gigq_postgres._rows import WORKER_SELECT, BadColumn, read_time, worker_from_row
 
 
 def where_clause(where: JobFilter) -> tuple[str, dict[str, Any]]:
@@ -97,11 +97,20 @@ def load_workflows(conn: psycopg.Connection, limit: int) -> list[WorkflowInfo]:
         WorkflowInfo(
             id=workflow_id,
             name=name or "",
-            created_at=utc(created_at),
+            created_at=_created(created_at),
             counts=counts.get(workflow_id, {}),
         )
         for workflow_id, name, created_at, _ in heads
     ]
+
+
+def _created(value: Any) -> datetime:
+    """A workflow's creation time: that of its first job, or (when that row was changed by
+    hand and holds no time Python can hold) the epoch, so the workflow is still listed."""
+    try:
+        return read_time("created_at", value)
+    except BadColumn:
+        return datetime.fromtimestamp(0, UTC)
 
 
 def load_workers(conn: psycopg.Connection, since: datetime | None) -> list[WorkerInfo]:
@@ -120,7 +129,13 @@ def load_workers(conn: psycopg.Connection, since: datetime | None) -> list[Worke
         ([row[0] for row in rows],),
     ):
         running.setdefault(worker_id, []).append(job_id)
-    return [worker_from_row(row, tuple(running.get(row[0], ()))) for row in rows]
+    workers = []
+    for row in rows:
+        try:
+            workers.append(worker_from_row(row, tuple(running.get(row[0], ()))))
+        except BadColumn:
+            continue  # a row changed by hand: workers are bookkeeping, the others still show
+    return workers
 
 
 __all__ = [

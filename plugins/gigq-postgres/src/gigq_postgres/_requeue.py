@@ -41,6 +41,9 @@ WHERE id = %s AND status = 'cancelled'
 """
 
 
+_REQUEUEABLE = frozenset(status.value for status in BROKEN_STATUSES)
+
+
 def requeue_jobs(
     conn: psycopg.Connection, job_ids: Sequence[str], now: datetime
 ) -> list[Transition]:
@@ -53,7 +56,8 @@ def requeue_jobs(
     changes: list[tuple[str, JobStatus, list[str]]] = []
     for job_id in job_ids:
         row = conn.execute("SELECT status FROM jobs WHERE id = %s FOR UPDATE", (job_id,)).fetchone()
-        if row is None or JobStatus(row[0]) not in BROKEN_STATUSES:
+        # (A status changed by hand to one GigQ does not know is not requeued either.)
+        if row is None or row[0] not in _REQUEUEABLE:
             continue
         if not _reset_unblocked(conn, [job_id], now):
             continue

@@ -40,10 +40,10 @@ from gigq_postgres._rows import (
     EXECUTION_SELECT,
     JOB_SELECT,
     WORKER_SELECT,
+    due_time,
     execution_from_row,
-    job_from_row,
+    job_or_stand_in,
     load_jobs,
-    utc,
     worker_values,
 )
 from gigq_postgres.schema import SCHEMA_VERSION, read_version
@@ -254,7 +254,7 @@ class PostgresStorage:
         )
         args = {**params, "limit": max(limit, 0), "offset": max(offset, 0)}
         rows = self._db.run(lambda conn, _: conn.execute(query, args).fetchall(), single=True)
-        return [job_from_row(row) for row in rows]
+        return [job_or_stand_in(row) for row in rows]
 
     def count(self, where: JobFilter) -> dict[str, int]:
         """Count of matching jobs per status value."""
@@ -305,7 +305,7 @@ class PostgresStorage:
             query += " AND queue = ANY(%s)"
             args = (list(queues),)
         row = self._db.run(lambda conn, _: conn.execute(query, args).fetchone(), single=True)
-        return None if row is None or row[0] is None else utc(row[0])
+        return None if row is None or row[0] is None else due_time(row[0], now)
 
     def wait_for_work(self, timeout: float) -> bool:
         """Block up to `timeout` seconds until a notification says a job may be ready.
