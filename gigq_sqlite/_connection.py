@@ -313,6 +313,8 @@ class Database:
                 try:
                     return self._attempt(conn, begin, work, mark_wait, op)
                 except sqlite3.OperationalError as err:
+                    if _undecodable(err) and conn.text_factory is str:
+                        return self._attempt_keeping_bytes(conn, begin, work, mark_wait, op)
                     # busy_timeout already waited; this is the rare busy it cannot absorb
                     # (e.g. a snapshot conflict): retry the whole transaction.
                     if not is_busy(err):
@@ -323,6 +325,23 @@ class Database:
                             f"{self.settings.busy_timeout:g} s"
                         ) from err
             time.sleep(random.uniform(0.0002, 0.002))
+
+    def _attempt_keeping_bytes(
+        self,
+        conn: sqlite3.Connection,
+        begin: str,
+        work: Callable[[sqlite3.Connection], T],
+        mark_wait: bool,
+        op: str | None,
+    ) -> T:
+        """`_attempt` again, reading text that is not UTF-8 as bytes: a value changed by
+        hand then makes its row unreadable (the row mapping says so) instead of failing
+        every transaction that reads it. Only here: decoding in Python costs every read."""
+        conn.text_factory = _text_or_bytes
+        try:
+            return self._attempt(conn, begin, work, mark_wait, op)
+        finally:
+            conn.text_factory = str
 
     def _attempt(
         self,
@@ -427,6 +446,19 @@ class Database:
             logger.warning("checkpoint of %s failed: %s", self.path, err)
             return False
         return True
+
+
+def _undecodable(err: sqlite3.OperationalError) -> bool:
+    """True for sqlite3's error on a TEXT value that is not valid UTF-8."""
+    return str(err).startswith("Could not decode to UTF-8")
+
+
+def _text_or_bytes(data: bytes) -> str | bytes:
+    """A TEXT value as str, or as the bytes stored when they are not UTF-8."""
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return data
 
 
 def open_connection(uri: str, busy_timeout: float) -> sqlite3.Connection:

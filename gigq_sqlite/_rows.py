@@ -120,6 +120,12 @@ def _text(column: str, value: Any) -> str:
     return value
 
 
+def as_text(value: Any) -> str:
+    """A queue or status name for counts: the text itself, or (for a value changed by hand
+    that is not text, such as a blob) its repr, so counts never mix str and bytes keys."""
+    return value if isinstance(value, str) else repr(value)
+
+
 def _text_opt(column: str, value: Any) -> str | None:
     return None if value is None else _text(column, value)
 
@@ -463,6 +469,7 @@ __all__ = [
     "JOB_SELECT",
     "WORKER_SELECT",
     "BadColumn",
+    "as_text",
     "due_time",
     "error_columns",
     "execution_from_row",

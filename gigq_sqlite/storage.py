@@ -40,6 +40,7 @@ from gigq_sqlite._rows import (
     EXECUTION_SELECT,
     JOB_SELECT,
     WORKER_SELECT,
+    as_text,
     due_time,
     execution_from_row,
     id_list,
@@ -331,7 +332,10 @@ class SqliteStorage:
             rows = conn.execute(
                 f"SELECT status, count(*) FROM jobs WHERE {clause} GROUP BY status", params
             ).fetchall()
-        return {status: total for status, total in rows}
+        counts: dict[str, int] = {}
+        for status, total in rows:  # (a status changed by hand may not be text)
+            counts[as_text(status)] = counts.get(as_text(status), 0) + total
+        return counts
 
     def queue_counts(self) -> dict[str, dict[str, int]]:
         """Count of jobs per queue name and status value, queues sorted by name."""
@@ -340,8 +344,9 @@ class SqliteStorage:
                 "SELECT queue, status, count(*) FROM jobs GROUP BY queue, status ORDER BY queue"
             ).fetchall()
         counts: dict[str, dict[str, int]] = {}
-        for queue, status, total in rows:
-            counts.setdefault(queue, {})[status] = total
+        for queue, status, total in rows:  # (names changed by hand may not be text)
+            per_status = counts.setdefault(as_text(queue), {})
+            per_status[as_text(status)] = per_status.get(as_text(status), 0) + total
         return counts
 
     def find_ids(self, prefix: str, limit: int = 2) -> list[str]:
@@ -451,7 +456,8 @@ class SqliteStorage:
     def paused_queues(self) -> frozenset[str]:
         """Names of the paused queues."""
         with self._db.locked() as conn:
-            return frozenset(q for (q,) in conn.execute("SELECT queue FROM paused_queues"))
+            rows = conn.execute("SELECT queue FROM paused_queues").fetchall()
+        return frozenset(as_text(queue) for (queue,) in rows)
 
     def kv_get(self, namespace: str, key: str) -> str | None:
         """A value of the key-value store, or None."""

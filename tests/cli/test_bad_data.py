@@ -296,3 +296,20 @@ def test_the_other_commands_say_which_row_is_unreadable(
         65,
         f"job '{a_id}' cannot be read: status is 'bogus', not a job state",
     )
+
+
+def test_stats_and_queue_list_survive_names_that_are_not_text(
+    gigq: Run, queue: JobQueue, db: str
+) -> None:
+    job_id = submit(queue)
+    queue.pause_queue("q")
+    spoil(db, job_id, "queue", b"\xff")
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE paused_queues SET queue = x'fe'")
+    conn.commit()
+    conn.close()
+
+    for args in (("stats",), ("--json", "stats"), ("queue", "list"), ("--json", "queue", "list")):
+        result = gigq(*args)
+        assert result.exit_code == 0, (args, result.output)
+        assert "Traceback" not in result.stderr

@@ -324,3 +324,42 @@ def raw_row(path: Path, job_id: str) -> sqlite3.Row:
         return row
     finally:
         conn.close()
+
+
+def test_text_that_is_not_utf8_makes_its_row_unreadable_not_every_read(
+    storage: SqliteStorage, db_path: Path, clock: FakeClock
+) -> None:
+    now = clock.now()
+    bad, good = make_job(now), make_job(now)
+    storage.insert([bad, good], now)
+    write(db_path, "UPDATE jobs SET name = CAST(x'ff41' AS TEXT) WHERE id = ?", bad.id)
+
+    listed = storage.list_jobs(JobFilter(), order="oldest")
+    claimed = storage.claim("w1", 2, now, 60)
+
+    assert isinstance(listed[0], UnreadableJob)
+    assert listed[0].reason == "name is b'\\xffA', not text"
+    assert [job.id for job in claimed] == [good.id]
+    conn = sqlite3.connect(db_path)
+    try:
+        [status] = conn.execute("SELECT status FROM jobs WHERE id = ?", (bad.id,)).fetchone()
+    finally:
+        conn.close()
+    assert status == "failed"
+    assert storage.get(good.id) is not None  # the connection reads text as str again
+
+
+def test_counts_and_paused_queues_survive_names_that_are_not_text(
+    storage: SqliteStorage, db_path: Path, clock: FakeClock
+) -> None:
+    now = clock.now()
+    job = make_job(now)
+    storage.insert([job, make_job(now)], now)
+    storage.set_queue_paused("q", True)
+    spoil(db_path, job.id, "queue", b"\xff")
+    spoil(db_path, job.id, "status", b"\x01")
+    write(db_path, "UPDATE paused_queues SET queue = x'fe'")
+
+    assert storage.queue_counts() == {"b'\\xff'": {"b'\\x01'": 1}, "default": {"pending": 1}}
+    assert storage.count(JobFilter()) == {"b'\\x01'": 1, "pending": 1}
+    assert storage.paused_queues() == frozenset({"b'\\xfe'"})
