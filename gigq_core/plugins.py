@@ -7,14 +7,14 @@ import importlib.metadata
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 from pluggy import HookImpl, Result
 
 from gigq_core import hookspecs
-from gigq_core.errors import ConfigError, PluginError
+from gigq_core.errors import ConfigError, GigQError, PluginError
 from gigq_core.records import ErrorInfo, JobRecord
 
 if TYPE_CHECKING:
@@ -145,6 +145,8 @@ class Hooks:
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self.pm = pm
+        #: Hook name -> the last failure of a plugin in it (see `_answers`).
+        self.failed: dict[str, str] = {}
 
     def _notify(self, hook: str, **kwargs: Any) -> None:
         caller = getattr(self.pm.hook, hook)
@@ -221,22 +223,47 @@ class Hooks:
         """Fire gigq_worker_tick."""
         self._notify("gigq_worker_tick", worker_id=worker_id, now=now, queue=queue)
 
+    def _answers(self, hook: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
+        """(plugin name, answer) of each implementation of an extension hook, in pluggy's
+        call order. One that raises anything but a GigQError (which is its answer to the
+        user, e.g. an unreachable server) is logged on one line with its plugin's name and
+        skipped, so a broken plugin cannot break every command."""
+        impls = getattr(self.pm.hook, hook).get_hookimpls()
+        if getattr(self.pm, "gigq_traced", False):
+            log.info("hook %s(%s)", hook, ", ".join(f"{k}={_short(v)}" for k, v in kwargs.items()))
+        for impl in reversed(impls):  # pluggy's own call order: last registered first
+            try:
+                answer = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+            except GigQError:
+                raise
+            except Exception as err:  # plugin isolation: see the docstring
+                log.warning("plugin '%s' failed in %s: %r", impl.plugin_name, hook, err)
+                self.failed[hook] = f"plugin '{impl.plugin_name}' failed in {hook}: {err!r}"
+                continue
+            yield impl.plugin_name, answer
+
     def storage(self, url: str, options: dict[str, Any]) -> Storage | None:
         """The first adapter that answers `url`."""
-        result: Storage | None = self.pm.hook.gigq_storage(url=url, options=options)
-        return result
+        for _, answer in self._answers("gigq_storage", url=url, options=options):
+            if answer is not None:
+                result: Storage = answer
+                return result
+        if "gigq_storage" in self.failed:
+            raise PluginError(self.failed["gigq_storage"])
+        return None
 
     def retry_strategies(self) -> dict[str, Callable[..., Any]]:
         """Every retry strategy factory by name (plugins may add names)."""
         merged: dict[str, Callable[..., Any]] = {}
-        for answer in reversed(self.pm.hook.gigq_retry_strategies()):
+        answers = [answer for _, answer in self._answers("gigq_retry_strategies")]
+        for answer in reversed(answers):
             merged.update(answer or {})
         return merged
 
     def serializers(self) -> dict[str, Serializer]:
         """Every serializer by name."""
         merged: dict[str, Serializer] = {}
-        for answer in reversed(self.pm.hook.gigq_serializers()):
+        for answer in reversed([answer for _, answer in self._answers("gigq_serializers")]):
             merged.update(answer or {})
         return merged
 

@@ -609,6 +609,67 @@ def test_a_plugin_whose_register_commands_raises_leaves_the_other_commands_worki
     assert json.loads(listed.stdout)["failed"] == {"broken": message}
 
 
+class _RaisesEverywhere:
+    @hookimpl
+    def gigq_storage(self, url, options):
+        raise RuntimeError("no storage today")
+
+    @hookimpl
+    def gigq_serializers(self):
+        raise RuntimeError("no serializers today")
+
+    @hookimpl
+    def gigq_retry_strategies(self):
+        raise RuntimeError("no strategies today")
+
+
+def test_a_plugin_raising_in_an_extension_hook_is_logged_and_skipped(pm, store, clock, caplog):
+    pm.register(_RaisesEverywhere(), name="broken")
+
+    with caplog.at_level(logging.WARNING, logger="gigq.plugins"):
+        with JobQueue(f"memory://{store}", plugin_manager=pm, clock=clock) as queue:
+            job_id = queue.submit(Job("add", jobs.add, params={"a": 1, "b": 2}))
+            Worker(queue, worker_id="w1").process_one()
+            assert queue.get_result(job_id) == 3
+        listed = CliRunner().invoke(create_cli(pm), ["--db", f"memory://{store}", "list"])
+
+    assert listed.exit_code == 0, listed.output
+    messages = {r.getMessage() for r in caplog.records}
+    for hook, text in (
+        ("gigq_storage", "no storage today"),
+        ("gigq_serializers", "no serializers today"),
+        ("gigq_retry_strategies", "no strategies today"),
+    ):
+        assert f"plugin 'broken' failed in {hook}: RuntimeError('{text}')" in messages
+
+
+def test_when_only_a_broken_plugin_could_open_a_url_that_is_one_sentence(pm):
+    pm.register(_RaisesEverywhere(), name="broken")
+
+    result = CliRunner().invoke(create_cli(pm), ["--db", "nosuch://x", "list"])
+
+    assert result.exit_code == 78
+    assert result.stderr.splitlines()[-1] == (
+        "Error: plugin 'broken' failed in gigq_storage: RuntimeError('no storage today')"
+    )
+
+
+def test_a_gigq_error_from_a_storage_plugin_is_its_answer_to_the_user(pm):
+    from gigq_core.errors import StorageUnavailableError
+
+    class Unreachable:
+        @hookimpl
+        def gigq_storage(self, url, options):
+            raise StorageUnavailableError("the server at nosuch://x is unreachable")
+
+    pm.register(Unreachable(), name="unreachable")
+
+    result = CliRunner().invoke(create_cli(pm), ["--db", "nosuch://x", "list"])
+
+    assert result.exit_code == 69
+    assert result.stderr == "Error: the server at nosuch://x is unreachable\n"
+
+
 # -- first-party plugins -------------------------------------------------------------------
 
 
