@@ -684,31 +684,6 @@ class SqliteStorage:
             ),
         ]
 
-    def export(self) -> Iterator[dict[str, Any]]:
-        """The queue as a stream of JSON-able items (gigq_core.transfer), from one snapshot."""
-        from gigq_sqlite._export import export_items
-
-        return export_items(self.path, self._db.settings.busy_timeout)
-
-    def import_(
-        self, items: Iterable[Mapping[str, Any]], now: datetime | None = None
-    ) -> dict[str, int]:
-        """Store an export exactly, in one transaction, into this empty queue; counts per
-        kind. Refused (TransferError) when it holds any job; running jobs arrive as a rescue
-        at `now` (default: the current time) leaves them. See gigq_sqlite._export."""
-        from gigq_sqlite._export import import_items
-
-        return import_items(self._db, self.url, items, now)
-
-    def close(self) -> None:
-        """Close the connection; the object may not be used afterwards."""
-        self._waiter.close()
-        self._db.close()
-
-
-def _live_workers(workers: Sequence[WorkerInfo], now: float) -> list[WorkerInfo]:
-    """Registered workers that heartbeat recently, less those of this host that are gone."""
-    host = socket.gethostname()
     def _trust_checks(self) -> list[dict[str, Any]]:
         """Doctor's checks of who owns and may write the database, its journal files and
         its folder (what a worker refuses to run jobs from)."""
@@ -755,6 +730,31 @@ def _live_workers(workers: Sequence[WorkerInfo], now: float) -> list[WorkerInfo]
         )
         return checks
 
+    def export(self) -> Iterator[dict[str, Any]]:
+        """The queue as a stream of JSON-able items (gigq_core.transfer), from one snapshot."""
+        from gigq_sqlite._export import export_items
+
+        return export_items(self.path, self._db.settings.busy_timeout)
+
+    def import_(
+        self, items: Iterable[Mapping[str, Any]], now: datetime | None = None
+    ) -> dict[str, int]:
+        """Store an export exactly, in one transaction, into this empty queue; counts per
+        kind. Refused (TransferError) when it holds any job; running jobs arrive as a rescue
+        at `now` (default: the current time) leaves them. See gigq_sqlite._export."""
+        from gigq_sqlite._export import import_items
+
+        return import_items(self._db, self.url, items, now)
+
+    def close(self) -> None:
+        """Close the connection; the object may not be used afterwards."""
+        self._waiter.close()
+        self._db.close()
+
+
+def _live_workers(workers: Sequence[WorkerInfo], now: float) -> list[WorkerInfo]:
+    """Registered workers that heartbeat recently, less those of this host that are gone."""
+    host = socket.gethostname()
     live = []
     for worker in workers:
         if worker.stopped_at is not None:
