@@ -1,8 +1,8 @@
 """Keeping a job process apart from its worker (the process executor).
 
-A pool child starts clean: it holds no file descriptor of the supervisor but its standard
-streams, its own channel and the files the worker logs to, and its environment has none of
-GigQ's secrets. On Linux it is a child subreaper, so a process its job starts stays its
+A pool child starts clean: of the supervisor's descriptors it keeps its standard streams,
+its own channel, the files the worker logs to and regular files (close-on-exec), never a
+pipe or socket, and its environment has none of GigQ's secrets. On Linux it is a child subreaper, so a process its job starts stays its
 descendant even when it leaves the job's process group or session, or its parent exits
 (a daemon); ending a job ends that whole tree. Elsewhere only the process group is ended.
 """
@@ -14,6 +14,7 @@ import faulthandler
 import logging
 import os
 import signal
+import stat
 import sys
 from collections.abc import Callable, Collection, Iterable, MutableMapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -58,39 +59,47 @@ def subreaper_switch() -> Callable[[], bool] | None:
 
 
 def close_inherited(keep: Iterable[int]) -> None:
-    """Close every descriptor but 0-2 and `keep`. Nothing in the child uses the closed
-    ones: the supervisor's objects that held them are never used or freed here."""
+    """Close every inherited descriptor but 0-2, `keep` and regular files, and make those
+    files close-on-exec, so the programs a job runs never get them.
+
+    Pipes, sockets and the like are channels: the wake-up pipe, the sibling children's
+    pipes, a PostgreSQL session (a job could speak for the worker on it). Regular files
+    (the database, its -wal and -shm, the files the application had open) stay: libraries
+    in this process may still refer to them, SQLite above all, whose state about an open
+    database fork copies; with those descriptors closed, a job that opens the worker's own
+    database (to submit follow-up jobs) fails with "locking protocol". The job's user can
+    open those files anyway. Nothing here uses what is closed: the supervisor's objects
+    that held it are never used or freed in a child.
+    """
     kept = {0, 1, 2, *keep}
     try:
-        # Linux, then the BSDs and macOS: exactly what is open, however high the limit.
-        names = _listdir("/proc/self/fd")
-        if names is None:
-            names = _listdir("/dev/fd")
-        if names is not None:
-            for name in names:
-                fd = int(name)
-                if fd not in kept:
-                    with contextlib.suppress(OSError):  # the listing's own, closed by now
-                        os.close(fd)
-            return
-        limit = os.sysconf("SC_OPEN_MAX")
-        low = 3
-        for fd in sorted(kept):
-            if fd >= low:
-                os.closerange(low, fd)
-                low = fd + 1
-        os.closerange(low, max(low, min(limit, 1 << 16) if limit > 0 else 1 << 16))
+        for fd in _open_descriptors():
+            if fd in kept:
+                continue
+            try:
+                is_file = stat.S_ISREG(os.fstat(fd).st_mode)
+            except OSError:
+                continue  # the listing's own, closed by now
+            if is_file:
+                os.set_inheritable(fd, False)
+            else:
+                os.close(fd)
     finally:
         if faulthandler.is_enabled():
             # Its file may have been one of the closed descriptors (pytest's copy of stderr).
             faulthandler.enable(file=2)
 
 
-def _listdir(path: str) -> list[str] | None:
-    try:
-        return [name for name in os.listdir(path) if name.isdigit()]
-    except OSError:
-        return None
+def _open_descriptors() -> list[int]:
+    """This process's open descriptors: exactly, from /proc (Linux) or /dev/fd (the BSDs,
+    macOS); elsewhere every number below the limit (at most 65,536)."""
+    for path in ("/proc/self/fd", "/dev/fd"):
+        try:
+            return [int(name) for name in os.listdir(path) if name.isdigit()]
+        except OSError:
+            continue
+    limit = os.sysconf("SC_OPEN_MAX")
+    return list(range(min(limit, 1 << 16) if limit > 0 else 1 << 16))
 
 
 def log_descriptors() -> set[int]:

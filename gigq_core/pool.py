@@ -3,7 +3,7 @@
 The supervisor (the worker process) alone touches storage. Each child is forked by the
 supervisor, becomes the leader of its own process group and (on Linux) a child subreaper, so
 a timeout or cancel kills the job and every process it started, even one in a session of its
-own (`gigq_core._isolation`). It closes what it inherited but its standard streams and its
+own (`gigq_core._isolation`). It closes the pipes and sockets it inherited but its own
 channel, drops GigQ's secrets from its environment, runs one job at a time, and reports the
 attempt's result through a pipe. A child is replaced after it is killed, after
 `max_jobs_per_child` jobs, or when its resident memory passes `max_child_memory` MiB.
@@ -274,8 +274,8 @@ def _child_main(
         # Orphans of the job's processes come to this process, not to init: ending it
         # finds them, however they left the job's group or session.
         adopts = subreaper is not None and subreaper()
-        # The database, the wake-up pipe and the sibling children's pipes are not the job's
-        # (`keep`: its channel, and the files the worker logs to).
+        # The wake-up pipe, the sibling children's pipes and the storage's sockets are not
+        # the job's (`keep`: its channel, and the streams the worker logs to).
         _isolation.close_inherited(keep)
         _isolation.clean_environment()
         # What the supervisor had before the fork (frozen by the worker, or not) is never

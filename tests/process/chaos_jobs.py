@@ -5,6 +5,7 @@ countable, and duplicates and losses show up."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -169,15 +170,47 @@ def zombie_children(ledger: str) -> list[int]:
     return found
 
 
-def open_descriptors(ledger: str) -> dict[str, str]:
-    """The job process's open file descriptors and what each one names (/proc/self/fd)."""
+#: Run by a program a job starts: what its descriptors name, as JSON.
+_LIST_DESCRIPTORS = (
+    "import json, os\n"
+    "found = {}\n"
+    "for name in os.listdir('/proc/self/fd'):\n"
+    "    try:\n"
+    "        found[name] = os.readlink(f'/proc/self/fd/{name}')\n"
+    "    except OSError:\n"
+    "        pass\n"
+    "print(json.dumps(found))\n"
+)
+
+
+def open_descriptors(ledger: str) -> dict[str, dict[str, str]]:
+    """The job process's open file descriptors and what each one names (/proc/self/fd),
+    and those of a program it runs with `close_fds=False` (all it may pass on)."""
     record(ledger)
     found = {}
     for name in os.listdir("/proc/self/fd"):
         # The descriptor listdir itself used is closed by now.
         with contextlib.suppress(OSError):
             found[name] = os.readlink(f"/proc/self/fd/{name}")
-    return found
+    program = subprocess.run(
+        [sys.executable, "-c", _LIST_DESCRIPTORS],
+        close_fds=False,
+        stdout=subprocess.PIPE,
+        check=True,
+        timeout=30,
+    )
+    return {"job": found, "program": json.loads(program.stdout)}
+
+
+def submit_follow_up(ledger: str, db: str) -> str:
+    """Open the worker's own database from the job and submit a follow-up `work` job."""
+    from gigq import Job, JobQueue
+
+    record(ledger)
+    with JobQueue(db) as queue:
+        return queue.submit(
+            Job("follow-up", "tests.process.chaos_jobs:work", params={"ledger": ledger})
+        )
 
 
 def environment(ledger: str) -> dict[str, str]:

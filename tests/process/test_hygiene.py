@@ -112,7 +112,7 @@ def _kill(pid: int) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def test_job_process_holds_only_its_streams_and_its_channel(tmp_path: Path) -> None:
+def test_job_process_holds_no_channel_but_its_own(tmp_path: Path) -> None:
     db, ledger = tmp_path / "jobs.db", tmp_path / "ledger"
     # Two children at once (each forked beside the other's pipe), and replacements forked
     # later, after the worker opened its other connections and its wake-up pipe.
@@ -122,12 +122,33 @@ def test_job_process_holds_only_its_streams_and_its_channel(tmp_path: Path) -> N
         wait_until(lambda: all_final(db, ids), 60, "every job to end")
         assert stop(worker) == 0, worker.stderr()
     for job_id in ids:
-        found: dict[str, str] = _result(db, job_id)
-        extra = {int(fd): target for fd, target in found.items() if int(fd) > 2}
-        assert not [t for t in found.values() if t.endswith((".db", "-wal", "-shm"))], found
-        # The one descriptor beyond 0-2 is the child's end of its own channel (a socket).
-        assert len(extra) == 1, found
-        assert next(iter(extra.values())).startswith("socket:"), found
+        found = _result(db, job_id)
+        extra = {int(fd): target for fd, target in found["job"].items() if int(fd) > 2}
+        sockets = [t for t in extra.values() if t.startswith("socket:")]
+        # Its own channel to the supervisor, and no other pipe, socket or special file:
+        # regular files only (the database SQLite still refers to), close-on-exec.
+        assert len(sockets) == 1, found
+        assert all(t.startswith("/") for t in extra.values() if t not in sockets), found
+        assert [t for t in extra.values() if t.startswith("/") and not Path(t).is_file()] == []
+        assert sorted(int(fd) for fd in found["program"]) == [0, 1, 2], found
+
+
+def test_job_can_open_its_own_database(tmp_path: Path) -> None:
+    db, ledger = tmp_path / "jobs.db", tmp_path / "ledger"
+    # The job process keeps the worker's SQLite descriptors: SQLite's state about the open
+    # database is copied by fork, and refers to them.
+    ids = submit(
+        db, [chaos_job("submit_follow_up", ledger=str(ledger), db=str(db)) for _ in range(4)]
+    )
+    with Fleet(db, tmp_path) as fleet:
+        worker = fleet.start(None, "--max-jobs-per-child", "1", concurrency=2)
+        follow_ups = [
+            wait_until(lambda i=i: all_final(db, [i]) and _result(db, i), 30, "a follow-up")
+            for i in ids
+        ]
+        wait_until(lambda: all_final(db, follow_ups), 30, "the follow-up jobs to end")
+        assert stop(worker) == 0, worker.stderr()
+    assert {job_row(db, i)["status"] for i in follow_ups} == {"completed"}
 
 
 def test_job_environment_has_no_gigq_secrets(tmp_path: Path) -> None:
