@@ -2,9 +2,10 @@
 
 A pool child starts clean: of the supervisor's descriptors it keeps its standard streams,
 its own channel, the files the worker logs to and regular files (close-on-exec), never a
-pipe or socket, and its environment has none of GigQ's secrets. On Linux it is a child subreaper, so a process its job starts stays its
-descendant even when it leaves the job's process group or session, or its parent exits
-(a daemon); ending a job ends that whole tree. Elsewhere only the process group is ended.
+pipe or socket, and its environment has none of GigQ's secrets. On Linux it is a child
+subreaper, so a process its job starts stays its descendant even when it leaves the job's
+process group or session, or its parent exits (a daemon); ending a job ends that whole
+tree. Elsewhere only the process group is ended.
 """
 
 from __future__ import annotations
