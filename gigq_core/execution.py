@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta

@@ -6,8 +6,8 @@ import fnmatch
 import importlib
 import inspect
 import math
-import re
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -118,7 +118,7 @@ def function_path(function: Any) -> str:
 
 
 def _normalize_path(path: str) -> str:
-    """"module:function", from that form or the original GigQ's "module.function"."""
+    """ "module:function", from that form or the original GigQ's "module.function"."""
     path = path.strip()
     if ":" in path:
         module, _, name = path.partition(":")
