@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 
 from gigq_core.errors import DependencyCycleError, InvalidJobError, UnknownDependencyError
+from gigq_core.graph import find_cycle, topological_order
 from gigq_core.hookspecs import hookimpl
 from gigq_core.records import (
     BROKEN_STATUSES,
@@ -31,34 +32,6 @@ from gigq_core.records import (
 from gigq_core.transfer import export_stream, plan_import, refuse_non_empty
 
 _ACTIVE = (JobStatus.PENDING, JobStatus.RUNNING)
-
-
-def find_cycle(edges: Mapping[str, Sequence[str]]) -> list[str] | None:
-    """A cycle in `edges` (node -> nodes it depends on) as a list of nodes, or None."""
-    state: dict[str, int] = {}  # 1: on the stack, 2: done
-    for start in edges:
-        if state.get(start):
-            continue
-        stack: list[tuple[str, int]] = [(start, 0)]
-        path: list[str] = [start]
-        state[start] = 1
-        while stack:
-            node, index = stack[-1]
-            children = [c for c in edges.get(node, ()) if c in edges]
-            if index < len(children):
-                stack[-1] = (node, index + 1)
-                child = children[index]
-                if state.get(child) == 1:
-                    return [*path[path.index(child) :], child]
-                if not state.get(child):
-                    state[child] = 1
-                    stack.append((child, 0))
-                    path.append(child)
-            else:
-                state[node] = 2
-                stack.pop()
-                path.pop()
-    return None
 
 
 class MemoryStorage:
@@ -174,7 +147,9 @@ class MemoryStorage:
             order = {job.id: index for index, job in enumerate(jobs)}
             # Stored dependencies-first, so a dependency's state is known when its dependent
             # is stored; seq still follows the order given.
-            for job in _topological(jobs):
+            edges = {job.id: job.dependencies for job in jobs}
+            for job_id in topological_order(list(batch), edges):
+                job = batch[job_id]
                 if job.id in alias:
                     continue
                 deps = tuple(alias.get(d, d) for d in job.dependencies)
@@ -749,26 +724,6 @@ class MemoryStorage:
         """Nothing to release: the store lives as long as the process (per name)."""
 
 
-def _topological(jobs: Sequence[JobRecord]) -> list[JobRecord]:
-    """Jobs ordered so that each comes after the batch jobs it depends on (stable)."""
-    batch = {job.id: job for job in jobs}
-    done: set[str] = set()
-    ordered: list[JobRecord] = []
-
-    def visit(job: JobRecord) -> None:
-        if job.id in done:
-            return
-        done.add(job.id)
-        for dep in job.dependencies:
-            if dep in batch:
-                visit(batch[dep])
-        ordered.append(job)
-
-    for job in jobs:
-        visit(job)
-    return ordered
-
-
 _STORES: dict[str, MemoryStorage] = {}
 _STORES_LOCK = threading.Lock()
 
@@ -792,4 +747,4 @@ def gigq_storage(url: str, options: dict[str, Any]) -> MemoryStorage | None:
     return None
 
 
-__all__ = ["MemoryStorage", "find_cycle", "open_memory"]
+__all__ = ["MemoryStorage", "open_memory"]

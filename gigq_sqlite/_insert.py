@@ -12,6 +12,7 @@ from gigq_core.errors import (
     UnknownDependencyError,
     UnreadableJobError,
 )
+from gigq_core.graph import find_cycle, topological_order
 from gigq_core.records import BROKEN_STATUSES, JobRecord, JobStatus, cascade_reason
 from gigq_sqlite._rows import JOB_INSERT, id_list, job_insert_values
 
@@ -51,7 +52,7 @@ def insert_jobs(conn: sqlite3.Connection, jobs: Sequence[JobRecord], now: dateti
     if cycle:
         _raise_cycle(cycle, batch)
     rows = []
-    for job in _topological(stored, edges) if has_links else stored:
+    for job in _dependencies_first(stored, edges) if has_links else stored:
         deps = edges[job.id]
         statuses = [known[d][1] for d in deps]
         blocked = sum(1 for status in statuses if status is not JobStatus.COMPLETED)
@@ -164,59 +165,16 @@ def _deduplicate(
     return alias
 
 
-def find_cycle(edges: Mapping[str, Sequence[str]]) -> list[str] | None:
-    """A cycle in `edges` (node -> nodes it depends on) as a closed path, or None.
-
-    Only nodes that are keys of `edges` take part (edges to stored jobs cannot close a
-    cycle: stored jobs never depend on new ones).
-    """
-    state: dict[str, int] = {}  # 1: on the current path, 2: finished
-    for start in edges:
-        if start in state:
-            continue
-        path = [start]
-        stack = [iter(edges[start])]
-        state[start] = 1
-        while stack:
-            child = next(stack[-1], None)
-            if child is None:
-                state[path.pop()] = 2
-                stack.pop()
-            elif child in edges:
-                if state.get(child) == 1:
-                    return [*path[path.index(child) :], child]
-                if child not in state:
-                    state[child] = 1
-                    path.append(child)
-                    stack.append(iter(edges[child]))
-    return None
-
-
 def _raise_cycle(cycle: Sequence[str], batch: Mapping[str, JobRecord]) -> None:
     names = " -> ".join(f"'{batch[i].name}'" if i in batch else f"'{i}'" for i in cycle)
     raise DependencyCycleError(f"the dependencies form a cycle: {names}")
 
 
-def _topological(jobs: Sequence[JobRecord], edges: Mapping[str, Sequence[str]]) -> list[JobRecord]:
-    """`jobs` ordered so that each follows the jobs of the list it depends on (stable)."""
+def _dependencies_first(
+    jobs: Sequence[JobRecord], edges: Mapping[str, Sequence[str]]
+) -> list[JobRecord]:
     by_id = {job.id: job for job in jobs}
-    done: set[str] = set()
-    ordered: list[JobRecord] = []
-    for root in jobs:
-        if root.id in done:
-            continue
-        done.add(root.id)
-        stack = [(root, iter(edges[root.id]))]
-        while stack:
-            job, children = stack[-1]
-            child = next(children, None)
-            if child is None:
-                ordered.append(job)
-                stack.pop()
-            elif child in by_id and child not in done:
-                done.add(child)
-                stack.append((by_id[child], iter(edges[child])))
-    return ordered
+    return [by_id[job_id] for job_id in topological_order(list(by_id), edges)]
 
 
-__all__ = ["find_cycle", "insert_jobs"]
+__all__ = ["insert_jobs"]

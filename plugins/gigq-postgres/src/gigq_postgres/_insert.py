@@ -19,7 +19,7 @@ from gigq_core.errors import (
     UnknownDependencyError,
     UnreadableJobError,
 )
-from gigq_core.memory import find_cycle
+from gigq_core.graph import find_cycle, topological_order
 from gigq_core.records import BROKEN_STATUSES, JobRecord, JobStatus, cascade_reason
 from gigq_postgres._rows import JOB_INSERT, job_insert_values
 
@@ -69,7 +69,7 @@ def insert_jobs(
     if cycle:
         _raise_cycle(cycle, batch)
     values: dict[str, tuple[object, ...]] = {}
-    for job in _topological(stored, edges) if has_links else stored:
+    for job in _dependencies_first(stored, edges) if has_links else stored:
         deps = edges[job.id]
         blocked = sum(1 for d in deps if known[d][1] is not JobStatus.COMPLETED)
         broken = next((d for d in deps if known[d][1] in BROKEN_STATUSES), None)
@@ -188,26 +188,11 @@ def _raise_cycle(cycle: Sequence[str], batch: Mapping[str, JobRecord]) -> None:
     raise DependencyCycleError(f"the dependencies form a cycle: {names}")
 
 
-def _topological(jobs: Sequence[JobRecord], edges: Mapping[str, Sequence[str]]) -> list[JobRecord]:
-    """`jobs` ordered so that each follows the jobs of the list it depends on (stable)."""
+def _dependencies_first(
+    jobs: Sequence[JobRecord], edges: Mapping[str, Sequence[str]]
+) -> list[JobRecord]:
     by_id = {job.id: job for job in jobs}
-    done: set[str] = set()
-    ordered: list[JobRecord] = []
-    for root in jobs:
-        if root.id in done:
-            continue
-        done.add(root.id)
-        stack = [(root, iter(edges[root.id]))]
-        while stack:
-            job, children = stack[-1]
-            child = next(children, None)
-            if child is None:
-                ordered.append(job)
-                stack.pop()
-            elif child in by_id and child not in done:
-                done.add(child)
-                stack.append((by_id[child], iter(edges[child])))
-    return ordered
+    return [by_id[job_id] for job_id in topological_order(list(by_id), edges)]
 
 
 __all__ = ["insert_jobs"]
