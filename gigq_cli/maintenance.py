@@ -1,8 +1,8 @@
 """`gigq doctor`, `gigq backup`, `gigq upgrade` and `gigq migrate`: health checks, online
 copies, schema upgrades and moves of a queue to another storage.
 
-They reach the storage through the port's optional capabilities (`diagnose()`,
-`backup(path)`, `upgrade()`, `export()` / `import_()`), so the CLI never imports an adapter.
+They reach the storage through the port's optional capabilities (`Diagnosable`, `Backup`,
+`Upgradable`, `Transfer` in gigq_core.ports), so the CLI never imports an adapter.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from gigq_cli import _format as fmt
 from gigq_cli.main import CliContext, pass_cli
+from gigq_core.ports import Backup, Diagnosable, Transfer, Upgradable
 
 if TYPE_CHECKING:
     from gigq_core.queue import JobQueue
@@ -27,13 +28,12 @@ DOCTOR_FAILED = 1
 _LEVEL = {"ok": "ok", "warn": "WARN", "fail": "FAIL"}
 
 
-def _capability(queue: object, name: str, what: str) -> object:
+def _cannot(queue: JobQueue, what: str) -> NoReturn:
+    """One sentence (exit 78): this queue's storage lacks the optional capability for
+    `what`."""
     from gigq_core.errors import ConfigError
 
-    method = getattr(getattr(queue, "storage", None), name, None)
-    if not callable(method):
-        raise ConfigError(f"this storage ({queue}) cannot {what}")
-    return method
+    raise ConfigError(f"this storage ({queue}) cannot {what}")
 
 
 @click.command()
@@ -44,8 +44,10 @@ def doctor(obj: CliContext) -> None:
     Exit 0 when nothing failed (warnings allowed), 1 when a check failed.
     """
     with obj.open_queue() as queue:
-        diagnose = _capability(queue, "diagnose", "run health checks")
-        checks = diagnose()  # type: ignore[operator]
+        storage = queue.storage
+        if not isinstance(storage, Diagnosable):
+            _cannot(queue, "run health checks")
+        checks = storage.diagnose()
         target = queue.target
     if obj.json:
         fmt.echo_json({"target": target, "checks": checks})
@@ -74,8 +76,10 @@ def doctor(obj: CliContext) -> None:
 def backup(obj: CliContext, path: Path) -> None:
     """Copy the queue to a new file at PATH, consistently, while workers run."""
     with obj.open_queue() as queue:
-        copy = _capability(queue, "backup", "make backups")
-        copy(path)  # type: ignore[operator]
+        storage = queue.storage
+        if not isinstance(storage, Backup):
+            _cannot(queue, "make backups")
+        storage.backup(path)
     size = path.stat().st_size
     if obj.json:
         fmt.echo_json({"backup": str(path), "bytes": size})
@@ -92,8 +96,10 @@ def upgrade(obj: CliContext) -> None:
     with every worker stopped (exit 75 otherwise). Take a `gigq backup` first.
     """
     with obj.open_queue(upgrading=True) as queue:
-        run = _capability(queue, "upgrade", "upgrade its schema")
-        report = run()  # type: ignore[operator]
+        storage = queue.storage
+        if not isinstance(storage, Upgradable):
+            _cannot(queue, "upgrade its schema")
+        report = storage.upgrade()
     if obj.json:
         fmt.echo_json(report)
     elif report["applied"]:
@@ -164,7 +170,9 @@ def migrate(obj: CliContext, source: str | None, target: str) -> None:
     from gigq_core.transfer import refuse_non_empty
 
     with JobQueue(source or obj.target, plugin_manager=obj.pm, create=False) as origin:
-        export = _capability(origin, "export", "export its jobs")
+        source_store = origin.storage
+        if not isinstance(source_store, Transfer):
+            _cannot(origin, "export its jobs")
         live = _live_workers(origin)
         if live:
             shown = ", ".join(f"{w.id} (pid {w.pid} on {w.host})" for w in live[:5])
@@ -175,9 +183,11 @@ def migrate(obj: CliContext, source: str | None, target: str) -> None:
         with JobQueue(target, plugin_manager=obj.pm, create=True) as copy:
             if copy.target == origin.target:
                 raise UserError(f"the source and the target are the same queue ({copy.target})")
-            import_ = _capability(copy, "import_", "import jobs")
+            target_store = copy.storage
+            if not isinstance(target_store, Transfer):
+                _cannot(copy, "import jobs")
             refuse_non_empty(copy.target, sum(copy.storage.count(JobFilter()).values()))
-            counts = import_(export(), copy.clock.now())  # type: ignore[operator]
+            counts = target_store.import_(source_store.export(), copy.clock.now())
             report = {"from": origin.target, "to": copy.target, "counts": counts}
     if obj.json:
         fmt.echo_json(report)

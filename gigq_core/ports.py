@@ -6,7 +6,8 @@ wherever an adapter is returned as a `Storage`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -23,30 +24,9 @@ from gigq_core.records import (
 )
 
 
-@runtime_checkable
-class Storage(Protocol):
-    """Persistence of jobs, in domain terms.
-
-    Every method is atomic: it commits all of its effect or none of it. Every method that
-    needs the time takes it from the caller (`now`, an aware UTC datetime), so a fake clock
-    drives the storage in tests. Unknown ids are never an error unless a method says so.
-    Lifecycle rules (what state may follow what) live here, as conditional writes.
-
-    Optional capabilities, not part of the protocol (callers look them up with getattr):
-    `diagnose()` (checks for `gigq doctor`), `backup(path)`, `upgrade()`, and `export()` /
-    `import_(items, now=None)`: the whole queue as a stream of JSON-able items, and storing
-    such a stream exactly into an empty store in one transaction (`gigq migrate`; the item
-    format and the rules are in gigq_core.transfer).
-
-    A stored job that cannot be read as a record (a row changed by hand: an unknown status,
-    a time out of range, a column of the wrong type) never stops the others. The reads
-    (`get`, `get_many`, `list_jobs`) return an `UnreadableJob` stand-in for it. `claim`,
-    `rescue` and `finish` never hand one to a worker: a running job that cannot be read ends
-    failed (its error "unreadable row: ...", its dependents cancelled, its other columns
-    left for an operator to fix or delete), is logged once at ERROR, and the call goes on
-    (a claim fills the slot it took with the next ready job). `export()` raises
-    `UnreadableJobError` naming it.
-    """
+class JobStore(Protocol):
+    """Jobs: storing them, their lifecycle (claims, leases, outcomes, rescue, cancel,
+    requeue) and reading them back."""
 
     #: The URL or path this storage was opened from, for messages.
     url: str
@@ -212,17 +192,20 @@ class Storage(Protocol):
         """The earliest `run_at` of a pending job without unfinished dependencies, or None."""
         ...
 
-    def wait_for_work(self, timeout: float) -> bool:
-        """Block up to `timeout` seconds until a job may have become ready.
-
-        Returns True early when something changed (a submit, a finish, a requeue), False
-        when the timeout passed. Spurious True is allowed; callers claim to find out.
-        """
-        ...
-
     def list_workflows(self, limit: int = 100) -> list[WorkflowInfo]:
         """Workflows with their job counts, newest first."""
         ...
+
+    def prune(self, before: datetime, statuses: Sequence[str]) -> int:
+        """Delete jobs in `statuses` last updated before `before`, with their executions.
+
+        A job that an unfinished job depends on is kept. Returns how many were deleted.
+        """
+        ...
+
+
+class WorkerRegistry(Protocol):
+    """The workers that run jobs from this store, for `gigq workers` and rescue."""
 
     def register_worker(self, info: WorkerInfo) -> None:
         """Record a worker (replacing a record with the same id)."""
@@ -236,6 +219,10 @@ class Storage(Protocol):
         """Workers still registered, or stopped after `since`; with their current jobs."""
         ...
 
+
+class QueueControl(Protocol):
+    """Pausing and resuming queues."""
+
     def set_queue_paused(self, queue: str, paused: bool) -> None:
         """Pause or resume a queue; a paused queue keeps its jobs and none is claimed."""
         ...
@@ -244,12 +231,9 @@ class Storage(Protocol):
         """Names of the paused queues."""
         ...
 
-    def prune(self, before: datetime, statuses: Sequence[str]) -> int:
-        """Delete jobs in `statuses` last updated before `before`, with their executions.
 
-        A job that an unfinished job depends on is kept. Returns how many were deleted.
-        """
-        ...
+class KeyValueStore(Protocol):
+    """A small key-value store for plugin state (gigq-cron keeps its schedules there)."""
 
     def kv_get(self, namespace: str, key: str) -> str | None:
         """A value of the key-value store for plugin state, or None."""
@@ -263,9 +247,144 @@ class Storage(Protocol):
         """All keys and values of a namespace."""
         ...
 
+
+class WakeUp(Protocol):
+    """Waiting for work without polling."""
+
+    def wait_for_work(self, timeout: float) -> bool:
+        """Block up to `timeout` seconds until a job may have become ready.
+
+        Returns True early when something changed (a submit, a finish, a requeue), False
+        when the timeout passed. Spurious True is allowed; callers claim to find out.
+        """
+        ...
+
+
+@runtime_checkable
+class Storage(JobStore, WorkerRegistry, QueueControl, KeyValueStore, WakeUp, Protocol):
+    """Persistence of jobs, in domain terms.
+
+    Every method is atomic: it commits all of its effect or none of it. Every method that
+    needs the time takes it from the caller (`now`, an aware UTC datetime), so a fake clock
+    drives the storage in tests. Unknown ids are never an error unless a method says so.
+    Lifecycle rules (what state may follow what) live here, as conditional writes.
+
+    A storage is every role below (`JobStore`, `WorkerRegistry`, `QueueControl`,
+    `KeyValueStore`, `WakeUp`) plus `close`; code that needs one role takes that role.
+    Optional capabilities are protocols of their own, listed after this class and checked
+    with `isinstance` (`capability(storage, Diagnosable)`).
+
+    A stored job that cannot be read as a record (a row changed by hand: an unknown status,
+    a time out of range, a column of the wrong type) never stops the others. The reads
+    (`get`, `get_many`, `list_jobs`) return an `UnreadableJob` stand-in for it. `claim`,
+    `rescue` and `finish` never hand one to a worker: a running job that cannot be read ends
+    failed (its error "unreadable row: ...", its dependents cancelled, its other columns
+    left for an operator to fix or delete), is logged once at ERROR, and the call goes on
+    (a claim fills the slot it took with the next ready job). `export()` raises
+    `UnreadableJobError` naming it.
+    """
+
     def close(self) -> None:
         """Release connections; the object may not be used afterwards."""
         ...
+
+
+# -- optional capabilities ---------------------------------------------------------------
+# An adapter has one when it has the method (or attribute); callers check with isinstance.
+
+
+@runtime_checkable
+class DeferredFinish(Protocol):
+    """Group commit off the write lock: `finish_deferred` commits without waiting for the
+    disk, and `sync` waits until every commit so far is durable (a worker's syncer thread
+    calls it, and fires the jobs' hooks only after it returns)."""
+
+    def finish_deferred(
+        self, outcomes: Sequence[Outcome], now: datetime
+    ) -> list[Transition | None]:
+        """As `JobStore.finish`, but the commit may not be durable until `sync()`."""
+        ...
+
+    def sync(self) -> None:
+        """Wait until every commit made so far is durable."""
+        ...
+
+
+@runtime_checkable
+class IndependentHandles(Protocol):
+    """Opening the same URL again gives an independent connection to the same store, so a
+    worker's heartbeat and watcher threads never queue behind its loop."""
+
+    independent_handles: bool
+
+
+@runtime_checkable
+class PermissionChecked(Protocol):
+    """The store lives in files whose owners and modes decide who may inject jobs."""
+
+    def permission_problem(self) -> str | None:
+        """Why running jobs from this store is unsafe (other users own or may write its
+        files), or None."""
+        ...
+
+
+@runtime_checkable
+class Diagnosable(Protocol):
+    """Health checks for `gigq doctor`."""
+
+    def diagnose(self) -> list[dict[str, Any]]:
+        """Checks as dicts with `check`, `level` ("ok", "warn" or "fail"), `detail` and
+        `fix` (one line; empty when there is nothing to do)."""
+        ...
+
+
+@runtime_checkable
+class Backup(Protocol):
+    """Online, consistent copies (`gigq backup`)."""
+
+    def backup(self, path: str | os.PathLike[str]) -> None:
+        """Copy the store to a new file at `path`; refused if it exists."""
+        ...
+
+
+@runtime_checkable
+class Upgradable(Protocol):
+    """Schema migrations that do not run on open (`gigq upgrade`)."""
+
+    def upgrade(self) -> dict[str, Any]:
+        """Apply them in one transaction, refused while workers are live; returns
+        `from_version`, `to_version` and `applied`."""
+        ...
+
+
+@runtime_checkable
+class Transfer(Protocol):
+    """The whole queue as a stream of JSON-able items, and such a stream stored exactly
+    into an empty store in one transaction (`gigq migrate`; the item format and the rules
+    are in gigq_core.transfer)."""
+
+    def export(self) -> Iterator[dict[str, Any]]:
+        """Every job, execution, worker, paused queue and key of the store, from one
+        snapshot."""
+        ...
+
+    def import_(
+        self, items: Iterable[Mapping[str, Any]], now: datetime | None = None
+    ) -> dict[str, int]:
+        """Store an export into this empty store; counts per kind."""
+        ...
+
+
+#: Every optional capability, for the documentation and the contract tests.
+CAPABILITIES: tuple[type, ...] = (
+    DeferredFinish,
+    IndependentHandles,
+    PermissionChecked,
+    Diagnosable,
+    Backup,
+    Upgradable,
+    Transfer,
+)
 
 
 class Serializer(Protocol):
@@ -305,4 +424,22 @@ class Clock(Protocol):
         ...
 
 
-__all__ = ["Clock", "RetryStrategy", "Serializer", "Storage"]
+__all__ = [
+    "CAPABILITIES",
+    "Backup",
+    "Clock",
+    "DeferredFinish",
+    "Diagnosable",
+    "IndependentHandles",
+    "JobStore",
+    "KeyValueStore",
+    "PermissionChecked",
+    "QueueControl",
+    "RetryStrategy",
+    "Serializer",
+    "Storage",
+    "Transfer",
+    "Upgradable",
+    "WakeUp",
+    "WorkerRegistry",
+]

@@ -52,7 +52,14 @@ from gigq_core.execution import (
 from gigq_core.limits import check_length, clip_error
 from gigq_core.plugins import open_storage
 from gigq_core.pool import ProcessPool
-from gigq_core.ports import Clock, Serializer, Storage
+from gigq_core.ports import (
+    Clock,
+    DeferredFinish,
+    IndependentHandles,
+    PermissionChecked,
+    Serializer,
+    Storage,
+)
 from gigq_core.queue import JobQueue
 from gigq_core.records import ErrorInfo, JobRecord, JobStatus, Outcome, Transition, WorkerInfo
 from gigq_core.settings import EXECUTORS
@@ -192,9 +199,11 @@ class Worker:
 
     def _check_permissions(self) -> None:
         """Refuse a database others may write (RELIABILITY.md D9), unless allowed."""
-        problem = getattr(self.storage, "permission_problem", None)
-        if callable(problem) and not self.settings["allow_insecure_permissions"]:
-            message = problem()
+        if (
+            isinstance(self.storage, PermissionChecked)
+            and not self.settings["allow_insecure_permissions"]
+        ):
+            message = self.storage.permission_problem()
             if message:
                 raise ConfigError(f"refusing to run jobs: {message}")
 
@@ -359,9 +368,7 @@ class Worker:
         syncer = self._syncer
         try:
             if syncer is not None:
-                transitions = self.storage.finish_deferred(  # type: ignore[attr-defined]
-                    outcomes, self.clock.now()
-                )
+                transitions = syncer.storage.finish_deferred(outcomes, self.clock.now())
             else:
                 transitions = self.storage.finish(outcomes, self.clock.now())
         except GigQError:
@@ -378,7 +385,7 @@ class Worker:
             # The syncer stopped meanwhile (shutdown, an inline job ending late): wait for
             # the disk here, then fire the hooks.
             try:
-                self.storage.sync()  # type: ignore[attr-defined]
+                syncer.storage.sync()
             except GigQError:
                 log.exception("worker %s: waiting for the disk failed", self.worker_id)
         self._report_committed(done)
@@ -651,7 +658,7 @@ class Worker:
     def _second_storage(self) -> Storage:
         """Another handle on the same storage (its own connection) where the adapter says
         that opening its URL again gives one (the `independent_handles` capability)."""
-        if not getattr(self.storage, "independent_handles", False):
+        if not (isinstance(self.storage, IndependentHandles) and self.storage.independent_handles):
             return self.storage
         try:
             return open_storage(self.storage.url, self.settings, self.queue.pm)
@@ -786,10 +793,8 @@ class Worker:
 
     def _start_syncer(self) -> None:
         """Wait for the disk on a thread of its own, where the storage allows it."""
-        if callable(getattr(self.storage, "finish_deferred", None)) and callable(
-            getattr(self.storage, "sync", None)
-        ):
-            self._syncer = _Syncer(self)
+        if isinstance(self.storage, DeferredFinish):
+            self._syncer = _Syncer(self, self.storage)
             self._syncer.start()
 
     def _stop_syncer(self) -> None:
@@ -1087,9 +1092,11 @@ class _Syncer(threading.Thread):
     loss can, and then the jobs run again (their hooks had not fired).
     """
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: Worker, storage: DeferredFinish) -> None:
         super().__init__(name="gigq-sync", daemon=True)
         self.worker = worker
+        #: The worker's storage, as the capability the syncer uses.
+        self.storage = storage
         self._cond = threading.Condition()
         self._waiting: list[_Committed] = []
         self._durable: list[_Committed] = []
@@ -1112,7 +1119,7 @@ class _Syncer(threading.Thread):
         return durable
 
     def run(self) -> None:
-        storage = self.worker.storage
+        storage = self.storage
         while True:
             with self._cond:
                 while not self._waiting and not self._done:
@@ -1121,7 +1128,7 @@ class _Syncer(threading.Thread):
                     return
                 batch, self._waiting = self._waiting, []
             try:
-                storage.sync()  # type: ignore[attr-defined]
+                storage.sync()
             except GigQError:
                 # The rows are committed; only their durability against power loss is in
                 # doubt. Say so, and go on.
