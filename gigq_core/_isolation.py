@@ -18,6 +18,7 @@ import signal
 import stat
 import sys
 from collections.abc import Callable, Collection, Iterable, MutableMapping
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from gigq_core.settings import DEFAULTS
@@ -115,9 +116,9 @@ def log_descriptors() -> set[int]:
     found = set()
     for logger in loggers:
         for handler in logger.handlers:
-            stream = getattr(handler, "stream", None)
+            stream: Any = getattr(handler, "stream", None)  # any file-like object, or None
             with contextlib.suppress(AttributeError, OSError, ValueError):
-                fd = stream.fileno()  # type: ignore[union-attr]
+                fd = stream.fileno()
                 if isinstance(fd, int):
                     found.add(fd)
     return found

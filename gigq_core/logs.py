@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from types import TracebackType
+from typing import TextIO
 
 _ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
 
@@ -55,16 +56,19 @@ class _PrintableFormatter(logging.Formatter):
         return printable(super().formatStack(stack_info), keep_newlines=True)
 
 
+class _StderrHandler(logging.StreamHandler[TextIO]):
+    """The handler `setup_logging` adds (once) to the `gigq` logger."""
+
+
 def setup_logging(level: int | str = logging.INFO) -> logging.Logger:
     """Send the `gigq` logger's records to stderr with a timestamp; returns the logger."""
     logger = logging.getLogger("gigq")
     if isinstance(level, str):
         level = logging.getLevelName(level.upper())
     logger.setLevel(level)
-    if not any(getattr(h, "_gigq", False) for h in logger.handlers):
-        handler = logging.StreamHandler()
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(_PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        handler._gigq = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
     return logger
 
