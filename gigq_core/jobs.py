@@ -63,12 +63,23 @@ REFUSED_PACKAGES = frozenset(
         "ptyprocess",
         "sarge",
         "sh",
-        # Interpreters, kernels and deserializers that run code.
+        # GigQ's own dependencies (click.termui:edit runs an editor command, for one).
+        "attrs",
+        "click",
+        "croniter",
+        "pluggy",
+        "psycopg",
+        "psycopg_pool",
+        "tabulate",
+        # Interpreters, kernels, template engines and deserializers that run code.
         "IPython",
         "cloudpickle",
         "dill",
         "ipykernel",
+        "jinja2",
+        "joblib",
         "jupyter_client",
+        "mako",
         "yaml",
     }
 )

@@ -17,11 +17,14 @@ from typing import TextIO
 _ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
 
 #: Characters never shown raw: C0 controls, DEL and C1 controls (terminal escapes, line
-#: breaks), the line and paragraph separators, and the bidirectional overrides, embeddings
-#: and isolates (they reorder what follows on the line, "Trojan Source").
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+#: breaks), the line and paragraph separators, the bidirectional overrides, embeddings,
+#: isolates and marks (they reorder what follows on the line, "Trojan Source"), and the
+#: invisible zero-width space, byte-order mark and soft hyphen.
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\xad\u061c\u200b\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]"
+)
 _UNSAFE_BUT_NEWLINE = re.compile(
-    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+    "[\x00-\x09\x0b-\x1f\x7f-\x9f\xad\u061c\u200b\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]"
 )
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 

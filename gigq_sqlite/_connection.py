@@ -27,7 +27,7 @@ from gigq_core.errors import (
     StorageError,
 )
 from gigq_sqlite._errors import is_busy, translate
-from gigq_sqlite._trust import check_journals, check_new_file
+from gigq_sqlite._trust import check_journals, check_link, check_new_file
 from gigq_sqlite.schema import check_sqlite_version, ensure_schema
 
 T = TypeVar("T")
@@ -544,6 +544,8 @@ def _prepare_file(path: str, settings: Settings) -> None:
     if not size and (settings.read_only or not settings.create):
         what = "does not exist" if size is None else "is empty"
         raise DatabaseNotFoundError(f"the database {path} {what}")
+    if not settings.trust_any_owner:
+        check_link(path)
     if size is not None:
         if not size and not settings.trust_any_owner:
             check_new_file(path)

@@ -16,8 +16,10 @@ import stat
 
 from gigq_core.errors import PermissionDeniedError
 
-#: The journal files SQLite keeps beside a database in WAL mode.
-JOURNAL_SUFFIXES = ("-wal", "-shm")
+#: The files SQLite reads beside a database: the WAL and its index, and a rollback journal
+#: (a "hot" `-journal` is replayed into the database when it is opened, before any mode is
+#: set, so a planted one could replace every job).
+JOURNAL_SUFFIXES = ("-wal", "-shm", "-journal")
 
 
 def owner(uid: int) -> str:
@@ -127,22 +129,61 @@ def run_problems(path: str) -> list[str]:
 
 def folder_problem(real: str, me: int) -> str | None:
     """Why the folder of the database file `real` lets another user replace or plant its
-    files: writable by group or others and not owned by `me` (a sticky bit does not help:
-    others may still create the journal files before SQLite does)."""
+    files (a journal SQLite would replay, say): the folder belongs to someone other than
+    `me` or root, or others may write it. A sticky bit does not help (others may still
+    create the files not made yet), nor does being its owner; a group may write it only
+    when it is the user's own private group."""
     folder = os.path.dirname(real) or "."
     try:
         info = os.stat(folder)
     except OSError:
         return None
-    if info.st_mode & 0o022 and info.st_uid != me:
-        sticky = " (sticky)" if info.st_mode & stat.S_ISVTX else ""
+    mode = info.st_mode
+    shown = f"{folder} ({oct(mode & 0o7777)}, owned by {owner(info.st_uid)})"
+    if info.st_uid not in (me, 0):
         return (
-            f"the folder {folder} is writable by group or others "
-            f"({oct(info.st_mode & 0o7777)}{sticky}) and owned by {owner(info.st_uid)}, so "
-            "another user could plant or replace the database's files: move the database to "
-            "a folder you own"
+            f"the folder {shown} belongs to another user, who could plant or replace the "
+            "database's files: move the database to a folder you own"
+        )
+    if mode & 0o002 or (mode & 0o020 and not _private_group(info.st_gid, me)):
+        return (
+            f"the folder {shown} is writable by group or others, so another user could "
+            f"plant or replace the database's files: chmod go-w {folder}, or move the "
+            "database to a folder only you can write"
         )
     return None
+
+
+def _private_group(gid: int, uid: int) -> bool:
+    """Whether `gid` is the user's own group, with no other members (the user-private
+    groups of Debian and Fedora, where a umask of 002 makes folders group-writable)."""
+    try:
+        import grp
+        import pwd
+
+        group, user = grp.getgrgid(gid), pwd.getpwuid(uid)
+    except (ImportError, KeyError):
+        return False
+    return (
+        group.gr_name == user.pw_name
+        and user.pw_gid == gid
+        and not set(group.gr_mem) - {user.pw_name}
+    )
+
+
+def check_link(path: str) -> None:
+    """Refuse to create a database through a symlink another user made: it would let them
+    choose where the database lives (a folder of theirs, where they can plant files)."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return
+    me = os.geteuid()
+    if stat.S_ISLNK(info.st_mode) and info.st_uid not in (me, 0):
+        raise PermissionDeniedError(
+            f"refusing to use {path}: it is a symlink made by {owner(info.st_uid)}, not by "
+            f"{owner(me)}; remove it, or set allow_insecure_permissions"
+        )
 
 
 def owner_name(uid: int) -> str:
@@ -157,6 +198,7 @@ def owner_name(uid: int) -> str:
 
 __all__ = [
     "check_journals",
+    "check_link",
     "check_new_file",
     "folder_problem",
     "journal_problems",

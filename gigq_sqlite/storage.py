@@ -719,13 +719,13 @@ class SqliteStorage:
         checks.append(
             _check(
                 "directory permissions",
-                "fail" if problem else "warn" if info.st_mode & 0o022 else "ok",
+                "fail" if problem else "ok",
                 f"{folder} {oct(info.st_mode & 0o7777)}, owned by {owner(info.st_uid)}",
-                "move the database to a folder you own"
-                if problem
+                ""
+                if not problem
                 else f"chmod go-w {folder}"
-                if info.st_mode & 0o022
-                else "",
+                if "chmod go-w" in problem
+                else "move the database to a folder you own",
             )
         )
         return checks

@@ -249,6 +249,10 @@ def test_printable_escapes_controls_and_bidi_and_nothing_else():
     )
     assert printable("one\ntwo\x1b", keep_newlines=True) == "one\ntwo\\x1b"
     assert printable("é 日本 → ✓ 👍 \\x1b") == "é 日本 → ✓ 👍 \\x1b"
+    # Invisible marks that reorder or hide text: RLM/LRM, ALM, zero-width space, BOM, SHY.
+    assert printable("a\u200fb\u200ec\u061cd\u200be\ufefff\xadg") == (
+        "a\\u200fb\\u200ec\\u061cd\\u200be\\ufefff\\xadg"
+    )
 
 
 # -- logs ----------------------------------------------------------------------------------

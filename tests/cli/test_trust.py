@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import sqlite3
+import struct
 from pathlib import Path
 
 import pytest
@@ -111,22 +112,94 @@ def test_a_worker_refuses_a_database_another_user_owns(gigq, queue, db) -> None:
     assert json.loads(gigq("--json", "list").stdout)[0]["status"] == "pending"
 
 
-def test_a_worker_refuses_a_folder_another_user_can_write(gigq, pm, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("mode", "owner", "group", "says"),
+    [
+        (0o1777, NOBODY, NOBODY, "belongs to another user"),  # sticky does not help
+        (0o755, NOBODY, NOBODY, "belongs to another user"),  # theirs: they may plant files
+        (0o1777, 0, 0, "writable by group or others"),  # like /tmp, even for root
+        (0o770, 0, NOBODY, "writable by group or others"),  # a group of other users
+    ],
+)
+def test_a_worker_refuses_a_folder_another_user_can_write(
+    gigq, pm, tmp_path: Path, mode: int, owner: int, group: int, says: str
+) -> None:
     folder = tmp_path / "theirs"
     folder.mkdir()
     db = folder / "jobs.db"
     with JobQueue(str(db), plugin_manager=pm) as queue:
         submit(queue)
-    give_away(folder, 0o1777)  # sticky does not help: they may plant files not made yet
+    os.chown(folder, owner, group)
+    folder.chmod(mode)
     result = gigq("worker", "--burst", "--executor", "inline", db=str(db))
-    assert_user_error(result, 78, "another user could plant or replace")
+    assert_user_error(result, 78, says)
     doctor = json.loads(gigq("--json", "doctor", db=str(db)).stdout)
     [check] = [c for c in doctor["checks"] if c["check"] == "directory permissions"]
     assert check["level"] == "fail"
-    # A root-owned /tmp-like folder is the user's own: the files' owners decide there.
-    give_away(folder, 0o1777)
+    # The same folder, only the user's (group-writable for the user's own group): trusted.
     os.chown(folder, 0, 0)
+    folder.chmod(0o775)
     assert run_problems(str(db)) == []
+
+
+def hot_journal(source: Path) -> bytes:
+    """A rollback journal that, beside any database, replays `source`'s pages into it: a
+    "hot" journal as a crashed writer leaves one, built as another user could."""
+    conn = sqlite3.connect(source)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    data = bytearray(source.read_bytes())
+    data[18] = data[19] = 2  # keep the WAL-mode marks of the database it lands beside
+    (size,) = struct.unpack(">H", data[16:18])
+    size = 65536 if size == 1 else size
+    pages, nonce, sector = len(data) // size, 0x5EED, 512
+    header = bytes.fromhex("d9d505f920a163d7") + struct.pack(
+        ">IIIII", pages, nonce, pages, sector, size
+    )
+    out = bytearray(header.ljust(sector, b"\0"))
+    for number in range(pages):
+        page = data[number * size : (number + 1) * size]
+        checksum = nonce + sum(page[i] for i in range(size - 200, 0, -200))
+        out += struct.pack(">I", number + 1) + page + struct.pack(">I", checksum & 0xFFFFFFFF)
+    return bytes(out)
+
+
+def test_a_planted_rollback_journal_is_refused_and_never_replayed(
+    gigq, pm, tmp_path: Path, sticky: Path
+) -> None:
+    db, evil_db, marker = sticky / "jobs.db", tmp_path / "evil.db", tmp_path / "marker"
+    with JobQueue(str(db), plugin_manager=pm) as queue:
+        mine = submit(queue)
+    with JobQueue(str(evil_db), plugin_manager=pm) as queue:
+        queue.submit(Job("evil", "tests.jobs:touch", params={"path": str(marker)}))
+    journal = Path(f"{db}-journal")
+    journal.write_bytes(hot_journal(evil_db))
+    give_away(journal, 0o666)
+    before = db.read_bytes()
+
+    for args in (["list"], ["status", mine], ["worker", "--burst", "--executor", "inline"]):
+        result = gigq(*args, db=str(db))
+        assert_user_error(result, 77, "owned by nobody")
+    assert db.read_bytes() == before, "the planted journal was replayed"
+    assert not marker.exists()
+
+    # The journal is a real attack: trusted anyway, SQLite replays it and the victim's
+    # queue becomes the attacker's.
+    trusted = gigq("--json", "list", db=str(db), env={"GIGQ_ALLOW_INSECURE_PERMISSIONS": "1"})
+    assert [job["name"] for job in json.loads(trusted.stdout)] == ["evil"]
+
+
+def test_a_symlink_another_user_planted_is_never_followed(gigq, tmp_path: Path) -> None:
+    shared, mine = tmp_path / "shared", tmp_path / "mine"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    mine.mkdir(mode=0o700)
+    link = shared / "jobs.db"
+    link.symlink_to(mine / "jobs.db")
+    os.lchown(link, NOBODY, NOBODY)
+    result = gigq("submit", "tests.jobs:noop", db=str(link))
+    assert_user_error(result, 77, "symlink made by nobody")
+    assert not (mine / "jobs.db").exists()
 
 
 @pytest.mark.parametrize("args", [["submit", "tests.jobs:noop"], ["migrate", "--to", "{db}"]])

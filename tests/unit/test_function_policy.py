@@ -91,6 +91,9 @@ def test_an_alias_of_a_function_in_the_same_module_is_the_function(
         "posix:system",
         "builtins:eval",
         "sh:run",
+        "click.termui:edit",  # runs an editor command line
+        "pluggy._hooks:varnames",
+        "tabulate:tabulate",
     ],
 )
 def test_the_default_refuses_gigq_packaging_tools_and_process_runners(path: str) -> None:
