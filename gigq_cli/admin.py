@@ -222,7 +222,7 @@ def plugins(obj: CliContext) -> None:
     from gigq_core.plugins import plugin_versions
 
     loaded = plugin_versions(obj.pm)
-    failed: dict[str, str] = dict(getattr(obj.pm, "gigq_failures", {}))
+    failed = dict(obj.pm.failures)
     if obj.json:
         fmt.echo_json(
             {

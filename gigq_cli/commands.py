@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from gigq_cli.main import CliContext, pass_cli
+from gigq_core.hookspecs import hookimpl
 
 
 def _parse_param(text: str) -> tuple[str, Any]:
@@ -266,4 +267,12 @@ def _builtin() -> tuple[click.Command, ...]:
 #: Every built-in command, in the order `gigq --help` lists them.
 BUILTIN = _builtin()
 
-__all__ = ["BUILTIN", "submit", "worker"]
+
+@hookimpl(tryfirst=True)  # first, so a plugin's command of the same name replaces a built-in
+def gigq_register_commands(cli: click.Group) -> None:
+    """Add the built-in commands (this module is the CLI's own plugin; see `create_cli`)."""
+    for command in BUILTIN:
+        cli.add_command(command)
+
+
+__all__ = ["BUILTIN", "gigq_register_commands", "submit", "worker"]

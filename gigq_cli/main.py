@@ -11,8 +11,7 @@ import attrs
 import click
 
 if TYPE_CHECKING:
-    import pluggy
-
+    from gigq_core.plugins import GigQPluginManager
     from gigq_core.queue import JobQueue
 
 #: Global options accepted after the command name too, and moved in front of it.
@@ -28,7 +27,7 @@ class CliContext:
     target: str | None
     #: Machine output.
     json: bool
-    pm: pluggy.PluginManager
+    pm: GigQPluginManager
 
     def open_queue(self, create: bool = False, **settings: Any) -> JobQueue:
         """Open the queue; `create=False` (read-only commands) refuses a missing database."""
@@ -95,12 +94,16 @@ class GigQGroup(click.Group):
             ctx.exit(err.exit_code)
 
 
-def create_cli(pm: pluggy.PluginManager | None = None) -> click.Group:
-    """Build the `gigq` group with the built-in commands and the plugins' commands."""
+def create_cli(pm: GigQPluginManager | None = None) -> click.Group:
+    """Build the `gigq` group: its options, then every command through
+    `gigq_register_commands`, the built-in ones included (the plugin `gigq_cli.commands`,
+    registered here unless its name is blocked)."""
     from gigq_cli import commands
     from gigq_core.plugins import Hooks, get_plugin_manager
 
     manager = pm or get_plugin_manager()
+    if not manager.is_registered(commands):
+        manager.register(commands)  # registers nothing if pm.set_blocked() names it
 
     @click.group(cls=GigQGroup, context_settings={"help_option_names": ["-h", "--help"]})
     @click.option(
@@ -117,8 +120,6 @@ def create_cli(pm: pluggy.PluginManager | None = None) -> click.Group:
         """GigQ: a job queue in one SQLite file, with no server."""
         ctx.obj = CliContext(target=target, json=as_json, pm=manager)
 
-    for command in commands.BUILTIN:
-        cli.add_command(command)
     # A plugin whose hook raises is reported and left out; every other command works.
     Hooks(manager).register_commands(cli)
     return cli

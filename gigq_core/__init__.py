@@ -41,7 +41,12 @@ if TYPE_CHECKING:
     from gigq_core.hookspecs import hookimpl
     from gigq_core.jobs import Job
     from gigq_core.logs import setup_logging
-    from gigq_core.plugins import get_plugin_manager, make_plugin_manager, open_storage
+    from gigq_core.plugins import (
+        GigQPluginManager,
+        get_plugin_manager,
+        make_plugin_manager,
+        open_storage,
+    )
     from gigq_core.queue import JobQueue, close_connections
     from gigq_core.records import (
         ErrorInfo,
@@ -70,6 +75,7 @@ _LAZY = {
     "ErrorInfo": "gigq_core.records",
     "Execution": "gigq_core.records",
     "GigQError": "gigq_core.errors",
+    "GigQPluginManager": "gigq_core.plugins",
     "InvalidJobError": "gigq_core.errors",
     "Job": "gigq_core.jobs",
     "JobContext": "gigq_core.context",
@@ -134,6 +140,7 @@ __all__ = [
     "ErrorInfo",
     "Execution",
     "GigQError",
+    "GigQPluginManager",
     "InvalidJobError",
     "Job",
     "JobContext",

@@ -1,13 +1,16 @@
-"""The plugin manager: built-in plugins, entry points of group `gigq`, and safe hook calls."""
+"""The plugin manager: built-in plugins, entry points of group `gigq`, and guarded hook calls."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import importlib
 import importlib.metadata
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -15,7 +18,7 @@ from pluggy import HookImpl, Result
 
 from gigq_core import hookspecs
 from gigq_core.errors import ConfigError, GigQError, PluginError
-from gigq_core.records import ErrorInfo, JobRecord
+from gigq_core.records import JobRecord
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -23,6 +26,7 @@ if TYPE_CHECKING:
     from gigq_core.hookspecs import CommandGroup
     from gigq_core.ports import Serializer, Storage
     from gigq_core.queue import JobQueue
+    from gigq_core.records import ErrorInfo
 
 log = logging.getLogger("gigq.plugins")
 
@@ -34,27 +38,149 @@ DEFAULT_PLUGINS = {
     "retry": "gigq_core.retry",
     "json": "gigq_core.serializers",
 }
+#: The hooks that observe jobs and workers: an implementation that raises is logged with its
+#: traceback and the call goes on.
+LIFECYCLE_HOOKS = frozenset(
+    {
+        "gigq_job_submitted",
+        "gigq_job_started",
+        "gigq_job_succeeded",
+        "gigq_job_failed",
+        "gigq_job_retrying",
+        "gigq_job_cancelled",
+        "gigq_job_timed_out",
+        "gigq_worker_started",
+        "gigq_worker_stopped",
+        "gigq_worker_tick",
+    }
+)
+#: The hooks that answer a question: an implementation that raises (but for a GigQError, its
+#: answer to the user) is logged on one line and skipped.
+EXTENSION_HOOKS = frozenset({"gigq_storage", "gigq_retry_strategies", "gigq_serializers"})
+#: The hook that adds commands: an implementation that raises anything is logged on one line,
+#: recorded in `GigQPluginManager.failures`, and its commands are taken out again.
+COMMANDS_HOOK = "gigq_register_commands"
+
+#: The failures in extension hooks during the current `_collect_failures()` block.
+_call_failures: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "gigq_call_failures", default=None
+)
+
+#: A guard: (hook, plugin name, the call's arguments by name) -> the block to run it in.
+Guard = Callable[[str, str, Mapping[str, Any]], contextlib.AbstractContextManager[None]]
+#: A guard with its hook and plugin given: (the call's arguments by name) -> the block.
+Enter = Callable[[Mapping[str, Any]], contextlib.AbstractContextManager[None]]
 
 
-def _disabled(environ: dict[str, str] | os._Environ[str]) -> tuple[bool, set[str]]:
-    raw = environ.get("GIGQ_DISABLE_PLUGINS", "")
-    names = {part.strip() for part in raw.split(",") if part.strip()}
-    return "*" in names, names - {"*"}
+class GigQPluginManager(pluggy.PluginManager):
+    """pluggy's plugin manager with GigQ's hook specs and state.
+
+    Hooks are called the pluggy way (`pm.hook.gigq_job_succeeded(...)`), wrappers included,
+    but each implementation of a GigQ hook runs inside a guard: one that raises is reported
+    with its plugin's name and never stops the other implementations, fails a job or stops
+    a worker.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.NAME)
+        self.add_hookspecs(hookspecs)
+        #: Plugin name -> why it was left out (it failed to load, or to add its commands).
+        self.failures: dict[str, str] = {}
+        #: Plugin name -> its distribution's version, for plugins loaded from entry points.
+        self.versions: dict[str, str] = {}
+        #: Whether hook calls are logged (GIGQ_TRACE_PLUGINS).
+        self.is_traced = False
+        #: Each registered implementation of a GigQ hook -> the same one inside its guard.
+        self._guarded: dict[HookImpl, HookImpl] = {}
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        """Register `plugin` as pluggy does, and put its GigQ hook implementations in guards."""
+        registered = super().register(plugin, name)
+        for caller in self.get_hookcallers(plugin) or ():
+            guard = self._guard_of(caller.name)
+            if guard is None:
+                continue
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin:
+                    self._guarded[impl] = _guarded_impl(caller.name, impl, guard)
+        return registered
+
+    def unregister(self, plugin: object | None = None, name: str | None = None) -> Any | None:
+        """Unregister a plugin as pluggy does, with its guards."""
+        removed = super().unregister(plugin, name)
+        if removed is not None:
+            self._guarded = {k: v for k, v in self._guarded.items() if k.plugin is not removed}
+        return removed
+
+    def _hookexec(
+        self,
+        hook_name: str,
+        methods: Sequence[HookImpl],
+        kwargs: Mapping[str, object],
+        firstresult: bool,
+    ) -> object | list[object]:
+        # Every hook call passes here (pluggy's one entry for all its hook callers): the
+        # guarded implementations stand in for the plugins' own, and pluggy's calling runs
+        # unchanged (order, wrappers, firstresult, hook call monitoring).
+        guarded = [self._guarded.get(impl, impl) for impl in methods]
+        return super()._hookexec(hook_name, guarded, kwargs, firstresult)
+
+    def _guard_of(self, hook: str) -> Guard | None:
+        if hook in LIFECYCLE_HOOKS:
+            return _lifecycle_guard
+        if hook in EXTENSION_HOOKS:
+            return _extension_guard
+        if hook == COMMANDS_HOOK:
+            return self._commands_guard
+        return None  # not a GigQ hook: a plugin's own spec keeps pluggy's rules
+
+    @contextlib.contextmanager
+    def _commands_guard(self, hook: str, plugin: str, named: Mapping[str, Any]) -> Iterator[None]:
+        commands = getattr(named.get("cli"), "commands", None)  # a click.Group's name -> command
+        before = dict(commands) if isinstance(commands, dict) else None
+        try:
+            yield
+        # Plugin isolation: this runs on every gigq command, so whatever the plugin raises
+        # (even SystemExit) must not stop the others or the built-in commands.
+        except BaseException as err:
+            if before is not None and isinstance(commands, dict):
+                commands.clear()
+                commands.update(before)
+            message = f"plugin '{plugin}' failed to add its commands: {err!r}"
+            self.failures[plugin] = message
+            log.warning("%s", message)
+
+    def trace_calls(self) -> None:
+        """Log every hook call on the `gigq.plugins` logger at INFO, with its arguments and
+        the plugins that implement it (pluggy's hook call monitoring)."""
+
+        def before(name: str, impls: Sequence[HookImpl], kwargs: Mapping[str, Any]) -> None:
+            arguments = ", ".join(f"{k}={_short(v)}" for k, v in kwargs.items())
+            log.info("hook %s(%s) -> %s", name, arguments, [i.plugin_name for i in impls])
+
+        def after(
+            outcome: Result[Any], name: str, impls: Sequence[HookImpl], kwargs: Mapping[str, Any]
+        ) -> None:
+            return None
+
+        if not log.handlers and not logging.getLogger().handlers:
+            # Tracing was asked for: make it visible even where nothing configured logging.
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+            log.addHandler(handler)
+            log.setLevel(logging.INFO)
+        self.add_hookcall_monitoring(before, after)
+        self.is_traced = True
 
 
-def make_plugin_manager(load_entrypoints: bool = True) -> pluggy.PluginManager:
+def make_plugin_manager(load_entrypoints: bool = True) -> GigQPluginManager:
     """A fresh plugin manager with the specs, the built-in plugins and (optionally) the
     third-party plugins of entry point group `gigq`.
 
     The built-ins of the `gigq` distribution always load. A plugin that fails to load is
-    logged, recorded in `pm.gigq_failures` (name -> message) and skipped.
+    logged, recorded in `pm.failures` (name -> message) and skipped.
     """
-    pm = pluggy.PluginManager(hookspecs.NAME)
-    pm.add_hookspecs(hookspecs)
-    failures: dict[str, str] = {}
-    pm.gigq_failures = failures  # type: ignore[attr-defined]
-    versions: dict[str, str] = {}
-    pm.gigq_versions = versions  # type: ignore[attr-defined]
+    pm = GigQPluginManager()
     for name, module in DEFAULT_PLUGINS.items():
         pm.register(importlib.import_module(module), name=name)
     block_all, blocked = _disabled(os.environ)
@@ -72,40 +198,27 @@ def make_plugin_manager(load_entrypoints: bool = True) -> pluggy.PluginManager:
         except BaseException as err:
             version = entry.dist.version if entry.dist is not None else "?"
             message = f"plugin '{entry.name}' ({dist} {version}) failed to load: {err!r}"
-            failures[entry.name] = message
+            pm.failures[entry.name] = message
             log.warning("%s", message)
         else:
             if entry.dist is not None:
-                versions[entry.name] = entry.dist.version
+                pm.versions[entry.name] = entry.dist.version
     if os.environ.get("GIGQ_TRACE_PLUGINS", "") not in ("", "0"):
-        _trace(pm)
+        pm.trace_calls()
     return pm
 
 
-def _trace(pm: pluggy.PluginManager) -> None:
-    def before(name: str, impls: Sequence[HookImpl], kwargs: Mapping[str, Any]) -> None:
-        log.info("hook %s(%s) -> %s", name, ", ".join(kwargs), [i.plugin_name for i in impls])
-
-    def after(
-        outcome: Result[Any], name: str, impls: Sequence[HookImpl], kwargs: Mapping[str, Any]
-    ) -> None:
-        return None
-
-    if not log.handlers and not logging.getLogger().handlers:
-        # Tracing was asked for: make it visible even where nothing configured logging.
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-    pm.add_hookcall_monitoring(before, after)
-    pm.gigq_traced = True  # type: ignore[attr-defined]
+def _disabled(environ: dict[str, str] | os._Environ[str]) -> tuple[bool, set[str]]:
+    raw = environ.get("GIGQ_DISABLE_PLUGINS", "")
+    names = {part.strip() for part in raw.split(",") if part.strip()}
+    return "*" in names, names - {"*"}
 
 
-_default: pluggy.PluginManager | None = None
+_default: GigQPluginManager | None = None
 _default_lock = threading.Lock()
 
 
-def get_plugin_manager() -> pluggy.PluginManager:
+def get_plugin_manager() -> GigQPluginManager:
     """The process's default plugin manager, created on first use."""
     global _default
     with _default_lock:
@@ -114,16 +227,15 @@ def get_plugin_manager() -> pluggy.PluginManager:
         return _default
 
 
-def plugin_versions(pm: pluggy.PluginManager) -> list[tuple[str, str, list[str]]]:
+def plugin_versions(pm: GigQPluginManager) -> list[tuple[str, str, list[str]]]:
     """(name, version, hooks implemented) for every registered plugin."""
     dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
-    versions: dict[str, str] = getattr(pm, "gigq_versions", {})
     rows = []
     for name, plugin in pm.list_name_plugin():
         if plugin is None:
             continue
         dist = dists.get(id(plugin))
-        version = versions.get(name) or (dist.version if dist is not None else _own_version())
+        version = pm.versions.get(name) or (dist.version if dist is not None else _own_version())
         hooks = sorted(impl.name for impl in pm.get_hookcallers(plugin) or ())
         rows.append((name, version, hooks))
     return rows
@@ -137,47 +249,22 @@ def _own_version() -> str:
 
 
 class Hooks:
-    """Typed, isolated calls of the hooks: one method per hook.
+    """Typed calls of the hooks, one method per hook, through pluggy's hook calling.
 
-    A lifecycle implementation that raises is logged with its plugin's name and never stops
-    the other implementations, fails a job or loses one.
+    The manager guards every implementation (see `GigQPluginManager`): a lifecycle
+    implementation that raises is logged with its plugin's name and never stops the other
+    implementations, fails a job or loses one.
     """
 
-    def __init__(self, pm: pluggy.PluginManager) -> None:
+    def __init__(self, pm: GigQPluginManager) -> None:
         self.pm = pm
-        #: Hook name -> the last failure of a plugin in it (see `_answers`).
+        #: Hook name -> the last failure of a plugin in it, in this object's calls.
         self.failed: dict[str, str] = {}
-
-    def _notify(self, hook: str, **kwargs: Any) -> None:
-        caller = getattr(self.pm.hook, hook)
-        impls = caller.get_hookimpls()
-        if not impls:
-            return
-        if getattr(self.pm, "gigq_traced", False):
-            log.info("hook %s(%s)", hook, ", ".join(f"{k}={_short(v)}" for k, v in kwargs.items()))
-        for impl in reversed(impls):  # pluggy's own call order: last registered first
-            try:
-                impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
-            except Exception:  # plugin isolation: a raising hook must not change the job
-                log.exception("plugin '%s' raised in %s", impl.plugin_name, hook)
 
     def register_commands(self, cli: CommandGroup) -> None:
         """Call gigq_register_commands; a plugin that raises is logged on one line, recorded
-        in `pm.gigq_failures`, and its commands are left out, so every other command works."""
-        commands = getattr(cli, "commands", None)  # a click.Group's name -> command dict
-        for impl in reversed(self.pm.hook.gigq_register_commands.get_hookimpls()):
-            before = dict(commands) if isinstance(commands, dict) else None
-            try:
-                impl.function(**{arg: cli for arg in impl.argnames})
-            # Plugin isolation: this runs on every gigq command, so whatever the plugin
-            # raises (even SystemExit) must not stop the others or the built-in commands.
-            except BaseException as err:
-                if before is not None and isinstance(commands, dict):
-                    commands.clear()
-                    commands.update(before)
-                message = f"plugin '{impl.plugin_name}' failed to add its commands: {err!r}"
-                getattr(self.pm, "gigq_failures", {})[impl.plugin_name] = message
-                log.warning("%s", message)
+        in `pm.failures`, and its commands are left out, so every other command works."""
+        self.pm.hook.gigq_register_commands(cli=cli)
 
     def wanted(self, event: str) -> bool:
         """Whether any plugin implements `gigq_job_<event>` (to skip work only it needs)."""
@@ -185,98 +272,77 @@ class Hooks:
 
     def job_submitted(self, job: JobRecord) -> None:
         """Fire gigq_job_submitted."""
-        self._notify("gigq_job_submitted", job=job)
+        self.pm.hook.gigq_job_submitted(job=job)
 
     def job_started(self, job: JobRecord, attempt: int, worker_id: str) -> None:
         """Fire gigq_job_started."""
-        self._notify("gigq_job_started", job=job, attempt=attempt, worker_id=worker_id)
+        self.pm.hook.gigq_job_started(job=job, attempt=attempt, worker_id=worker_id)
 
     def job_succeeded(self, job: JobRecord, result: Any, duration: float) -> None:
         """Fire gigq_job_succeeded."""
-        self._notify("gigq_job_succeeded", job=job, result=result, duration=duration)
+        self.pm.hook.gigq_job_succeeded(job=job, result=result, duration=duration)
 
     def job_failed(self, job: JobRecord, error: ErrorInfo, final: bool) -> None:
         """Fire gigq_job_failed."""
-        self._notify("gigq_job_failed", job=job, error=error, final=final)
+        self.pm.hook.gigq_job_failed(job=job, error=error, final=final)
 
     def job_retrying(self, job: JobRecord, error: ErrorInfo, delay: float) -> None:
         """Fire gigq_job_retrying."""
-        self._notify("gigq_job_retrying", job=job, error=error, delay=delay)
+        self.pm.hook.gigq_job_retrying(job=job, error=error, delay=delay)
 
     def job_cancelled(self, job: JobRecord, reason: str) -> None:
         """Fire gigq_job_cancelled."""
-        self._notify("gigq_job_cancelled", job=job, reason=reason)
+        self.pm.hook.gigq_job_cancelled(job=job, reason=reason)
 
     def job_timed_out(self, job: JobRecord, final: bool) -> None:
         """Fire gigq_job_timed_out."""
-        self._notify("gigq_job_timed_out", job=job, final=final)
+        self.pm.hook.gigq_job_timed_out(job=job, final=final)
 
     def worker_started(self, worker_id: str) -> None:
         """Fire gigq_worker_started."""
-        self._notify("gigq_worker_started", worker_id=worker_id)
+        self.pm.hook.gigq_worker_started(worker_id=worker_id)
 
     def worker_stopped(self, worker_id: str) -> None:
         """Fire gigq_worker_stopped."""
-        self._notify("gigq_worker_stopped", worker_id=worker_id)
+        self.pm.hook.gigq_worker_stopped(worker_id=worker_id)
 
     def worker_tick(self, worker_id: str, now: datetime, queue: JobQueue) -> None:
         """Fire gigq_worker_tick."""
-        self._notify("gigq_worker_tick", worker_id=worker_id, now=now, queue=queue)
-
-    def _answers(self, hook: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
-        """(plugin name, answer) of each implementation of an extension hook, in pluggy's
-        call order. One that raises anything but a GigQError (which is its answer to the
-        user, e.g. an unreachable server) is logged on one line with its plugin's name and
-        skipped, so a broken plugin cannot break every command."""
-        impls = getattr(self.pm.hook, hook).get_hookimpls()
-        if getattr(self.pm, "gigq_traced", False):
-            log.info("hook %s(%s)", hook, ", ".join(f"{k}={_short(v)}" for k, v in kwargs.items()))
-        for impl in reversed(impls):  # pluggy's own call order: last registered first
-            try:
-                answer = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
-            except GigQError:
-                raise
-            except Exception as err:  # plugin isolation: see the docstring
-                log.warning("plugin '%s' failed in %s: %r", impl.plugin_name, hook, err)
-                self.failed[hook] = f"plugin '{impl.plugin_name}' failed in {hook}: {err!r}"
-                continue
-            yield impl.plugin_name, answer
+        self.pm.hook.gigq_worker_tick(worker_id=worker_id, now=now, queue=queue)
 
     def storage(self, url: str, options: dict[str, Any]) -> Storage | None:
-        """The first adapter that answers `url`."""
-        for _, answer in self._answers("gigq_storage", url=url, options=options):
-            if answer is not None:
-                result: Storage = answer
-                return result
-        if "gigq_storage" in self.failed:
-            raise PluginError(self.failed["gigq_storage"])
-        return None
+        """The first adapter that answers `url`; when none does and a plugin failed in
+        trying, that failure as a PluginError."""
+        with _collect_failures() as failures:
+            answer: Storage | None = self.pm.hook.gigq_storage(url=url, options=options)
+        self.failed.update(failures)
+        if answer is None and "gigq_storage" in failures:
+            raise PluginError(failures["gigq_storage"])
+        return answer
 
     def retry_strategies(self) -> dict[str, Callable[..., Any]]:
         """Every retry strategy factory by name (plugins may add names)."""
+        with _collect_failures() as failures:
+            answers = self.pm.hook.gigq_retry_strategies()
+        self.failed.update(failures)
         merged: dict[str, Callable[..., Any]] = {}
-        answers = [answer for _, answer in self._answers("gigq_retry_strategies")]
-        for answer in reversed(answers):
+        for answer in reversed(answers):  # the last registered plugin wins a name
             merged.update(answer or {})
         return merged
 
     def serializers(self) -> dict[str, Serializer]:
         """Every serializer by name."""
+        with _collect_failures() as failures:
+            answers = self.pm.hook.gigq_serializers()
+        self.failed.update(failures)
         merged: dict[str, Serializer] = {}
-        for answer in reversed([answer for _, answer in self._answers("gigq_serializers")]):
+        for answer in reversed(answers):
             merged.update(answer or {})
         return merged
 
 
-def _short(value: Any) -> str:
-    if isinstance(value, JobRecord):
-        return f"<job {value.id} {value.name!r}>"
-    text = repr(value)
-    return text if len(text) < 60 else text[:57] + "..."
-
-
 def open_storage(
-    target: str, options: dict[str, Any] | None = None, pm: pluggy.PluginManager | None = None
+    target: str, options: dict[str, Any] | None = None, pm: GigQPluginManager | None = None
 ) -> Storage:
     """Resolve `target` (a path or URL, without settings in it) to a storage adapter."""
     hooks = Hooks(pm or get_plugin_manager())
@@ -291,8 +357,126 @@ def open_storage(
     return storage
 
 
+def _short(value: Any) -> str:
+    if isinstance(value, JobRecord):
+        return f"<job {value.id} {value.name!r}>"
+    text = repr(value)
+    return text if len(text) < 60 else text[:57] + "..."
+
+
+@contextlib.contextmanager
+def _lifecycle_guard(hook: str, plugin: str, named: Mapping[str, Any]) -> Iterator[None]:
+    try:
+        yield
+    except Exception:  # plugin isolation: a raising hook must not change the job
+        log.exception("plugin '%s' raised in %s", plugin, hook)
+
+
+@contextlib.contextmanager
+def _extension_guard(hook: str, plugin: str, named: Mapping[str, Any]) -> Iterator[None]:
+    try:
+        yield
+    except GigQError:  # the plugin's answer to the user, e.g. an unreachable server
+        raise
+    except Exception as err:  # plugin isolation: a broken plugin cannot break every command
+        message = f"plugin '{plugin}' failed in {hook}: {err!r}"
+        log.warning("%s", message)
+        failures = _call_failures.get()
+        if failures is not None:
+            failures[hook] = message
+
+
+@contextlib.contextmanager
+def _collect_failures() -> Iterator[dict[str, str]]:
+    """Hook name -> failure, of the extension hook calls made inside the block."""
+    failures: dict[str, str] = {}
+    token = _call_failures.set(failures)
+    try:
+        yield failures
+    finally:
+        _call_failures.reset(token)
+
+
+def _guarded_impl(hook: str, impl: HookImpl, guard: Guard) -> HookImpl:
+    """`impl`, its function called inside `guard`."""
+    enter: Enter = functools.partial(guard, hook, impl.plugin_name)
+    if impl.wrapper or impl.hookwrapper:
+        function = _guarded_wrapper(impl.function, impl.argnames, enter)
+    else:
+        function = _guarded_call(impl.function, impl.argnames, enter)
+    return HookImpl(impl.plugin, impl.plugin_name, function, impl.opts)
+
+
+def _named(
+    argnames: Sequence[str], args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> dict[str, Any]:
+    return {**dict(zip(argnames, args, strict=False)), **kwargs}
+
+
+def _guarded_call(
+    function: Callable[..., Any], argnames: Sequence[str], enter: Enter
+) -> Callable[..., Any]:
+    """`function` (wrapped, so pluggy reads its own arguments) called inside its guard."""
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with enter(_named(argnames, args, kwargs)):
+            return function(*args, **kwargs)
+        return None  # the guard caught a failure: the call goes on without this answer
+
+    return call
+
+
+def _guarded_wrapper(
+    function: Callable[..., Any], argnames: Sequence[str], enter: Enter
+) -> Callable[..., Generator[None, Any, Any]]:
+    """A pluggy wrapper (`wrapper=True`, or old-style `hookwrapper=True`), its code before
+    and after the `yield` each run inside its guard: a failure in either is reported and the
+    call goes on with the result unchanged."""
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Generator[None, Any, Any]:
+        named = _named(argnames, args, kwargs)
+        teardown: Generator[None, Any, Any] | None = None
+        with enter(named):
+            started = function(*args, **kwargs)
+            if next(started, _DONE) is _DONE:
+                raise RuntimeError(f"hook wrapper {function.__qualname__} did not yield")
+            teardown = started
+        if teardown is None:
+            return (yield)
+        try:
+            received = yield
+        except BaseException as exc:
+            # Not a plugin's failure (those stop at their guard): the wrapper sees it.
+            try:
+                teardown.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+            teardown.close()
+            raise
+        with enter(named):
+            try:
+                teardown.send(received)
+            except StopIteration as stop:
+                return stop.value
+            teardown.close()
+            raise RuntimeError(f"hook wrapper {function.__qualname__} yielded twice")
+        return received
+
+    return call
+
+
+#: What `next()` returns for a wrapper that ended without yielding.
+_DONE = object()
+
+
 __all__ = [
+    "COMMANDS_HOOK",
     "DEFAULT_PLUGINS",
+    "EXTENSION_HOOKS",
+    "LIFECYCLE_HOOKS",
+    "GigQPluginManager",
     "Hooks",
     "PluginError",
     "get_plugin_manager",

@@ -10,8 +10,6 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import pluggy
-
 from gigq_core.clock import SystemClock
 from gigq_core.errors import (
     AmbiguousIdError,
@@ -22,7 +20,7 @@ from gigq_core.errors import (
 )
 from gigq_core.jobs import STRATEGY_OBJECT, Job, check_function_allowed, normalize_retry
 from gigq_core.limits import check_depth, check_job, check_length, clip
-from gigq_core.plugins import Hooks, get_plugin_manager, open_storage
+from gigq_core.plugins import GigQPluginManager, Hooks, get_plugin_manager, open_storage
 from gigq_core.ports import Clock, Serializer, Storage
 from gigq_core.records import (
     Execution,
@@ -82,7 +80,7 @@ class JobQueue:
         target: Any = None,
         initialize: bool = True,
         *,
-        plugin_manager: pluggy.PluginManager | None = None,
+        plugin_manager: GigQPluginManager | None = None,
         clock: Clock | None = None,
         serializer: Serializer | str | None = None,
         **settings: Any,

@@ -27,7 +27,6 @@ from datetime import timedelta
 from typing import Any
 
 import attrs
-import pluggy
 
 from gigq_core.context import JobContext
 from gigq_core.errors import (
@@ -50,7 +49,7 @@ from gigq_core.execution import (
     wants_parent_results,
 )
 from gigq_core.limits import check_length, clip_error
-from gigq_core.plugins import open_storage
+from gigq_core.plugins import GigQPluginManager, open_storage
 from gigq_core.pool import ProcessPool
 from gigq_core.ports import (
     Clock,
@@ -108,7 +107,7 @@ class Worker:
         executor: str | None = None,
         *,
         queue_concurrency: dict[str, int] | None = None,
-        plugin_manager: pluggy.PluginManager | None = None,
+        plugin_manager: GigQPluginManager | None = None,
         clock: Clock | None = None,
         serializer: Serializer | None = None,
         **settings: Any,

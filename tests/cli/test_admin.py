@@ -177,7 +177,7 @@ def test_plugins_lists_plugins_versions_hooks_and_failures(
     gigq: Run, pm: pluggy.PluginManager
 ) -> None:
     pm.register(ExtraPlugin(), name="extra")
-    pm.gigq_failures["broken"] = "plugin 'broken' (gigq-broken 1.0) failed to load: boom"
+    pm.failures["broken"] = "plugin 'broken' (gigq-broken 1.0) failed to load: boom"
     result = gigq("plugins", db=None)
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -190,4 +190,4 @@ def test_plugins_lists_plugins_versions_hooks_and_failures(
     data = json.loads(gigq("--json", "plugins", db=None).stdout)
     names = [p["name"] for p in data["plugins"]]
     assert {"memory", "retry", "json", "sqlite", "extra"} <= set(names)
-    assert data["failed"] == {"broken": pm.gigq_failures["broken"]}
+    assert data["failed"] == {"broken": pm.failures["broken"]}

@@ -247,7 +247,7 @@ def test_without_trace_plugins_hook_calls_are_not_logged(clock, store, caplog):
 @pytest.mark.parametrize("value", ["0", ""])
 def test_trace_plugins_off_values(monkeypatch, value):
     monkeypatch.setenv("GIGQ_TRACE_PLUGINS", value)
-    assert not getattr(make_plugin_manager(load_entrypoints=False), "gigq_traced", False)
+    assert not make_plugin_manager(load_entrypoints=False).is_traced
 
 
 def test_built_in_plugins_are_registered(pm):

@@ -491,10 +491,10 @@ def test_a_plugin_that_fails_to_load_is_reported_and_gigq_keeps_working(
     with caplog.at_level(logging.WARNING, logger="gigq.plugins"):
         pm = make_plugin_manager()
 
-    assert set(pm.gigq_failures) == {"broken", "misnamed"}
-    assert "plugin 'broken'" in pm.gigq_failures["broken"]
-    assert "gigq_no_such_plugin_module" in pm.gigq_failures["broken"]
-    assert "jobb" in pm.gigq_failures["misnamed"]
+    assert set(pm.failures) == {"broken", "misnamed"}
+    assert "plugin 'broken'" in pm.failures["broken"]
+    assert "gigq_no_such_plugin_module" in pm.failures["broken"]
+    assert "jobb" in pm.failures["misnamed"]
     assert "plugin 'broken'" in caplog.text
     assert pm.has_plugin("good") and pm.has_plugin("sqlite")
     with JobQueue(f"memory://{store}", plugin_manager=pm, clock=clock) as queue:
@@ -528,7 +528,7 @@ def test_gigq_disable_plugins(fake_entry_points, monkeypatch, disabled, loaded):
     assert {name for name in ("good", "other") if pm.has_plugin(name)} == loaded
     for builtin in ("sqlite", "memory", "retry", "json"):
         assert pm.has_plugin(builtin)
-    assert pm.gigq_failures == {}
+    assert pm.failures == {}
 
 
 def test_without_entry_points_no_third_party_plugin_loads(fake_entry_points):
@@ -554,10 +554,10 @@ def test_a_plugin_raising_anything_at_import_is_reported_and_skipped(
     with caplog.at_level(logging.WARNING, logger="gigq.plugins"):
         pm = make_plugin_manager()
 
-    assert "plugin 'raising'" in pm.gigq_failures["raising"]
-    assert type(raised).__name__ in pm.gigq_failures["raising"]
+    assert "plugin 'raising'" in pm.failures["raising"]
+    assert type(raised).__name__ in pm.failures["raising"]
     assert pm.has_plugin("good") and pm.has_plugin("sqlite")
-    assert [r.getMessage() for r in caplog.records] == [pm.gigq_failures["raising"]]
+    assert [r.getMessage() for r in caplog.records] == [pm.failures["raising"]]
     assert CliRunner().invoke(create_cli(pm), ["--help"]).exit_code == 0
 
 
@@ -599,7 +599,7 @@ def test_a_plugin_whose_register_commands_raises_leaves_the_other_commands_worki
 
     message = f"plugin 'broken' failed to add its commands: {raised!r}"
     assert [r.getMessage() for r in caplog.records] == [message]
-    assert pm.gigq_failures == {"broken": message}
+    assert pm.failures == {"broken": message}
     runner = CliRunner()
     assert runner.invoke(cli, ["hello"]).stdout == "hello\n"
     assert "half" not in cli.commands

@@ -11,9 +11,8 @@ from pathlib import Path
 import example_jobs
 import pytest
 from click.testing import CliRunner
+from gigq.plugin import ErrorInfo, InvalidJobError, Job, Worker, make_plugin_manager
 from gigq_cli import create_cli
-from gigq_core import ErrorInfo, InvalidJobError, Job, Worker
-from gigq_core.plugins import make_plugin_manager
 
 from gigq_example import Fibonacci
 
@@ -113,7 +112,7 @@ def test_the_installed_entry_point_loads_the_plugin():
     pm = make_plugin_manager()
 
     assert pm.has_plugin("example")
-    assert "example" not in pm.gigq_failures
+    assert "example" not in pm.failures
     pm.check_pending()
 
 
