@@ -1,15 +1,19 @@
 """Hooks are called the pluggy way (issue 17): wrappers see every call, each implementation is
 guarded so one that raises stops nothing, tracing is pluggy's hook call monitoring, the
-built-in commands come through `gigq_register_commands`."""
+built-in commands come through `gigq_register_commands`, and the first-party plugins import
+GigQ only through `gigq.plugin`."""
 
 from __future__ import annotations
 
+import ast
 import logging
 import threading
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+import gigq.plugin
 from gigq_cli import create_cli
 from gigq_core import GigQPluginManager, Job, JobQueue, Worker, hookimpl
 from gigq_core import hookspecs as specs_module
@@ -23,6 +27,7 @@ from gigq_core.plugins import (
 from gigq_core.testing import RecordingPlugin
 from tests import jobs
 
+ROOT = Path(__file__).resolve().parents[2]
 #: The name the CLI registers its built-in commands under (pluggy's name for the module).
 BUILTIN_COMMANDS = "gigq_cli.commands"
 
@@ -364,3 +369,52 @@ def test_a_plugin_command_of_a_built_in_name_replaces_it(pm):
     result = CliRunner().invoke(create_cli(pm), ["stats"])
 
     assert result.stdout == "plugin stats\n"
+
+
+# -- one public module for plugin authors ---------------------------------------------------
+
+#: What first-party plugins may import of GigQ: the public module, and the facade.
+ALLOWED = {"gigq", "gigq.plugin"}
+#: What their tests may import besides: the CLI's public `create_cli`.
+ALLOWED_IN_TESTS = ALLOWED | {"gigq_cli"}
+#: First-party plugins held to that rule (gigq-postgres is a storage adapter, not held here).
+PLUGIN_FOLDERS = ("plugins/gigq-notify", "plugins/gigq-cron", "examples/plugins/gigq-example")
+
+
+def gigq_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every absolute import of a GigQ package in `path`."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        else:
+            continue
+        found += [(node.lineno, name) for name in names if name.split(".")[0].startswith("gigq")]
+    return found
+
+
+@pytest.mark.parametrize("folder", PLUGIN_FOLDERS)
+def test_first_party_plugins_import_gigq_only_through_the_public_module(folder):
+    base = ROOT / folder
+    own = {path.parent.name for path in (base / "src").glob("*/__init__.py")}
+    wrong = []
+    for part, allowed in (("src", ALLOWED), ("tests", ALLOWED_IN_TESTS)):
+        for path in sorted((base / part).rglob("*.py")):
+            for line, module in gigq_imports(path):
+                if module not in allowed and module.split(".")[0] not in own:
+                    wrong.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
+
+    assert gigq_imports(base / "src" / sorted(own)[0] / "__init__.py"), "the scan sees imports"
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_public_module_gives_every_name_it_lists():
+    missing = [name for name in gigq.plugin.__all__ if getattr(gigq.plugin, name, None) is None]
+
+    assert not missing
+    assert {"hookimpl", "JobRecord", "ErrorInfo", "JobQueue", "GigQError"} <= set(
+        gigq.plugin.__all__
+    )
+    assert gigq.plugin.hookimpl is hookimpl

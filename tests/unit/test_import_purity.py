@@ -12,7 +12,7 @@ FORBIDDEN = ("sqlite3", "_sqlite3", "click", "tabulate", "gigq_sqlite", "gigq_cl
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("module", ["gigq_core", "gigq"])
+@pytest.mark.parametrize("module", ["gigq_core", "gigq", "gigq.plugin"])
 def test_import_loads_no_adapter_cli_or_tabulate(module):
     code = (
         "import json, sys\n"

@@ -9,9 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from gigq_core import JobQueue
-from gigq_core.plugins import make_plugin_manager
-from gigq_core.testing import FakeClock
+from gigq.plugin import FakeClock, JobQueue, make_plugin_manager
 
 import gigq_cron
 

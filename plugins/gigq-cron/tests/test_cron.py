@@ -13,8 +13,8 @@ from pathlib import Path
 import cron_jobs
 import pytest
 from click.testing import CliRunner
+from gigq.plugin import InvalidJobError, JobQueue, Worker, hookimpl
 from gigq_cli import create_cli
-from gigq_core import InvalidJobError, JobQueue, Worker, hookimpl
 
 import gigq_cron
 from gigq_cron import (

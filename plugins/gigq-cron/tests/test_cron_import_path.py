@@ -33,7 +33,7 @@ def _forget_local_modules():
 
 
 def test_cron_list_prints_stored_text_escaped(pm, tmp_path):
-    from gigq_core import JobQueue
+    from gigq.plugin import JobQueue
 
     from gigq_cron._schedules import Schedule, add_schedule
 

@@ -10,8 +10,8 @@ from datetime import timedelta
 import cron_jobs
 import pytest
 from click.testing import CliRunner
+from gigq.plugin import DisallowedFunctionError, InvalidJobError, JobQueue
 from gigq_cli import create_cli
-from gigq_core import DisallowedFunctionError, InvalidJobError, JobQueue
 
 from gigq_cron import NAMESPACE, Schedule, add_schedule, list_schedules, run_due
 

@@ -11,9 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from gigq_core import JobQueue, Worker
-from gigq_core.plugins import make_plugin_manager
-from gigq_core.testing import FakeClock
+from gigq.plugin import FakeClock, JobQueue, Worker, make_plugin_manager
 
 import gigq_notify
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import notify_jobs
 import pytest
 from click.testing import CliRunner
+from gigq.plugin import ConfigError, Job, Worker, hookimpl
 from gigq_cli import create_cli
-from gigq_core import ConfigError, Job, Worker, hookimpl
 
 import gigq_notify
 from gigq_notify import NotifyConfig, Sender, deliver, environment, load_config

@@ -12,8 +12,8 @@ import time
 import notify_jobs
 import pytest
 from click.testing import CliRunner
+from gigq.plugin import ConfigError, Job, Worker
 from gigq_cli import create_cli
-from gigq_core import ConfigError, Job, Worker
 
 from gigq_notify import NotifyConfig, deliver, load_config
 

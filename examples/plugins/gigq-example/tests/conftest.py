@@ -8,9 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from gigq_core import JobQueue
-from gigq_core.plugins import make_plugin_manager
-from gigq_core.testing import FakeClock, RecordingPlugin
+from gigq.plugin import FakeClock, JobQueue, RecordingPlugin, make_plugin_manager
 
 import gigq_example
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gigq_core import current_job
+from gigq.plugin import current_job
 
 
 def flaky(failures: int) -> str:

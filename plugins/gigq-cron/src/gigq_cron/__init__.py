@@ -12,7 +12,7 @@ import importlib.metadata
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from gigq import hookimpl
+from gigq.plugin import hookimpl
 
 from gigq_cron._schedules import (
     ALIASES,
@@ -31,7 +31,7 @@ from gigq_cron._schedules import (
 
 if TYPE_CHECKING:
     import click
-    from gigq_core.queue import JobQueue
+    from gigq.plugin import JobQueue
 
 
 @hookimpl

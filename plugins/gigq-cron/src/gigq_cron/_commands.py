@@ -30,8 +30,7 @@ def _parse_param(text: str) -> tuple[str, Any]:
 def _check_importable(path: str, allowed_modules: tuple[str, ...]) -> None:
     """Refuse what the queue's function policy refuses (78, as submit), then a function a
     worker could not import."""
-    from gigq_core.errors import DisallowedFunctionError, InvalidJobError
-    from gigq_core.jobs import resolve_function
+    from gigq.plugin import DisallowedFunctionError, InvalidJobError, resolve_function
 
     try:
         resolve_function(path, allowed_modules, main_allowed=False)
@@ -121,7 +120,7 @@ def add_command(
 @click.pass_obj
 def list_command(obj: Any) -> None:
     """List the schedules, with their next and last runs (UTC)."""
-    from gigq_core.errors import InvalidJobError
+    from gigq.plugin import InvalidJobError
     from tabulate import tabulate
 
     with obj.open_queue() as opened:
@@ -154,7 +153,7 @@ def list_command(obj: Any) -> None:
     if not rows:
         click.echo("No schedules.")
         return
-    from gigq_core.logs import printable
+    from gigq.plugin import printable
 
     click.echo(
         tabulate(

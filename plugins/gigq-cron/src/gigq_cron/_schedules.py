@@ -15,13 +15,18 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from gigq_core import Job
-from gigq_core.errors import GigQError, InvalidJobError, StorageError, UserError
-from gigq_core.jobs import check_function_allowed, function_path
+from gigq.plugin import (
+    GigQError,
+    InvalidJobError,
+    Job,
+    StorageError,
+    UserError,
+    check_function_allowed,
+    function_path,
+)
 
 if TYPE_CHECKING:
-    from gigq_core.ports import Storage
-    from gigq_core.queue import JobQueue
+    from gigq.plugin import JobQueue, Storage
 
 log = logging.getLogger("gigq.cron")
 

@@ -15,7 +15,7 @@ import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from gigq import hookimpl
+from gigq.plugin import hookimpl
 
 from gigq_notify._config import DEFAULT_EVENTS, EVENTS, NotifyConfig, load_config
 from gigq_notify._redaction import redact
@@ -23,7 +23,7 @@ from gigq_notify._sender import Outcome, Sender, deliver, environment
 
 if TYPE_CHECKING:
     import click
-    from gigq_core.records import ErrorInfo, JobRecord
+    from gigq.plugin import ErrorInfo, JobRecord
 
 log = logging.getLogger("gigq.notify")
 

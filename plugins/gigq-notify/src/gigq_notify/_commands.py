@@ -58,7 +58,7 @@ def notify() -> None:
 @click.pass_obj
 def test_command(obj: Any, event: str) -> None:
     """Send a sample notification to the configured webhook and command, now."""
-    from gigq_core.errors import ConfigError
+    from gigq.plugin import ConfigError
 
     config = load_config()
     if not config.is_enabled:

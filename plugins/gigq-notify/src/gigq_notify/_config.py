@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from gigq_core.errors import ConfigError
-from gigq_core.settings import find_config
+from gigq.plugin import ConfigError, find_config
 
 from gigq_notify._redaction import (
     command_secrets,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from gigq import hookimpl
+from gigq.plugin import hookimpl
 
 log = logging.getLogger("gigq_example")
 
