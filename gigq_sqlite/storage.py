@@ -7,54 +7,27 @@ import platform
 import socket
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from gigq_core.errors import UserError, WorkersLiveError
-from gigq_core.records import (
-    Execution,
-    HeartbeatReply,
-    JobFilter,
-    JobRecord,
-    JobStatus,
-    Outcome,
-    Transition,
-    WorkerInfo,
-    WorkflowInfo,
-)
-from gigq_sqlite import _lifecycle
+from gigq_core.records import JobRecord, Outcome, Transition, WorkerInfo
+from gigq_sql.connection import Connection
+from gigq_sql.insert import insert_jobs, refuse_taken_ids
+from gigq_sql.queries import load_workers
+from gigq_sql.sqlite import SQLITE
+from gigq_sql.storage import PLAIN, SqlStorage, Work, Writing
 from gigq_sqlite._batch import InsertBatcher
 from gigq_sqlite._connection import Database, Settings, network_filesystem
-from gigq_sqlite._insert import insert_jobs
-from gigq_sqlite._queries import (
-    load_workers,
-    load_workflows,
-    prefix_upper_bound,
-    prune_jobs,
-    vacuum_some,
-    where_clause,
-)
-from gigq_sqlite._requeue import requeue_jobs
-from gigq_sqlite._rows import (
-    EXECUTION_SELECT,
-    JOB_SELECT,
-    WORKER_SELECT,
-    as_text,
-    due_time,
-    execution_from_row,
-    id_list,
-    jobs_from_rows,
-    load_jobs,
-    to_ts,
-    worker_values,
-)
 from gigq_sqlite._trust import JOURNAL_SUFFIXES, folder_problem, owner, run_problems
 from gigq_sqlite._wake import WalWaiter
 from gigq_sqlite.schema import SCHEMA_VERSION, upgrade_schema
 
-_ORDERS = {"newest": "seq DESC", "oldest": "seq", "priority": "priority DESC, seq"}
+T = TypeVar("T")
 
+#: Free pages returned to the file system per prune (8 MiB at the default page size).
+VACUUM_PAGES = 2048
 
 #: A registered worker that heartbeat within this many seconds counts as live for `upgrade`
 #: (twice the default lease; a worker of this host whose process is gone never counts).
@@ -64,12 +37,13 @@ LIVE_WORKER_WINDOW = 60.0
 SETTLE = 0.05
 
 
-class SqliteStorage:
+class SqliteStorage(SqlStorage):
     """Jobs in one SQLite file; safe for threads of one process and for many processes."""
 
     #: Capability: opening the same URL again gives an independent connection to the same
     #: database (the worker heartbeats through one of its own).
     independent_handles = True
+    dialect = SQLITE
 
     def __init__(
         self,
@@ -101,40 +75,49 @@ class SqliteStorage:
             )
         )
         self._waiter = WalWaiter(self._db.wal_path)
-        self._inserts = InsertBatcher(self._db, insert_jobs)
+        self._inserts = InsertBatcher(self._db, _insert)
 
     def __repr__(self) -> str:
         return f"SqliteStorage({self.url!r})"
 
-    # -- jobs: writes ----------------------------------------------------------------------
+    # -- transactions (see SqlStorage) -----------------------------------------------------
+
+    def _read(self, work: Work[T], *, snapshot: bool = False) -> T:
+        if snapshot:
+            return self._db.read(lambda conn: work(conn, 0))
+        with self._db.locked() as conn:
+            return work(conn, 0)
+
+    def _write(self, work: Work[T], how: Writing = PLAIN) -> T:
+        return self._db.write(
+            lambda conn: work(conn, 0), mark_wait=how.claiming, op=how.op, durable=how.durable
+        )
+
+    def _label(self, op: str) -> None:
+        self._db.label(op)
+
+    def _finished(self, conn: Connection, done: Sequence[Transition | None]) -> None:
+        self._label_release(conn, done)
+
+    def _after_commit(self, op: str) -> None:
+        if op == "rescue":
+            # Every worker sweeps periodically, which makes this the place to bound the WAL.
+            self._db.maybe_checkpoint()
+        else:
+            self._db.maybe_checkpoint(min_interval=1.0)
+
+    def _reclaim_space(self) -> None:
+        # Return some free pages to the file system (auto_vacuum is INCREMENTAL).
+        self._db.write(
+            lambda conn: conn.execute(f"PRAGMA incremental_vacuum({VACUUM_PAGES})").fetchall()
+        )
+
+    # -- jobs ------------------------------------------------------------------------------
 
     def insert(self, jobs: Sequence[JobRecord], now: datetime) -> list[str]:
         """Store new jobs atomically; see Storage.insert."""
         # Threads submitting at the same time share a transaction (see _batch).
         return self._inserts.insert(list(jobs), now)
-
-    def claim(
-        self,
-        worker_id: str,
-        limit: int,
-        now: datetime,
-        lease: float,
-        queues: Sequence[str] | None = None,
-    ) -> list[JobRecord]:
-        """Claim up to `limit` ready jobs; see Storage.claim."""
-        if limit <= 0 or (queues is not None and not queues):
-            return []
-        return self._db.write(
-            lambda conn: _lifecycle.claim_jobs(conn, worker_id, limit, now, lease, queues),
-            mark_wait=True,
-            op="claim",
-            # A claim lost to a power cut only makes its job run again (at-least-once).
-            durable=False,
-        )
-
-    def finish(self, outcomes: Sequence[Outcome], now: datetime) -> list[Transition | None]:
-        """Apply attempt outcomes in one transaction; see Storage.finish."""
-        return self._finish(outcomes, now, durable=True)
 
     def finish_deferred(
         self, outcomes: Sequence[Outcome], now: datetime
@@ -148,101 +131,7 @@ class SqliteStorage:
         """Wait until every commit so far is durable (see `finish_deferred`)."""
         self._db.sync()
 
-    def _finish(
-        self, outcomes: Sequence[Outcome], now: datetime, *, durable: bool
-    ) -> list[Transition | None]:
-        if not outcomes:
-            return []
-        outcomes = list(outcomes)
-
-        def work(conn: sqlite3.Connection) -> list[Transition | None]:
-            done = _lifecycle.finish_outcomes(conn, outcomes, now)
-            self._label_release(conn, done)
-            return done
-
-        result = self._db.write(work, op="finish", durable=durable)
-        self._db.maybe_checkpoint(min_interval=1.0)
-        return result
-
-    def finish_and_claim(
-        self,
-        outcomes: Sequence[Outcome],
-        now: datetime,
-        worker_id: str,
-        limit: int,
-        lease: float,
-        queues: Sequence[str] | None = None,
-    ) -> tuple[list[Transition | None], list[JobRecord]]:
-        """finish() then claim() in one transaction; see Storage.finish_and_claim."""
-        outcomes = list(outcomes)
-        claiming = limit > 0 and (queues is None or bool(queues))
-
-        def work(conn: sqlite3.Connection) -> tuple[list[Transition | None], list[JobRecord]]:
-            done = _lifecycle.finish_outcomes(conn, outcomes, now) if outcomes else []
-            self._label_release(conn, done)
-            claimed = (
-                _lifecycle.claim_jobs(conn, worker_id, limit, now, lease, queues)
-                if claiming
-                else []
-            )
-            if claimed:
-                self._db.label("claim")
-            return done, claimed
-
-        result = self._db.write(work, mark_wait=claiming, op="finish" if outcomes else None)
-        self._db.maybe_checkpoint(min_interval=1.0)
-        return result
-
-    def heartbeat(
-        self, worker_id: str, held: Mapping[str, str], now: datetime, lease: float
-    ) -> HeartbeatReply:
-        """Renew the leases of held jobs; see Storage.heartbeat."""
-        held = dict(held)
-        return self._db.write(
-            lambda conn: _lifecycle.renew_leases(conn, worker_id, held, now, lease),
-            # A crash point at a heartbeat means one that renews a lease.
-            op="heartbeat" if held else None,
-            durable=False,
-        )
-
-    def rescue(self, now: datetime, worker_ids: Sequence[str] = ()) -> list[Transition]:
-        """Return jobs of dead workers to pending; see Storage.rescue."""
-        dead = list(worker_ids)
-
-        def work(conn: sqlite3.Connection) -> list[Transition]:
-            rescued = _lifecycle.rescue_jobs(conn, now, dead)
-            if rescued:
-                self._db.label("rescue")
-            return rescued
-
-        result = self._db.write(work)
-        # Every worker sweeps periodically, which makes this the place to bound the WAL.
-        self._db.maybe_checkpoint()
-        return result
-
-    def cancel(self, job_ids: Sequence[str], now: datetime, reason: str) -> list[Transition]:
-        """Cancel jobs, with cascade; see Storage.cancel."""
-        ids = list(job_ids)
-        return self._db.write(
-            lambda conn: _lifecycle.cancel_jobs(conn, ids, now, reason), op="cancel"
-        )
-
-    def requeue(self, job_ids: Sequence[str], now: datetime) -> list[Transition]:
-        """Requeue finished-badly jobs, reviving their dependents; see Storage.requeue."""
-        ids = list(job_ids)
-        return self._db.write(lambda conn: requeue_jobs(conn, ids, now), op="requeue")
-
-    def prune(self, before: datetime, statuses: Sequence[str]) -> int:
-        """Delete old jobs in `statuses` that no unfinished job needs; see Storage.prune."""
-        wanted = sorted({JobStatus(status).value for status in statuses})
-        if not wanted:
-            return 0
-        deleted = self._db.write(lambda conn: prune_jobs(conn, to_ts(before), wanted))
-        if deleted:
-            self._db.write(vacuum_some)
-        return deleted
-
-    def _label_release(self, conn: sqlite3.Connection, done: Sequence[Transition | None]) -> None:
+    def _label_release(self, conn: Connection, done: Sequence[Transition | None]) -> None:
         """Label a finish that released or cancelled dependents "release" (test-only crash
         points; costs nothing unless they are set)."""
         if not self._db.crash_points:
@@ -253,138 +142,10 @@ class SqliteStorage:
             and conn.execute(
                 "SELECT 1 FROM dependencies WHERE depends_on IN"
                 " (SELECT value FROM json_each(?)) LIMIT 1",
-                (id_list(ended),),
+                (SQLITE.ids(ended),),
             ).fetchone()
         ):
             self._db.label("release")
-
-    # -- jobs: reads -----------------------------------------------------------------------
-
-    def get(self, job_id: str) -> JobRecord | None:
-        """The job with that id, or None."""
-        return self.get_many([job_id]).get(job_id)
-
-    def get_many(self, job_ids: Sequence[str]) -> dict[str, JobRecord]:
-        """The jobs that exist among `job_ids`, by id."""
-        ids = list(job_ids)
-        if not ids:
-            return {}
-        return self._db.read(lambda conn: load_jobs(conn, ids))
-
-    def results(self, job_ids: Sequence[str], max_bytes: int) -> tuple[int, dict[str, str]]:
-        """The results of the jobs among `job_ids` if together they fit in `max_bytes`;
-        see Storage.results."""
-        if not job_ids:
-            return 0, {}
-        ids = id_list(job_ids)
-
-        def work(conn: sqlite3.Connection) -> tuple[int, dict[str, str]]:
-            # Sized in SQL first, so results over the limit never reach Python.
-            [total] = conn.execute(
-                "SELECT coalesce(sum(length(CAST(result AS BLOB))), 0) FROM jobs"
-                " WHERE id IN (SELECT value FROM json_each(?))",
-                (ids,),
-            ).fetchone()
-            if total > max_bytes:
-                return total, {}
-            rows = conn.execute(
-                "SELECT id, result FROM jobs WHERE id IN (SELECT value FROM json_each(?))"
-                " AND result IS NOT NULL",
-                (ids,),
-            ).fetchall()
-            return total, dict(rows)
-
-        return self._db.read(work)
-
-    def executions(self, job_id: str) -> list[Execution]:
-        """The job's execution records, oldest first."""
-
-        def work(conn: sqlite3.Connection) -> list[Execution]:
-            rows = conn.execute(
-                f"SELECT {EXECUTION_SELECT} FROM job_executions WHERE job_id = ?"
-                " ORDER BY started_at, rowid",
-                (job_id,),
-            ).fetchall()
-            found = [execution_from_row(row) for row in rows]
-            running = _lifecycle.running_executions(conn, [job_id], found)
-            return found + list(running.values())
-
-        return self._db.read(work)
-
-    def list_jobs(
-        self, where: JobFilter, limit: int = 100, offset: int = 0, order: str = "newest"
-    ) -> list[JobRecord]:
-        """Jobs matching `where`, in `order` ("newest", "oldest" or "priority")."""
-        if order not in _ORDERS:
-            raise ValueError(f"unknown order {order!r}; use newest, oldest or priority")
-        clause, params = where_clause(where)
-        sql = (
-            f"SELECT {JOB_SELECT} FROM jobs WHERE {clause} ORDER BY {_ORDERS[order]}"
-            " LIMIT ? OFFSET ?"
-        )
-        args = (*params, max(limit, 0), max(offset, 0))
-        return self._db.read(lambda conn: jobs_from_rows(conn, conn.execute(sql, args).fetchall()))
-
-    def count(self, where: JobFilter) -> dict[str, int]:
-        """Count of matching jobs per status value."""
-        clause, params = where_clause(where)
-        with self._db.locked() as conn:
-            rows = conn.execute(
-                f"SELECT status, count(*) FROM jobs WHERE {clause} GROUP BY status", params
-            ).fetchall()
-        counts: dict[str, int] = {}
-        for status, total in rows:  # (a status changed by hand may not be text)
-            counts[as_text(status)] = counts.get(as_text(status), 0) + total
-        return counts
-
-    def queue_counts(self) -> dict[str, dict[str, int]]:
-        """Count of jobs per queue name and status value, queues sorted by name."""
-        with self._db.locked() as conn:
-            rows = conn.execute(
-                "SELECT queue, status, count(*) FROM jobs GROUP BY queue, status ORDER BY queue"
-            ).fetchall()
-        counts: dict[str, dict[str, int]] = {}
-        for queue, status, total in rows:  # (names changed by hand may not be text)
-            per_status = counts.setdefault(as_text(queue), {})
-            per_status[as_text(status)] = per_status.get(as_text(status), 0) + total
-        return counts
-
-    def find_ids(self, prefix: str, limit: int = 2) -> list[str]:
-        """Up to `limit` ids starting with `prefix`, sorted (a range scan of the id index)."""
-        if limit <= 0:
-            return []
-        upper = prefix_upper_bound(prefix)
-        with self._db.locked() as conn:
-            if upper is None:
-                rows = conn.execute(
-                    "SELECT id FROM jobs WHERE id >= ? ORDER BY id LIMIT ?", (prefix, limit)
-                ).fetchall()
-            else:
-                rows = conn.execute(
-                    "SELECT id FROM jobs WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
-                    (prefix, upper, limit),
-                ).fetchall()
-        return [job_id for (job_id,) in rows if job_id.startswith(prefix)]
-
-    def next_due(self, now: datetime, queues: Sequence[str] | None = None) -> datetime | None:
-        """The earliest run_at of a pending job whose dependencies all completed."""
-        if queues is not None and not queues:
-            return None
-        # The first row of the jobs_due index that passes the filters; never a scan of jobs.
-        sql = (
-            "SELECT run_at FROM jobs INDEXED BY jobs_due WHERE status = 'pending' AND blocked = 0"
-            " AND queue NOT IN (SELECT queue FROM paused_queues){queues}"
-            " ORDER BY run_at LIMIT 1"
-        )
-        params: tuple[Any, ...] = ()
-        if queues is None:
-            sql = sql.format(queues="")
-        else:
-            sql = sql.format(queues=" AND queue IN (SELECT value FROM json_each(?))")
-            params = (id_list(queues),)
-        with self._db.locked() as conn:
-            row = conn.execute(sql, params).fetchone()
-        return None if row is None else due_time(row[0], now)
 
     def wait_for_work(self, timeout: float) -> bool:
         """Block up to `timeout` seconds until another commit may have made a job ready.
@@ -416,75 +177,6 @@ class SqliteStorage:
                 self._db.wait_mark = latest
                 return True
 
-    def list_workflows(self, limit: int = 100) -> list[WorkflowInfo]:
-        """Workflows with their job counts, newest first."""
-        return self._db.read(lambda conn: load_workflows(conn, max(limit, 0)))
-
-    # -- workers, queues, key-value --------------------------------------------------------
-
-    def register_worker(self, info: WorkerInfo) -> None:
-        """Record a worker, replacing a record with the same id."""
-        values = worker_values(info)
-        self._db.write(
-            lambda conn: conn.execute(
-                f"INSERT OR REPLACE INTO workers ({WORKER_SELECT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                values,
-            )
-        )
-
-    def deregister_worker(self, worker_id: str, now: datetime) -> None:
-        """Mark the worker stopped at `now`."""
-        self._db.write(
-            lambda conn: conn.execute(
-                "UPDATE workers SET stopped_at = ? WHERE id = ?", (to_ts(now), worker_id)
-            )
-        )
-
-    def list_workers(self, since: datetime | None = None) -> list[WorkerInfo]:
-        """Workers still registered, or stopped at or after `since`; with their jobs."""
-        return self._db.read(lambda conn: load_workers(conn, since))
-
-    def set_queue_paused(self, queue: str, paused: bool) -> None:
-        """Pause or resume a queue."""
-        sql = (
-            "INSERT OR IGNORE INTO paused_queues (queue) VALUES (?)"
-            if paused
-            else "DELETE FROM paused_queues WHERE queue = ?"
-        )
-        self._db.write(lambda conn: conn.execute(sql, (queue,)))
-
-    def paused_queues(self) -> frozenset[str]:
-        """Names of the paused queues."""
-        with self._db.locked() as conn:
-            rows = conn.execute("SELECT queue FROM paused_queues").fetchall()
-        return frozenset(as_text(queue) for (queue,) in rows)
-
-    def kv_get(self, namespace: str, key: str) -> str | None:
-        """A value of the key-value store, or None."""
-        with self._db.locked() as conn:
-            row = conn.execute(
-                "SELECT value FROM kv WHERE namespace = ? AND key = ?", (namespace, key)
-            ).fetchone()
-        return None if row is None else str(row[0])
-
-    def kv_set(self, namespace: str, key: str, value: str | None) -> None:
-        """Set a value (None deletes it)."""
-        params: tuple[str, ...] = (namespace, key)
-        if value is None:
-            sql = "DELETE FROM kv WHERE namespace = ? AND key = ?"
-        else:
-            sql = "INSERT OR REPLACE INTO kv (namespace, key, value) VALUES (?, ?, ?)"
-            params = (namespace, key, value)
-        self._db.write(lambda conn: conn.execute(sql, params))
-
-    def kv_items(self, namespace: str) -> dict[str, str]:
-        """All keys and values of a namespace, sorted by key."""
-        with self._db.locked() as conn:
-            rows = conn.execute(
-                "SELECT key, value FROM kv WHERE namespace = ? ORDER BY key", (namespace,)
-            ).fetchall()
-        return {key: value for key, value in rows}
-
     # -- capabilities ----------------------------------------------------------------------
 
     def backup(self, path: str | os.PathLike[str]) -> None:
@@ -512,7 +204,7 @@ class SqliteStorage:
 
         def work(conn: sqlite3.Connection) -> dict[str, Any]:
             (version,) = conn.execute("PRAGMA user_version").fetchone()
-            live = _live_workers(load_workers(conn, None), time.time())
+            live = _live_workers(load_workers(conn, SQLITE, None), time.time())
             if live:
                 shown = ", ".join(f"{w.id} (pid {w.pid} on {w.host})" for w in live[:5])
                 raise WorkersLiveError(
@@ -736,20 +428,19 @@ class SqliteStorage:
 
         return export_items(self.path, self._db.settings.busy_timeout)
 
-    def import_(
-        self, items: Iterable[Mapping[str, Any]], now: datetime | None = None
-    ) -> dict[str, int]:
-        """Store an export exactly, in one transaction, into this empty queue; counts per
-        kind. Refused (TransferError) when it holds any job; running jobs arrive as a rescue
-        at `now` (default: the current time) leaves them. See gigq_sqlite._export."""
-        from gigq_sqlite._export import import_items
-
-        return import_items(self._db, self.url, items, now)
-
     def close(self) -> None:
         """Close the connection; the object may not be used afterwards."""
         self._waiter.close()
         self._db.close()
+
+
+def _insert(conn: sqlite3.Connection, jobs: Sequence[JobRecord], now: datetime) -> list[str]:
+    """insert_jobs, naming the taken id when the UNIQUE constraint refuses one."""
+    try:
+        return insert_jobs(conn, SQLITE, jobs, now)
+    except sqlite3.IntegrityError:
+        refuse_taken_ids(conn, SQLITE, [job.id for job in jobs])
+        raise
 
 
 def _live_workers(workers: Sequence[WorkerInfo], now: float) -> list[WorkerInfo]:

@@ -30,8 +30,8 @@ from gigq_core.errors import (
 )
 from gigq_core.records import JobFilter, JobRecord, JobStatus, Outcome
 from gigq_core.testing import FakeClock
+from gigq_sql.sqlite import CLAIM_ANY_QUEUE, CLAIM_QUEUES
 from gigq_sqlite import SqliteStorage, _connection
-from gigq_sqlite._lifecycle import CLAIM_ANY_QUEUE, CLAIM_QUEUES
 from gigq_sqlite.plugin import gigq_storage, path_from_url
 from gigq_sqlite.schema import APPLICATION_ID, SCHEMA_VERSION
 

@@ -15,7 +15,9 @@ from _pg import make_pm, with_schema
 from gigq_core.errors import ReadOnlyError
 from gigq_core.plugins import open_storage
 from gigq_core.records import JobFilter, JobStatus, Outcome
-from gigq_postgres._lifecycle import finish_outcomes
+from gigq_postgres._connection import SqlConnection
+from gigq_sql.lifecycle import finish_outcomes
+from gigq_sql.postgresql import POSTGRES
 from tests.contract._factory import LEASE, job_record
 
 
@@ -144,8 +146,12 @@ def test_a_finish_retried_after_an_unacknowledged_commit_is_applied_once(storage
     assert first is not None
 
     # What the retry of the same transaction sees: the first try committed.
-    replay = storage._db.run(lambda conn, _: finish_outcomes(conn, [outcome], clock.now(), 1))
-    fresh = storage._db.run(lambda conn, _: finish_outcomes(conn, [outcome], clock.now(), 0))
+    replay = storage._db.run(
+        lambda conn, _: finish_outcomes(SqlConnection(conn), POSTGRES, [outcome], clock.now(), 1)
+    )
+    fresh = storage._db.run(
+        lambda conn, _: finish_outcomes(SqlConnection(conn), POSTGRES, [outcome], clock.now(), 0)
+    )
 
     assert replay[0] is not None and replay[0].job.status is JobStatus.COMPLETED
     assert fresh == [None]
@@ -154,13 +160,15 @@ def test_a_finish_retried_after_an_unacknowledged_commit_is_applied_once(storage
 
 
 def test_an_insert_retried_after_an_unacknowledged_commit_returns_the_same_ids(storage, clock):
-    from gigq_postgres._insert import insert_jobs
+    from gigq_sql.insert import insert_jobs
 
     jobs = [job_record(clock.now()), job_record(clock.now(), unique_key="k")]
     ids = storage.insert(jobs, clock.now())
     twin = job_record(clock.now(), unique_key="k")
 
-    again = storage._db.run(lambda conn, _: insert_jobs(conn, [*jobs, twin], clock.now(), 1))
+    again = storage._db.run(
+        lambda conn, _: insert_jobs(SqlConnection(conn), POSTGRES, [*jobs, twin], clock.now(), 1)
+    )
 
     assert again == [*ids, ids[1]]
     assert len(storage.list_jobs(JobFilter())) == 2

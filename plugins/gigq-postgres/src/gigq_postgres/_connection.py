@@ -14,16 +14,17 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
+from psycopg.adapt import Buffer, Loader
+from psycopg.pq import Format
 
 from gigq_core.errors import BusyError, GigQError, StorageError
 from gigq_postgres._errors import connect_failure, is_conflict, is_connection_lost, translate
 from gigq_postgres._options import Settings
-from gigq_postgres._rows import register_loaders
 from gigq_postgres.schema import ensure_schema
 
 T = TypeVar("T")
@@ -41,6 +42,64 @@ _ABANDONED: list[psycopg.Connection] = []
 _LIVE: weakref.WeakSet[Database] = weakref.WeakSet()
 _FORK_HOOK_LOCK = threading.Lock()
 _fork_hook_registered = False
+
+
+class SqlConnection:
+    """A psycopg connection as gigq_sql's Connection protocol (executemany through a
+    cursor); `raw` is the connection itself."""
+
+    def __init__(self, raw: psycopg.Connection) -> None:
+        self.raw = raw
+
+    def execute(self, query: str, parameters: Any = None, /) -> psycopg.Cursor[Any]:
+        """Run one statement."""
+        return self.raw.execute(query, parameters)
+
+    def executemany(self, query: str, parameters: Iterable[Any], /) -> psycopg.Cursor[Any]:
+        """Run one statement once per parameter row."""
+        cursor = self.raw.cursor()
+        cursor.executemany(query, parameters)
+        return cursor
+
+
+class OutOfRange:
+    """A timestamptz value that Python's datetime cannot hold, as the server wrote it."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return repr(self.text)
+
+
+def register_loaders(conn: psycopg.Connection) -> None:
+    """Make `conn` load a timestamptz out of datetime's range as an OutOfRange value, so one
+    such row no longer fails the whole query that reads it."""
+    oid = conn.adapters.types["timestamptz"].oid
+    for fmt in (Format.TEXT, Format.BINARY):
+        base = conn.adapters.get_loader(oid, fmt)
+        if base is None or issubclass(base, _CheckedLoader):
+            continue
+        checked: type[Loader] = type(
+            f"Checked{base.__name__}", (_CheckedLoader,), {"base": base, "format": fmt}
+        )
+        conn.adapters.register_loader(oid, checked)
+
+
+class _CheckedLoader(Loader):
+    base: type[Loader]
+
+    def __init__(self, oid: int, context: Any = None) -> None:
+        super().__init__(oid, context)
+        self._inner = self.base(oid, context)
+
+    def load(self, data: Buffer) -> Any:
+        try:
+            return self._inner.load(data)
+        except psycopg.DataError:
+            if self.format is Format.TEXT:
+                return OutOfRange(bytes(data).decode("utf-8", "replace"))
+            return OutOfRange("a time out of range")
 
 
 class Database:
@@ -244,7 +303,7 @@ class Database:
 
         return isinstance(err, StorageUnavailableError) and "cannot connect" in str(err)
 
-    def notify(self, conn: psycopg.Connection) -> None:
+    def notify(self, conn: SqlConnection) -> None:
         """Wake the waiters of every process once the current transaction commits."""
         conn.execute("SELECT pg_notify(%s, '')", (self.channel,))
 
@@ -348,4 +407,4 @@ def _after_fork_in_child() -> None:
         database._after_fork()
 
 
-__all__ = ["Database"]
+__all__ = ["Database", "OutOfRange", "SqlConnection", "register_loaders"]
