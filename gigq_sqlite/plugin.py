@@ -7,13 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from gigq_core.errors import ConfigError
 from gigq_core.hookspecs import hookimpl
+from gigq_sql.options import durability, flag, number
 
 if TYPE_CHECKING:
     from gigq_sqlite.storage import SqliteStorage
 
 _MIB = 1024 * 1024
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
 
 def path_from_url(url: str) -> str | None:
@@ -47,47 +46,21 @@ def open_sqlite(url: str, options: dict[str, Any]) -> SqliteStorage | None:
     path = path_from_url(url)
     if path is None:
         return None
-    durability = str(options.get("durability", "full")).lower()
-    if durability not in ("full", "normal"):
-        raise ConfigError(f"durability must be 'full' or 'normal', not {durability!r}")
     # Imported here: loading the plugin (every `gigq` start) must not load sqlite3.
     from gigq_sqlite.storage import SqliteStorage
 
     return SqliteStorage(
         path,
         url=url,
-        durability=durability,
-        busy_timeout=_number(options, "busy_timeout", 30.0),
-        journal_size_limit=int(_number(options, "journal_size_limit", 64 * _MIB)),
-        checkpoint_threshold=int(_number(options, "checkpoint_threshold", 32 * _MIB)),
-        create=_flag(options, "create", True),
-        read_only=_flag(options, "read_only", False),
-        upgrading=_flag(options, "upgrading", False),
-        allow_insecure_permissions=_flag(options, "allow_insecure_permissions", False),
+        durability=durability(options),
+        busy_timeout=number(options, "busy_timeout", 30.0),
+        journal_size_limit=int(number(options, "journal_size_limit", 64 * _MIB)),
+        checkpoint_threshold=int(number(options, "checkpoint_threshold", 32 * _MIB)),
+        create=flag(options, "create", True),
+        read_only=flag(options, "read_only", False),
+        upgrading=flag(options, "upgrading", False),
+        allow_insecure_permissions=flag(options, "allow_insecure_permissions", False),
     )
-
-
-def _number(options: dict[str, Any], name: str, default: float) -> float:
-    value = options.get(name, default)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number, not {value!r}") from None
-    if number < 0 or number != number:
-        raise ConfigError(f"{name} must be zero or more, not {value!r}")
-    return number
-
-
-def _flag(options: dict[str, Any], name: str, default: bool) -> bool:
-    value = options.get(name, default)
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ConfigError(f"{name} must be true or false, not {value!r}")
 
 
 @hookimpl(trylast=True)

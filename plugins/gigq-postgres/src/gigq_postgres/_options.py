@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 import attrs
 
 from gigq_core.errors import ConfigError
+from gigq_sql.options import durability, flag, number
 
 SCHEMES = ("postgresql://", "postgres://")
 
@@ -46,8 +47,6 @@ LIBPQ_KEYWORDS = frozenset(
     }
 )
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
 #: PostgreSQL identifiers are at most 63 bytes (NAMEDATALEN - 1).
 MAX_IDENTIFIER = 63
@@ -99,16 +98,13 @@ def parse(url: str, options: dict[str, Any]) -> Settings:
         for key, value in merged.items()
         if key in LIBPQ_KEYWORDS and value is not None and key != "connect_timeout"
     }
-    connect_timeout = _number(merged, "connect_timeout", 10.0)
+    connect_timeout = number(merged, "connect_timeout", 10.0)
     libpq["connect_timeout"] = str(max(1, round(connect_timeout)))
     libpq.setdefault("application_name", "gigq")
     # Only libpq's keywords go to libpq: GigQ's own settings in the query are dropped.
     base = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
     conninfo = base + "?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in sorted(libpq.items()))
-    durability = str(merged.get("durability", "full")).lower()
-    if durability not in ("full", "normal"):
-        raise ConfigError(f"durability must be 'full' or 'normal', not {durability!r}")
-    pool_size = int(_number(merged, "pool_size", 4))
+    pool_size = int(number(merged, "pool_size", 4))
     if pool_size < 1:
         raise ConfigError(f"pool_size must be 1 or more, not {merged.get('pool_size')!r}")
     display_url = mask_password(url)
@@ -121,11 +117,11 @@ def parse(url: str, options: dict[str, Any]) -> Settings:
         where=_where(parts),
         schema=schema,
         pool_size=pool_size,
-        busy_timeout=_number(merged, "busy_timeout", 30.0),
+        busy_timeout=number(merged, "busy_timeout", 30.0),
         connect_timeout=connect_timeout,
-        durability=durability,
-        create=_flag(merged, "create", True),
-        read_only=_flag(merged, "read_only", False),
+        durability=durability(merged),
+        create=flag(merged, "create", True),
+        read_only=flag(merged, "read_only", False),
     )
 
 
@@ -146,29 +142,6 @@ def _where(parts: Any) -> str:
         raise ConfigError(f"invalid port in the PostgreSQL URL (host {host})") from None
     database = parts.path.lstrip("/") or parts.username or "postgres"
     return f"{host}:{port}/{database}"
-
-
-def _number(options: dict[str, Any], name: str, default: float) -> float:
-    value = options.get(name, default)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number, not {value!r}") from None
-    if number < 0 or number != number:
-        raise ConfigError(f"{name} must be zero or more, not {value!r}")
-    return number
-
-
-def _flag(options: dict[str, Any], name: str, default: bool) -> bool:
-    value = options.get(name, default)
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ConfigError(f"{name} must be true or false, not {value!r}")
 
 
 __all__ = ["SCHEMES", "Settings", "is_postgres_url", "mask_password", "parse"]

@@ -1,0 +1,48 @@
+"""Reading a SQL adapter's settings from GigQ's merged options (a URL query, a config file
+or keyword arguments: text or Python values alike); ConfigError names a bad value."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from gigq_core.errors import ConfigError
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def number(options: Mapping[str, Any], name: str, default: float) -> float:
+    """A number of zero or more."""
+    value = options.get(name, default)
+    try:
+        found = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, not {value!r}") from None
+    if found < 0 or found != found:
+        raise ConfigError(f"{name} must be zero or more, not {value!r}")
+    return found
+
+
+def flag(options: Mapping[str, Any], name: str, default: bool) -> bool:
+    """A boolean, also written 1/0, yes/no, on/off."""
+    value = options.get(name, default)
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false, not {value!r}")
+
+
+def durability(options: Mapping[str, Any]) -> str:
+    """ "full" (commits survive power loss; the default) or "normal"."""
+    value = str(options.get("durability", "full")).lower()
+    if value not in ("full", "normal"):
+        raise ConfigError(f"durability must be 'full' or 'normal', not {value!r}")
+    return value
+
+
+__all__ = ["durability", "flag", "number"]
