@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import functools
 import importlib
 import importlib.metadata
 import logging
 import os
 import threading
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 from pluggy import HookImpl, Result
 
 from gigq_core import hookspecs
-from gigq_core.errors import ConfigError, GigQError, PluginError
+from gigq_core._guards import (
+    CommandsGuard,
+    ExtensionGuard,
+    Guard,
+    LifecycleGuard,
+    collect_failures,
+    guarded_impl,
+)
+from gigq_core.errors import ConfigError, PluginError
 from gigq_core.records import JobRecord
 
 if TYPE_CHECKING:
@@ -61,16 +66,6 @@ EXTENSION_HOOKS = frozenset({"gigq_storage", "gigq_retry_strategies", "gigq_seri
 #: recorded in `GigQPluginManager.failures`, and its commands are taken out again.
 COMMANDS_HOOK = "gigq_register_commands"
 
-#: The failures in extension hooks during the current `_collect_failures()` block.
-_call_failures: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
-    "gigq_call_failures", default=None
-)
-
-#: A guard: (hook, plugin name, the call's arguments by name) -> the block to run it in.
-Guard = Callable[[str, str, Mapping[str, Any]], contextlib.AbstractContextManager[None]]
-#: A guard with its hook and plugin given: (the call's arguments by name) -> the block.
-Enter = Callable[[Mapping[str, Any]], contextlib.AbstractContextManager[None]]
-
 
 class GigQPluginManager(pluggy.PluginManager):
     """pluggy's plugin manager with GigQ's hook specs and state.
@@ -97,12 +92,10 @@ class GigQPluginManager(pluggy.PluginManager):
         """Register `plugin` as pluggy does, and put its GigQ hook implementations in guards."""
         registered = super().register(plugin, name)
         for caller in self.get_hookcallers(plugin) or ():
-            guard = self._guard_of(caller.name)
-            if guard is None:
-                continue
             for impl in caller.get_hookimpls():
-                if impl.plugin is plugin:
-                    self._guarded[impl] = _guarded_impl(caller.name, impl, guard)
+                guard = self._guard(caller.name, impl) if impl.plugin is plugin else None
+                if guard is not None:
+                    self._guarded[impl] = guarded_impl(impl, guard)
         return registered
 
     def unregister(self, plugin: object | None = None, name: str | None = None) -> Any | None:
@@ -125,30 +118,14 @@ class GigQPluginManager(pluggy.PluginManager):
         guarded = [self._guarded.get(impl, impl) for impl in methods]
         return super()._hookexec(hook_name, guarded, kwargs, firstresult)
 
-    def _guard_of(self, hook: str) -> Guard | None:
+    def _guard(self, hook: str, impl: HookImpl) -> Guard | None:
         if hook in LIFECYCLE_HOOKS:
-            return _lifecycle_guard
+            return LifecycleGuard(hook, impl)
         if hook in EXTENSION_HOOKS:
-            return _extension_guard
+            return ExtensionGuard(hook, impl)
         if hook == COMMANDS_HOOK:
-            return self._commands_guard
+            return CommandsGuard(hook, impl, self.failures)
         return None  # not a GigQ hook: a plugin's own spec keeps pluggy's rules
-
-    @contextlib.contextmanager
-    def _commands_guard(self, hook: str, plugin: str, named: Mapping[str, Any]) -> Iterator[None]:
-        commands = getattr(named.get("cli"), "commands", None)  # a click.Group's name -> command
-        before = dict(commands) if isinstance(commands, dict) else None
-        try:
-            yield
-        # Plugin isolation: this runs on every gigq command, so whatever the plugin raises
-        # (even SystemExit) must not stop the others or the built-in commands.
-        except BaseException as err:
-            if before is not None and isinstance(commands, dict):
-                commands.clear()
-                commands.update(before)
-            message = f"plugin '{plugin}' failed to add its commands: {err!r}"
-            self.failures[plugin] = message
-            log.warning("%s", message)
 
     def trace_calls(self) -> None:
         """Log every hook call on the `gigq.plugins` logger at INFO, with its arguments and
@@ -313,7 +290,7 @@ class Hooks:
     def storage(self, url: str, options: dict[str, Any]) -> Storage | None:
         """The first adapter that answers `url`; when none does and a plugin failed in
         trying, that failure as a PluginError."""
-        with _collect_failures() as failures:
+        with collect_failures() as failures:
             answer: Storage | None = self.pm.hook.gigq_storage(url=url, options=options)
         self.failed.update(failures)
         if answer is None and "gigq_storage" in failures:
@@ -322,7 +299,7 @@ class Hooks:
 
     def retry_strategies(self) -> dict[str, Callable[..., Any]]:
         """Every retry strategy factory by name (plugins may add names)."""
-        with _collect_failures() as failures:
+        with collect_failures() as failures:
             answers = self.pm.hook.gigq_retry_strategies()
         self.failed.update(failures)
         merged: dict[str, Callable[..., Any]] = {}
@@ -332,7 +309,7 @@ class Hooks:
 
     def serializers(self) -> dict[str, Serializer]:
         """Every serializer by name."""
-        with _collect_failures() as failures:
+        with collect_failures() as failures:
             answers = self.pm.hook.gigq_serializers()
         self.failed.update(failures)
         merged: dict[str, Serializer] = {}
@@ -362,113 +339,6 @@ def _short(value: Any) -> str:
         return f"<job {value.id} {value.name!r}>"
     text = repr(value)
     return text if len(text) < 60 else text[:57] + "..."
-
-
-@contextlib.contextmanager
-def _lifecycle_guard(hook: str, plugin: str, named: Mapping[str, Any]) -> Iterator[None]:
-    try:
-        yield
-    except Exception:  # plugin isolation: a raising hook must not change the job
-        log.exception("plugin '%s' raised in %s", plugin, hook)
-
-
-@contextlib.contextmanager
-def _extension_guard(hook: str, plugin: str, named: Mapping[str, Any]) -> Iterator[None]:
-    try:
-        yield
-    except GigQError:  # the plugin's answer to the user, e.g. an unreachable server
-        raise
-    except Exception as err:  # plugin isolation: a broken plugin cannot break every command
-        message = f"plugin '{plugin}' failed in {hook}: {err!r}"
-        log.warning("%s", message)
-        failures = _call_failures.get()
-        if failures is not None:
-            failures[hook] = message
-
-
-@contextlib.contextmanager
-def _collect_failures() -> Iterator[dict[str, str]]:
-    """Hook name -> failure, of the extension hook calls made inside the block."""
-    failures: dict[str, str] = {}
-    token = _call_failures.set(failures)
-    try:
-        yield failures
-    finally:
-        _call_failures.reset(token)
-
-
-def _guarded_impl(hook: str, impl: HookImpl, guard: Guard) -> HookImpl:
-    """`impl`, its function called inside `guard`."""
-    enter: Enter = functools.partial(guard, hook, impl.plugin_name)
-    if impl.wrapper or impl.hookwrapper:
-        function = _guarded_wrapper(impl.function, impl.argnames, enter)
-    else:
-        function = _guarded_call(impl.function, impl.argnames, enter)
-    return HookImpl(impl.plugin, impl.plugin_name, function, impl.opts)
-
-
-def _named(
-    argnames: Sequence[str], args: Sequence[Any], kwargs: Mapping[str, Any]
-) -> dict[str, Any]:
-    return {**dict(zip(argnames, args, strict=False)), **kwargs}
-
-
-def _guarded_call(
-    function: Callable[..., Any], argnames: Sequence[str], enter: Enter
-) -> Callable[..., Any]:
-    """`function` (wrapped, so pluggy reads its own arguments) called inside its guard."""
-
-    @functools.wraps(function)
-    def call(*args: Any, **kwargs: Any) -> Any:
-        with enter(_named(argnames, args, kwargs)):
-            return function(*args, **kwargs)
-        return None  # the guard caught a failure: the call goes on without this answer
-
-    return call
-
-
-def _guarded_wrapper(
-    function: Callable[..., Any], argnames: Sequence[str], enter: Enter
-) -> Callable[..., Generator[None, Any, Any]]:
-    """A pluggy wrapper (`wrapper=True`, or old-style `hookwrapper=True`), its code before
-    and after the `yield` each run inside its guard: a failure in either is reported and the
-    call goes on with the result unchanged."""
-
-    @functools.wraps(function)
-    def call(*args: Any, **kwargs: Any) -> Generator[None, Any, Any]:
-        named = _named(argnames, args, kwargs)
-        teardown: Generator[None, Any, Any] | None = None
-        with enter(named):
-            started = function(*args, **kwargs)
-            if next(started, _DONE) is _DONE:
-                raise RuntimeError(f"hook wrapper {function.__qualname__} did not yield")
-            teardown = started
-        if teardown is None:
-            return (yield)
-        try:
-            received = yield
-        except BaseException as exc:
-            # Not a plugin's failure (those stop at their guard): the wrapper sees it.
-            try:
-                teardown.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-            teardown.close()
-            raise
-        with enter(named):
-            try:
-                teardown.send(received)
-            except StopIteration as stop:
-                return stop.value
-            teardown.close()
-            raise RuntimeError(f"hook wrapper {function.__qualname__} yielded twice")
-        return received
-
-    return call
-
-
-#: What `next()` returns for a wrapper that ended without yielding.
-_DONE = object()
 
 
 __all__ = [
