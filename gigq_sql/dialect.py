@@ -9,6 +9,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import attrs
+
 from gigq_core.records import ErrorInfo, Execution, JobRecord
 from gigq_sql.connection import Connection
 
@@ -21,6 +23,20 @@ def show(value: Any) -> str:
     """A stored value for a message, cut to 40 characters."""
     text = repr(value)
     return text if len(text) <= 40 else text[:39] + "…"
+
+
+@attrs.frozen(kw_only=True)
+class Claim:
+    """What a claim asks for, the same in each of its rounds."""
+
+    #: The claiming worker.
+    worker_id: str
+    #: The caller's clock: jobs due by then are ready.
+    now: datetime
+    #: When the leases of the claimed jobs end.
+    lease_end: datetime
+    #: The queues to claim from (None: any queue).
+    queues: tuple[str, ...] | None
 
 
 #: An attempt that ended: the job as it ran, the execution status, its result and error.
@@ -156,16 +172,9 @@ class Dialect(ABC):
         """After an import kept the source's seq numbers: number new jobs past `last_seq`."""
 
     @abstractmethod
-    def claim_rows(
-        self,
-        conn: Connection,
-        worker_id: str,
-        now: datetime,
-        lease_end: datetime,
-        queues: Sequence[str] | None,
-        limit: int,
-    ) -> list[Any]:
-        """Mark up to `limit` ready jobs running for `worker_id`; their rows (`job_select`)."""
+    def claim_rows(self, conn: Connection, claim: Claim, limit: int) -> list[Any]:
+        """Mark up to `limit` ready jobs running for `claim`'s worker; their rows
+        (`job_select`)."""
 
     @abstractmethod
     def fail_running(
@@ -198,4 +207,4 @@ class Dialect(ABC):
         such job, whether a cancel was requested."""
 
 
-__all__ = ["BadColumn", "Dialect", "EndedAttempt", "show"]
+__all__ = ["BadColumn", "Claim", "Dialect", "EndedAttempt", "show"]

@@ -29,7 +29,7 @@ from gigq_core.records import (
     handed_back,
 )
 from gigq_sql.connection import Connection
-from gigq_sql.dialect import Dialect, EndedAttempt
+from gigq_sql.dialect import Claim, Dialect, EndedAttempt
 from gigq_sql.rows import jobs_from_rows, jobs_with_dependencies, load_jobs
 
 OUTCOME_STATUSES = frozenset({"completed", "failed", "timeout", "cancelled", "handed_back"})
@@ -85,10 +85,15 @@ def claim_jobs(
     for the slots it took (each round fails at least one row, so this ends): the valid jobs
     behind it run, and a worker in burst mode does not take an empty claim for an empty
     queue."""
-    lease_end = now + timedelta(seconds=lease)
+    claim = Claim(
+        worker_id=worker_id,
+        now=now,
+        lease_end=now + timedelta(seconds=lease),
+        queues=None if queues is None else tuple(queues),
+    )
     jobs: list[JobRecord] = []
     while len(jobs) < limit:
-        rows = d.claim_rows(conn, worker_id, now, lease_end, queues, limit - len(jobs))
+        rows = d.claim_rows(conn, claim, limit - len(jobs))
         unreadable = 0
         for job in jobs_from_rows(conn, d, rows):
             if isinstance(job, UnreadableJob):

@@ -15,7 +15,7 @@ from typing import Any
 
 from gigq_core.records import Execution
 from gigq_sql.connection import Connection
-from gigq_sql.dialect import BadColumn, Dialect, EndedAttempt, show
+from gigq_sql.dialect import BadColumn, Claim, Dialect, EndedAttempt, show
 from gigq_sql.rows import BOOKKEEPING_COLUMNS, JOB_COLUMNS, error_columns
 
 #: The job columns and, last, the dependencies: every job row carries them.
@@ -256,25 +256,17 @@ class PostgresDialect(Dialect):
         """Move the identity sequence past the imported numbers."""
         conn.execute("SELECT setval(pg_get_serial_sequence('jobs', 'seq'), %s)", (last_seq,))
 
-    def claim_rows(
-        self,
-        conn: Connection,
-        worker_id: str,
-        now: datetime,
-        lease_end: datetime,
-        queues: Sequence[str] | None,
-        limit: int,
-    ) -> list[Any]:
+    def claim_rows(self, conn: Connection, claim: Claim, limit: int) -> list[Any]:
         """One statement (FOR UPDATE SKIP LOCKED) that also opens the executions."""
         params: dict[str, Any] = {
-            "now": now,
-            "worker": worker_id,
-            "lease_end": lease_end,
+            "now": claim.now,
+            "worker": claim.worker_id,
+            "lease_end": claim.lease_end,
             "limit": limit,
         }
-        if queues is None:
+        if claim.queues is None:
             return conn.execute(CLAIM_ANY_QUEUE, params).fetchall()
-        params["queues"] = list(queues)
+        params["queues"] = list(claim.queues)
         return conn.execute(CLAIM_QUEUES, params).fetchall()
 
     def fail_running(

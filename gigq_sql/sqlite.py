@@ -17,7 +17,7 @@ from typing import Any
 
 from gigq_core.records import Execution
 from gigq_sql.connection import Connection
-from gigq_sql.dialect import BadColumn, Dialect, EndedAttempt, show
+from gigq_sql.dialect import BadColumn, Claim, Dialect, EndedAttempt, show
 from gigq_sql.rows import BOOKKEEPING_COLUMNS, EXECUTION_COLUMNS, JOB_COLUMNS, error_columns
 
 JOB_SELECT = ", ".join(JOB_COLUMNS)
@@ -256,21 +256,13 @@ class SqliteDialect(Dialect):
     def imported(self, conn: Connection, last_seq: int) -> None:
         """Nothing: an INTEGER PRIMARY KEY numbers past the largest."""
 
-    def claim_rows(
-        self,
-        conn: Connection,
-        worker_id: str,
-        now: datetime,
-        lease_end: datetime,
-        queues: Sequence[str] | None,
-        limit: int,
-    ) -> list[Any]:
+    def claim_rows(self, conn: Connection, claim: Claim, limit: int) -> list[Any]:
         """One UPDATE ... RETURNING; the execution row is written when the attempt ends."""
-        ts = now.timestamp()
-        head = (worker_id, ts, lease_end.timestamp(), ts, ts)
-        if queues is None:
+        ts = claim.now.timestamp()
+        head = (claim.worker_id, ts, claim.lease_end.timestamp(), ts, ts)
+        if claim.queues is None:
             return conn.execute(CLAIM_ANY_QUEUE, (*head, limit)).fetchall()
-        return conn.execute(CLAIM_QUEUES, (*head, self.ids(queues), limit)).fetchall()
+        return conn.execute(CLAIM_QUEUES, (*head, self.ids(claim.queues), limit)).fetchall()
 
     def fail_running(
         self, conn: Connection, seq: int, error: str, now: datetime, token: str | None
