@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from gigq_core.queue import JobQueue
     from gigq_core.records import JobRecord
 
-#: `gigq wait` exit codes (RELIABILITY.md D10).
+#: `gigq wait` exit codes (docs/guarantees.md D10).
 WAIT_FAILED = 3
 WAIT_TIMEOUT = 124
 

@@ -1,4 +1,4 @@
-"""One exception hierarchy; each class carries its CLI exit code (RELIABILITY.md D10)."""
+"""One exception hierarchy; each class carries its CLI exit code (docs/guarantees.md D10)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The public `Job` builder, function references and the function policy (RELIABILITY.md D9)."""
+"""The public `Job` builder, function references and the function policy (docs/guarantees.md D9)."""
 
 from __future__ import annotations
 

@@ -83,7 +83,7 @@ class JobStore(Protocol):
           its dependents are cancelled transitively (`Transition.cancelled`).
         - "cancelled": the job ends cancelled, dependents cancelled transitively.
         - "handed_back": the job is pending again at once; the attempt is not counted unless
-          the job was already handed back 3 times (RELIABILITY.md D4). A counted hand-back
+          the job was already handed back 3 times (docs/guarantees.md D4). A counted hand-back
           that leaves no attempt ends the job failed instead (error "handed back N times by
           stopping workers, with no attempts left"), its dependents cancelled.
         """

@@ -35,7 +35,7 @@ BROKEN_STATUSES = frozenset({JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TI
 
 #: Hand-backs of one job (a worker stopping while it runs) that do not count as an
 #: attempt; each later one counts, and ends the job `failed` once no attempt is left
-#: (RELIABILITY.md D4: restarts cannot loop a long job forever).
+#: (docs/guarantees.md D4: restarts cannot loop a long job forever).
 FREE_HANDBACKS = 3
 
 

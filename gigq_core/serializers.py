@@ -1,4 +1,4 @@
-"""The JSON serializer (the default) and its limits (RELIABILITY.md D6)."""
+"""The JSON serializer (the default) and its limits (docs/guarantees.md D6)."""
 
 from __future__ import annotations
 

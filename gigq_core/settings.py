@@ -21,7 +21,7 @@ DEFAULTS: dict[str, Any] = {
     "durability": "full",
     "busy_timeout": 30.0,
     "journal_size_limit": 64 * 1024 * 1024,
-    # Half the 64 MB bound on the WAL (RELIABILITY.md D12, test 7): it grows between checks.
+    # Half the 64 MB bound on the WAL (docs/guarantees.md D12): it grows between checks.
     "checkpoint_threshold": 32 * 1024 * 1024,
     "max_payload": DEFAULT_MAX_PAYLOAD,
     # Limits on names, descriptions, errors, dependencies, nesting and parent results.
@@ -34,7 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "sweep_interval": 5.0,
     "grace": 25.0,
     # Longest a worker holds finished jobs' outcomes before one durable commit records them
-    # all (group commit, RELIABILITY.md); 0 commits each outcome at once.
+    # all (group commit, docs/guarantees.md); 0 commits each outcome at once.
     "flush_interval": 0.005,
     "executor": "process",
     "max_jobs_per_child": 0,

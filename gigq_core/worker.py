@@ -71,8 +71,8 @@ log = logging.getLogger("gigq")
 RETAINED_STATUSES = ("completed", "cancelled")
 #: Seconds between retention clean-ups of one worker.
 _PRUNE_INTERVAL = 60.0
-#: Most outcomes one flush holds (RELIABILITY.md test 1 counts them as extra executions a
-#: kill may cause).
+#: Most outcomes one flush holds (the SIGKILL chaos test of docs/guarantees.md counts them
+#: as extra executions a kill may cause).
 FLUSH_MAX_JOBS = 32
 
 _Report = tuple[JobRecord, AttemptResult, Outcome, float | None]
@@ -197,7 +197,7 @@ class Worker:
         self._beat_thread: _Heartbeat | None = None
 
     def _check_permissions(self) -> None:
-        """Refuse a database others may write (RELIABILITY.md D9), unless allowed."""
+        """Refuse a database others may write (docs/guarantees.md D9), unless allowed."""
         if (
             isinstance(self.storage, PermissionChecked)
             and not self.settings["allow_insecure_permissions"]
@@ -331,7 +331,7 @@ class Worker:
     def _buffer(self, ended: Sequence[tuple[JobRecord, AttemptResult]]) -> None:
         """Decide the outcomes of ended attempts and hold them for the next flush.
 
-        Group commit (RELIABILITY.md): one durable commit records every outcome held, at the
+        Group commit (docs/guarantees.md): one durable commit records every outcome held, at the
         latest `flush_interval` seconds after the first; hooks fire only after it. Until then
         the jobs stay `running` under their leases (the heartbeat renews them), so a crash
         in between makes them run again, never lost.
@@ -510,7 +510,7 @@ class Worker:
             for transition in transitions:
                 if transition is None or transition.job.status is not JobStatus.FAILED:
                     continue
-                # A counted hand-back took the job's last attempt (RELIABILITY.md D4).
+                # A counted hand-back took the job's last attempt (docs/guarantees.md D4).
                 job = transition.job
                 log.warning("job %s (%r) failed for good: %r", job.id, job.name, job.error)
                 error = ErrorInfo(type="HandedBack", message=job.error or "handed back")

@@ -55,8 +55,9 @@ _LIVE: weakref.WeakSet[Database] = weakref.WeakSet()
 _FORK_HOOK_LOCK = threading.Lock()
 _fork_hook_registered = False
 
-#: Test only (RELIABILITY.md test 2): "OP:WHEN[,OP:WHEN...]" makes the process os._exit(137)
-#: right before or right after the COMMIT of a transaction labelled OP that changed rows.
+#: Test only (tests/reliability/test_crash_points.py): "OP:WHEN[,OP:WHEN...]" makes the
+#: process os._exit(137) right before or right after the COMMIT of a transaction labelled OP
+#: that changed rows.
 #: Read once per Database; never set it in production.
 CRASH_ENV = "GIGQ_TEST_CRASH"
 #: The labels storage.py gives its transactions (see SqliteStorage).
