@@ -33,7 +33,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.fixture(autouse=True)
 def write_audit(monkeypatch: pytest.MonkeyPatch) -> Iterator[WriteAudit]:
-    """The BEGIN IMMEDIATE audit (RELIABILITY.md test 8) on every connection gigq_sqlite
+    """The BEGIN IMMEDIATE audit (docs/guarantees.md) on every connection gigq_sqlite
     opens in this process: a write outside BEGIN IMMEDIATE fails the test that made it.
     (Workers started as subprocesses are audited by tests/reliability/test_begin_immediate.)"""
     from gigq_sqlite import _connection

@@ -1,4 +1,4 @@
-"""Storage problems use the exit codes of RELIABILITY.md D10, and never change the file."""
+"""Storage problems use the exit codes of docs/guarantees.md D10, and never change the file."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every exit code of RELIABILITY.md D10, each produced through the CLI by its own fault:
+"""Every exit code of docs/guarantees.md D10, each produced through the CLI by its own fault:
 0, 1, 2, 3 and 124 (`gigq wait`), 65, 69, 74, 75, 77 and 78."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """CLI filters fuzzed with arbitrary text: exit 0, 1 or 2 only, no traceback, nothing changed
-(RELIABILITY.md, test 14)."""
+(docs/guarantees.md)."""
 
 from __future__ import annotations
 

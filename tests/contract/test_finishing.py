@@ -272,7 +272,7 @@ def test_hand_back_counts_the_attempt_after_three_hand_backs(storage, clock, mak
 
 
 def test_a_counted_hand_back_that_takes_the_last_attempt_fails_the_job(storage, clock, make_job):
-    # RELIABILITY.md D4: after three free hand-backs the next one counts; with no attempt
+    # docs/guarantees.md D4: after three free hand-backs the next one counts; with no attempt
     # left the job ends failed (and its dependents cancelled) instead of running again.
     job = make_job(max_attempts=1)
     child = make_job(dependencies=(job.id,))

@@ -1,5 +1,5 @@
 """Helpers of the multi-process tests: start and stop real workers, wait, read the ledger,
-and the ledger check of RELIABILITY.md."""
+and the ledger check of docs/guarantees.md."""
 
 from __future__ import annotations
 
@@ -414,7 +414,7 @@ def ledger_check(
     started: float | None = None,
     **more: Any,
 ) -> LedgerSummary:
-    """RELIABILITY.md's ledger check, once every worker has stopped; prints the one-line
+    """The ledger check of docs/guarantees.md, once every worker has stopped; prints the one-line
     summary, then fails with every problem found.
 
     Every submitted (acknowledged) job exists exactly once and nothing else does; none is

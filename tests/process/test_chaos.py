@@ -1,4 +1,4 @@
-"""SIGKILL chaos (RELIABILITY.md fast tier 1, scaled to a 2-core machine): workers holding
+"""SIGKILL chaos (docs/guarantees.md, scaled to a 2-core machine): workers holding
 jobs are killed every 200 ms and replaced; every job still runs to completion, exactly one
 completion each, and the extra executions stay within what the kills can explain."""
 

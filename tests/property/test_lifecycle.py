@@ -395,7 +395,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         job.handbacks += 1
         if job.attempts >= job.max_attempts:
             # The fourth hand-back on counts as an attempt; with none left the job ends
-            # failed (RELIABILITY.md D4: restarts cannot loop it forever).
+            # failed (docs/guarantees.md D4: restarts cannot loop it forever).
             self.end(job, "failed")
             assert {r.id for r in transition.cancelled} == self.cascade(job_id)
         else:

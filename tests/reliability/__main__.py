@@ -1,4 +1,4 @@
-"""The slow tier of RELIABILITY.md, run on demand:
+"""The slow tier of docs/guarantees.md, run on demand:
 
     python -m tests.reliability --tier slow [--soak-minutes 60] [--only chaos,contention,...]
 

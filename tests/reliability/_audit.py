@@ -1,4 +1,4 @@
-"""The BEGIN IMMEDIATE audit (RELIABILITY.md fast tier 8): a trace callback on every
+"""The BEGIN IMMEDIATE audit (docs/guarantees.md): a trace callback on every
 connection gigq_sqlite opens records, per connection, how the current transaction began; a
 write (INSERT, UPDATE, DELETE, REPLACE, also under WITH) anywhere but inside a transaction
 opened with BEGIN IMMEDIATE is a violation. A plain BEGIN that later writes fails at once

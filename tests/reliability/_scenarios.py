@@ -233,8 +233,8 @@ def run_chaos(
     kill_every: float = 0.2,
     timeout: float = 1800.0,
 ) -> dict[str, Any]:
-    """RELIABILITY.md's SIGKILL chaos: jobs of 2-18 ms (max_attempts 10); every KILL_EVERY s
-    a random worker holding a job is killed and replaced; then the ledger check."""
+    """The SIGKILL chaos of docs/guarantees.md: jobs of 2-18 ms (max_attempts 10); every
+    KILL_EVERY s a random worker holding a job is killed and replaced; then the ledger check."""
     tmp.mkdir(parents=True, exist_ok=True)
     db, ledger = tmp / "jobs.db", tmp / "ledger"
     rng = random.Random(seed)

@@ -1,4 +1,4 @@
-"""The BEGIN IMMEDIATE audit (RELIABILITY.md fast tier 8).
+"""The BEGIN IMMEDIATE audit (docs/guarantees.md).
 
 Every test of the root suite runs under the `write_audit` fixture of tests/conftest.py
 (every connection gigq_sqlite opens in the pytest process is traced). This module makes sure

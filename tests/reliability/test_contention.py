@@ -1,4 +1,4 @@
-"""Contention (RELIABILITY.md fast tier 7): 100 paced submitters (10 processes x 10 threads)
+"""Contention (docs/guarantees.md): 100 paced submitters (10 processes x 10 threads)
 and 4 workers for 15 s. No busy error (no error at all) reaches a caller, the WAL stays under
 64 MB, every acknowledged submit is there and runs once (the ledger check). Submit latency
 percentiles are printed; the p99 bound is asserted only in the slow tier."""

@@ -1,4 +1,4 @@
-"""Crash points (RELIABILITY.md fast tier 2): a process dies (`os._exit(137)`, through the
+"""Crash points (docs/guarantees.md): a process dies (`os._exit(137)`, through the
 test-only GIGQ_TEST_CRASH of gigq_sqlite) right before or right after the COMMIT of submit,
 claim, heartbeat, finish (complete, retry, fail), dependency release, cancel, rescue and
 requeue. The state it leaves is the one expected of that point, and a fresh worker then

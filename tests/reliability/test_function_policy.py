@@ -1,4 +1,4 @@
-"""Function policy with a real worker (RELIABILITY.md fast tier 13; the inline variants are in
+"""Function policy with a real worker (docs/guarantees.md; the inline variants are in
 tests/unit/test_worker.py and tests/unit/test_queue.py): `os:system` and friends are refused
 at submit, and when written into the database by raw SQL a worker process fails them with
 "not allowed" without ever running them (their side effect, a file, never appears)."""

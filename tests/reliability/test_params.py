@@ -1,4 +1,4 @@
-"""Params edge cases on SQLite (RELIABILITY.md fast tier 12; the serializer's own cases are in
+"""Params edge cases on SQLite (docs/guarantees.md; the serializer's own cases are in
 tests/unit/test_serializers.py, the in-memory queue's in tests/unit/test_queue.py):
 unserializable values, NaN, lone surrogates and deep nesting refused with nothing stored;
 10 MB refused by default and an exact round trip (params and result) with the cap raised to

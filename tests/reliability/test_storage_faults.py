@@ -1,4 +1,4 @@
-"""Storage faults (RELIABILITY.md fast tier 10): disk full, read-only, corrupt header,
+"""Storage faults (docs/guarantees.md): disk full, read-only, corrupt header,
 corrupt page, truncated WAL. Each gives its documented error and exit code (D10: 74, 77,
 65), GigQ never modifies the file (bytes compared where that applies), and every committed
 job is still there once the fault is gone. (tests/contract/test_sqlite_specific.py has the

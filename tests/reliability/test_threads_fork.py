@@ -1,4 +1,4 @@
-"""Threads and fork (RELIABILITY.md fast tier 9): threads share one JobQueue; a child
+"""Threads and fork (docs/guarantees.md): threads share one JobQueue; a child
 process after fork() reopens its connection, its writes land, and the parent's connection
 keeps working, even when the fork happens while other threads are writing."""
 

@@ -302,8 +302,8 @@ def test_job_whose_module_cannot_be_imported_fails_at_once(queue, worker):
 def test_disallowed_function_written_into_storage_fails_without_running(
     queue, worker, clock, tmp_path
 ):
-    # RELIABILITY.md test 13: the worker fails it with "not allowed" and the function never
-    # runs (zero executions of it): its side effect, a file, must not appear.
+    # docs/guarantees.md (function policy): the worker fails it with "not allowed" and the
+    # function never runs (zero executions of it): its side effect, a file, must not appear.
     marker = tmp_path / "ran"
     params = json.dumps({"args": ["touch", str(marker)]})
     record = job_record(clock.now(), function="subprocess:run", params=params)
