@@ -828,7 +828,7 @@ class Worker:
             with contextlib.suppress(BlockingIOError, OSError):
                 os.write(self._wake_w, b"x")
 
-    def _loop_process(self, pool: ProcessPool) -> None:
+    def _loop_process(self, pool: ProcessPool) -> None:  # noqa: C901 -- kept whole until the worker is rebuilt
         records: dict[str, JobRecord] = {}
         stop_at: float | None = None
         claimed: list[JobRecord] = []

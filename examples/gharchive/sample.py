@@ -288,43 +288,47 @@ class _HourWriter:
             "changed_files": self.rng.randint(1, 12),
         }
 
+    def push(self, repo: dict[str, Any], actor: dict[str, Any]) -> dict[str, Any]:
+        """A PushEvent's payload: mostly one commit, at most 20 listed."""
+        rng = self.rng
+        roll = rng.random()
+        size = 1 if roll < 0.7 else rng.randint(2, 6) if roll < 0.97 else rng.randint(21, 60)
+        commits = []
+        for _ in range(min(size, 20)):  # GitHub lists at most 20 commits of a push
+            sha = _sha(rng)
+            commits.append(
+                {
+                    "sha": sha,
+                    "author": {
+                        "email": f"{actor['id']}+{actor['display_login']}@users.noreply.github.com",
+                        "name": actor["display_login"],
+                    },
+                    "message": rng.choice(_MESSAGES).format(
+                        n=rng.randint(1, 999), owner=actor["login"]
+                    ),
+                    "distinct": rng.random() < 0.95,
+                    "url": f"{API}/repos/{repo['name']}/commits/{sha}",
+                }
+            )
+        return {
+            "repository_id": repo["id"],
+            "push_id": rng.randint(16_000_000_000, 16_999_999_999),
+            "size": size,
+            "distinct_size": sum(c["distinct"] for c in commits) + max(0, size - 20),
+            "ref": rng.choice(
+                ["refs/heads/main", "refs/heads/main", "refs/heads/dev", "refs/heads/gh-pages"]
+            ),
+            "head": commits[-1]["sha"],
+            "before": _sha(rng),
+            "commits": commits,
+        }
+
     def payload(
         self, kind: str, repo: dict[str, Any], actor: dict[str, Any], created: str
     ) -> dict[str, Any]:
         rng = self.rng
         if kind == "PushEvent":
-            roll = rng.random()
-            size = 1 if roll < 0.7 else rng.randint(2, 6) if roll < 0.97 else rng.randint(21, 60)
-            commits = []
-            for _ in range(min(size, 20)):  # GitHub lists at most 20 commits of a push
-                sha = _sha(rng)
-                commits.append(
-                    {
-                        "sha": sha,
-                        "author": {
-                            "email": f"{actor['id']}+{actor['display_login']}"
-                            "@users.noreply.github.com",
-                            "name": actor["display_login"],
-                        },
-                        "message": rng.choice(_MESSAGES).format(
-                            n=rng.randint(1, 999), owner=actor["login"]
-                        ),
-                        "distinct": rng.random() < 0.95,
-                        "url": f"{API}/repos/{repo['name']}/commits/{sha}",
-                    }
-                )
-            return {
-                "repository_id": repo["id"],
-                "push_id": rng.randint(16_000_000_000, 16_999_999_999),
-                "size": size,
-                "distinct_size": sum(c["distinct"] for c in commits) + max(0, size - 20),
-                "ref": rng.choice(
-                    ["refs/heads/main", "refs/heads/main", "refs/heads/dev", "refs/heads/gh-pages"]
-                ),
-                "head": commits[-1]["sha"],
-                "before": _sha(rng),
-                "commits": commits,
-            }
+            return self.push(repo, actor)
         if kind == "WatchEvent":
             return {"action": "started"}
         if kind == "CreateEvent":

@@ -401,6 +401,57 @@ class LedgerSummary:
         )
 
 
+def _id_problems(wanted: list[str], jobs: dict[str, dict[str, Any]], rows: int) -> list[str]:
+    """The acknowledged ids against the `rows` stored: none twice, none lost, none extra."""
+    problems = []
+    if len(set(wanted)) != len(wanted):
+        problems.append("a job id was acknowledged twice")
+    if len(jobs) != rows:
+        problems.append("two job rows share an id")
+    missing = [job_id for job_id in wanted if job_id not in jobs]
+    if missing:
+        problems.append(f"{len(missing)} acknowledged job(s) lost, e.g. {missing[:3]}")
+    unexpected = set(jobs) - set(wanted)
+    if unexpected:
+        problems.append(f"{len(unexpected)} job(s) nobody submitted")
+    return problems
+
+
+def _job_problems(
+    job_id: str, job: dict[str, Any], runs: list[dict[str, Any]], ran: int
+) -> list[str]:
+    """One job against its execution records and its `ran` ledger lines."""
+    problems = []
+    if job["attempts"] > job["max_attempts"]:
+        problems.append(f"{job_id}: attempts {job['attempts']} > {job['max_attempts']}")
+    if ran > len(runs):
+        problems.append(f"{job_id}: {ran} ledger lines, {len(runs)} executions")
+    done = [run for run in runs if run["status"] == "completed"]
+    if any(run["status"] == "running" for run in runs):
+        problems.append(f"{job_id}: an execution record left running")
+    if job["status"] != "completed":
+        if done:
+            problems.append(f"{job_id}: {job['status']} with a completed execution")
+        return problems
+    if ran == 0:
+        problems.append(f"{job_id}: completed but never ran")
+    if len(done) != 1:
+        problems.append(f"{job_id}: {len(done)} completed executions")
+    elif runs[-1] is not done[0]:
+        problems.append(f"{job_id}: the completed execution is not the last one")
+    elif done[0]["result"] != job["result"]:
+        problems.append(f"{job_id}: the job's result is not its completed execution's")
+    else:
+        value = json.loads(job["result"]) if job["result"] else None
+        if isinstance(value, dict) and value.get("attempt") != done[0]["attempt"]:
+            problems.append(
+                f"{job_id}: the result of attempt {value.get('attempt')} was stored as "
+                f"attempt {done[0]['attempt']}'s (a stale completion accepted, "
+                f"worker {done[0]['worker_id']})"
+            )
+    return problems
+
+
 def ledger_check(
     db: str | Path,
     ledger: str | Path,
@@ -446,16 +497,7 @@ def ledger_check(
     problems: list[str] = []
     if check != "ok":
         problems.append(f"quick_check: {check}")
-    if len(set(wanted)) != len(wanted):
-        problems.append("a job id was acknowledged twice")
-    if len(jobs) != len(rows):
-        problems.append("two job rows share an id")
-    missing = [job_id for job_id in wanted if job_id not in jobs]
-    if missing:
-        problems.append(f"{len(missing)} acknowledged job(s) lost, e.g. {missing[:3]}")
-    unexpected = set(jobs) - set(wanted)
-    if unexpected:
-        problems.append(f"{len(unexpected)} job(s) nobody submitted")
+    problems += _id_problems(wanted, jobs, len(rows))
     statuses = Counter(job["status"] for job in jobs.values())
     for status in ("running", "pending"):
         if statuses[status]:
@@ -468,34 +510,7 @@ def ledger_check(
     if unknown:
         problems.append(f"the ledger names unknown jobs {sorted(unknown)[:3]}")
     for job_id, job in jobs.items():
-        runs = by_job.get(job_id, [])
-        if job["attempts"] > job["max_attempts"]:
-            problems.append(f"{job_id}: attempts {job['attempts']} > {job['max_attempts']}")
-        if ran[job_id] > len(runs):
-            problems.append(f"{job_id}: {ran[job_id]} ledger lines, {len(runs)} executions")
-        done = [run for run in runs if run["status"] == "completed"]
-        if any(run["status"] == "running" for run in runs):
-            problems.append(f"{job_id}: an execution record left running")
-        if job["status"] != "completed":
-            if done:
-                problems.append(f"{job_id}: {job['status']} with a completed execution")
-            continue
-        if ran[job_id] == 0:
-            problems.append(f"{job_id}: completed but never ran")
-        if len(done) != 1:
-            problems.append(f"{job_id}: {len(done)} completed executions")
-        elif runs[-1] is not done[0]:
-            problems.append(f"{job_id}: the completed execution is not the last one")
-        elif done[0]["result"] != job["result"]:
-            problems.append(f"{job_id}: the job's result is not its completed execution's")
-        else:
-            value = json.loads(job["result"]) if job["result"] else None
-            if isinstance(value, dict) and value.get("attempt") != done[0]["attempt"]:
-                problems.append(
-                    f"{job_id}: the result of attempt {value.get('attempt')} was stored as "
-                    f"attempt {done[0]['attempt']}'s (a stale completion accepted, "
-                    f"worker {done[0]['worker_id']})"
-                )
+        problems += _job_problems(job_id, job, by_job.get(job_id, []), ran[job_id])
 
     executed = sum(ran.values())
     extra = executed - sum(1 for job_id in jobs if ran[job_id])

@@ -15,6 +15,7 @@ options; the bounds stay the same.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import random
 import sys
@@ -56,8 +57,87 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the tier; returns the exit code."""
+def _chaos(args: argparse.Namespace, base: Path, rows: list[Row], seed: int, n: int) -> None:
+    got = run_chaos(base / f"chaos-{n}", jobs=args.chaos_jobs, seed=seed)
+    name = f"chaos seed {seed}"
+    rows.append((name, "jobs", got["jobs"], "", None))
+    rows.append((name, "kills", got["kills"], "", None))
+    rows.append(
+        (name, "extra executions", got["extra executions"],
+         f"<= {got['allowed']}", got["extra executions"] <= got["allowed"])
+    )  # fmt: skip
+    rows.append((name, "jobs/s", got["jobs/s"], "", None))
+
+
+def _contention(args: argparse.Namespace, base: Path, rows: list[Row]) -> None:
+    got = run_contention(base / "contention", seconds=args.contention_seconds)
+    name = f"contention {args.contention_seconds:g} s, 100 paced submitters"
+    rows.append((name, "submits/s", got["submits/s"], "", None))
+    rows.append((name, "errors reaching callers", got["errors"], "none", not got["errors"]))
+    rows.append((name, "submit p50 ms", got["p50 ms"], "", None))
+    rows.append((name, "submit p99 ms", got["p99 ms"], "<= 50", got["p99 ms"] <= 50))
+    rows.append((name, "submit max ms", got["max ms"], "", None))
+    rows.append((name, "WAL peak MiB", got["wal peak MiB"], "<= 64", got["wal peak MiB"] <= 64))
+
+
+def _overload(args: argparse.Namespace, base: Path, rows: list[Row]) -> None:
+    alone = run_drain_rate(base / "uncontended", jobs=2000)
+    got = run_contention(
+        base / "overload",
+        seconds=args.overload_seconds,
+        interval=0.0,
+        drain_timeout=1800,
+        name="overload",
+    )
+    name = f"overload {args.overload_seconds:g} s, unpaced"
+    share = got["worker jobs/s"] / alone
+    rows.append((name, "uncontended worker jobs/s", alone, "", None))
+    rows.append((name, "worker jobs/s under overload", got["worker jobs/s"], "", None))
+    rows.append((name, "share of uncontended", f"{share:.0%}", ">= 20%", share >= 0.2))
+    rows.append((name, "submits/s", got["submits/s"], "", None))
+    rows.append((name, "errors reaching callers", got["errors"], "none", not got["errors"]))
+    rows.append((name, "WAL peak MiB", got["wal peak MiB"], "<= 256", got["wal peak MiB"] <= 256))
+
+
+def _pinned(args: argparse.Namespace, base: Path, rows: list[Row]) -> None:
+    got = run_contention(
+        base / "pinned",
+        seconds=args.pin_seconds + 17,
+        interval=0.05,
+        pin_reader=args.pin_seconds,
+        name="pinned-reader",
+    )
+    name = f"pinned reader {args.pin_seconds:g} s"
+    back = got["wal back under 64 MiB s"]
+    rows.append((name, "WAL peak MiB (while pinned)", got["wal peak MiB"], "", None))
+    rows.append((name, "s until WAL < 64 MiB after release", back, "<= 10", back <= 10))
+    rows.append((name, "errors reaching callers", got["errors"], "none", not got["errors"]))
+
+
+def _soak(args: argparse.Namespace, base: Path, rows: list[Row]) -> None:
+    got = run_soak(base / "soak", minutes=args.soak_minutes)
+    name = f"soak {args.soak_minutes:g} min"
+    for figure in ("submits", "kills", "rolling restarts", "pruned", "windows"):
+        rows.append((name, figure, got[figure], "", None))
+    rows.append((name, "errors reaching callers", got["errors"], "none", not got["errors"]))
+    growth = got["sentinel RSS growth MiB"]
+    rows.append((name, "worker RSS growth MiB", growth, "< 20", growth < 20))
+    median = got["wal median MiB"]
+    rows.append((name, "WAL median MiB", median, "< 16", median < 16))
+    worst = got["claim p99 ms (worst 5-min window)"]
+    rows.append((name, "claim p99 ms, worst 5-min window", worst, "< 50", worst < 50))
+
+
+#: The runs after chaos (which runs once per seed), in order.
+_RUNS: dict[str, Callable[[argparse.Namespace, Path, list[Row]], None]] = {
+    "contention": _contention,
+    "overload": _overload,
+    "pinned": _pinned,
+    "soak": _soak,
+}
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tests.reliability", description=__doc__)
     parser.add_argument("--tier", choices=["slow"], required=True)
     parser.add_argument("--only", default=",".join(RUNS), help=f"subset of {','.join(RUNS)}")
@@ -68,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pin-seconds", type=float, default=30.0)
     parser.add_argument("--soak-minutes", type=float, default=60.0)
     parser.add_argument("--tmp", type=Path, default=None, help="keep the runs' files here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the tier; returns the exit code."""
+    parser = _parser()
     args = parser.parse_args(argv)
     only = {name.strip() for name in args.only.split(",") if name.strip()}
     unknown = only - set(RUNS)
@@ -91,94 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     if "chaos" in only:
         for n in range(args.seeds):
             seed = random.randrange(2**32)
-
-            def chaos(seed: int = seed, n: int = n) -> None:
-                got = run_chaos(base / f"chaos-{n}", jobs=args.chaos_jobs, seed=seed)
-                name = f"chaos seed {seed}"
-                rows.append((name, "jobs", got["jobs"], "", None))
-                rows.append((name, "kills", got["kills"], "", None))
-                rows.append(
-                    (name, "extra executions", got["extra executions"],
-                     f"<= {got['allowed']}", got["extra executions"] <= got["allowed"])
-                )  # fmt: skip
-                rows.append((name, "jobs/s", got["jobs/s"], "", None))
-
-            attempt(f"chaos {n + 1}", chaos)
-
-    if "contention" in only:
-
-        def contention() -> None:
-            got = run_contention(base / "contention", seconds=args.contention_seconds)
-            name = f"contention {args.contention_seconds:g} s, 100 paced submitters"
-            rows.append((name, "submits/s", got["submits/s"], "", None))
-            rows.append((name, "errors reaching callers", got["errors"], "none", not got["errors"]))
-            rows.append((name, "submit p50 ms", got["p50 ms"], "", None))
-            rows.append((name, "submit p99 ms", got["p99 ms"], "<= 50", got["p99 ms"] <= 50))
-            rows.append((name, "submit max ms", got["max ms"], "", None))
-            rows.append(
-                (name, "WAL peak MiB", got["wal peak MiB"], "<= 64", got["wal peak MiB"] <= 64)
-            )
-
-        attempt("contention", contention)
-
-    if "overload" in only:
-
-        def overload() -> None:
-            alone = run_drain_rate(base / "uncontended", jobs=2000)
-            got = run_contention(
-                base / "overload",
-                seconds=args.overload_seconds,
-                interval=0.0,
-                drain_timeout=1800,
-                name="overload",
-            )
-            name = f"overload {args.overload_seconds:g} s, unpaced"
-            share = got["worker jobs/s"] / alone
-            rows.append((name, "uncontended worker jobs/s", alone, "", None))
-            rows.append((name, "worker jobs/s under overload", got["worker jobs/s"], "", None))
-            rows.append((name, "share of uncontended", f"{share:.0%}", ">= 20%", share >= 0.2))
-            rows.append((name, "submits/s", got["submits/s"], "", None))
-            rows.append((name, "errors reaching callers", got["errors"], "none", not got["errors"]))
-            rows.append(
-                (name, "WAL peak MiB", got["wal peak MiB"], "<= 256", got["wal peak MiB"] <= 256)
-            )
-
-        attempt("overload", overload)
-
-    if "pinned" in only:
-
-        def pinned() -> None:
-            got = run_contention(
-                base / "pinned",
-                seconds=args.pin_seconds + 17,
-                interval=0.05,
-                pin_reader=args.pin_seconds,
-                name="pinned-reader",
-            )
-            name = f"pinned reader {args.pin_seconds:g} s"
-            back = got["wal back under 64 MiB s"]
-            rows.append((name, "WAL peak MiB (while pinned)", got["wal peak MiB"], "", None))
-            rows.append((name, "s until WAL < 64 MiB after release", back, "<= 10", back <= 10))
-            rows.append((name, "errors reaching callers", got["errors"], "none", not got["errors"]))
-
-        attempt("pinned", pinned)
-
-    if "soak" in only:
-
-        def soak() -> None:
-            got = run_soak(base / "soak", minutes=args.soak_minutes)
-            name = f"soak {args.soak_minutes:g} min"
-            for figure in ("submits", "kills", "rolling restarts", "pruned", "windows"):
-                rows.append((name, figure, got[figure], "", None))
-            rows.append((name, "errors reaching callers", got["errors"], "none", not got["errors"]))
-            growth = got["sentinel RSS growth MiB"]
-            rows.append((name, "worker RSS growth MiB", growth, "< 20", growth < 20))
-            median = got["wal median MiB"]
-            rows.append((name, "WAL median MiB", median, "< 16", median < 16))
-            worst = got["claim p99 ms (worst 5-min window)"]
-            rows.append((name, "claim p99 ms, worst 5-min window", worst, "< 50", worst < 50))
-
-        attempt("soak", soak)
+            attempt(f"chaos {n + 1}", functools.partial(_chaos, args, base, rows, seed, n))
+    for name, run in _RUNS.items():
+        if name in only:
+            attempt(name, functools.partial(run, args, base, rows))
 
     print()
     print(table(rows))

@@ -111,7 +111,7 @@ class Schedule:
         return self._tick(now, backwards=False)
 
     def _tick(self, start: datetime, backwards: bool) -> datetime:
-        from croniter import CroniterError  # type: ignore[import-untyped]
+        from croniter import CroniterError
 
         ticks = _croniter()(self.expression, start.astimezone(_zone(self.timezone)))
         try:
@@ -185,7 +185,7 @@ def unique_key(name: str, tick: datetime) -> str:
 
 def _croniter() -> Any:
     """croniter's iterator class, imported on first use (it is not needed at startup)."""
-    from croniter import croniter  # type: ignore[import-untyped]
+    from croniter import croniter
 
     return croniter
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -125,6 +125,10 @@ def load_config(
     return _build({key: _convert(key, value, where) for key, (value, where) in values.items()})
 
 
+#: Builds the error of a bad setting from what was expected.
+_Bad = Callable[[str], ConfigError]
+
+
 def _convert(key: str, value: Any, where: str) -> Any:
     """One setting, checked and converted; strings (from the environment) are parsed."""
 
@@ -133,57 +137,76 @@ def _convert(key: str, value: Any, where: str) -> Any:
             f"notify setting '{key}' from {where} must be {expected}, got {_shown(key, value)}"
         )
 
-    if key == "webhook_url":
-        if not isinstance(value, str):
-            raise bad("a URL")
-        if not value.strip():
-            return None
+    return _CONVERTERS[key](key, value, bad)
+
+
+def _webhook_url(key: str, value: Any, bad: _Bad) -> str | None:
+    """An http(s) URL with a host and a valid port; blank means none."""
+    if not isinstance(value, str):
+        raise bad("a URL")
+    if not value.strip():
+        return None
+    try:
+        parts = urlsplit(value.strip())
+        parts.port  # noqa: B018 -- parsing the port is what checks it
+    except ValueError:
+        raise bad("an http:// or https:// URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise bad("an http:// or https:// URL")
+    return value.strip()
+
+
+def _command(key: str, value: Any, bad: _Bad) -> tuple[str, ...]:
+    """A command line split like a shell would, or a list of arguments."""
+    if isinstance(value, str):
         try:
-            parts = urlsplit(value.strip())
-            parts.port  # noqa: B018 -- parsing the port is what checks it
+            return tuple(shlex.split(value))
         except ValueError:
-            raise bad("an http:// or https:// URL") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise bad("an http:// or https:// URL")
-        return value.strip()
-    if key == "command":
-        if isinstance(value, str):
-            try:
-                return tuple(shlex.split(value))
-            except ValueError:
-                raise bad("a command line that splits into arguments") from None
-        if isinstance(value, list | tuple) and all(isinstance(a, str) for a in value):
-            return tuple(value)
-        raise bad("a list of strings (the program and its arguments)")
-    if key == "events":
-        names = value.split(",") if isinstance(value, str) else value
-        if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
-            raise bad("a list of event names")
-        chosen = frozenset(n.strip() for n in names if n.strip())
-        unknown = chosen - set(EVENTS) - {"*"}
-        if unknown:
-            raise bad(f"a list of events from {', '.join(EVENTS)} (or '*')")
-        return frozenset(EVENTS) if "*" in chosen else chosen
-    if key == "headers":
-        if isinstance(value, str):
-            try:
-                value = json.loads(value) if value.strip() else {}
-            except ValueError:
-                raise bad("a JSON object of header names to values") from None
-        if not isinstance(value, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-        ):
-            raise bad("a table of header names to string values")
-        return dict(value)
-    if key in ("retries", "queue_size"):
+            raise bad("a command line that splits into arguments") from None
+    if isinstance(value, list | tuple) and all(isinstance(a, str) for a in value):
+        return tuple(value)
+    raise bad("a list of strings (the program and its arguments)")
+
+
+def _events(key: str, value: Any, bad: _Bad) -> frozenset[str]:
+    """Event names, comma-separated or a list; '*' means every event."""
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        raise bad("a list of event names")
+    chosen = frozenset(n.strip() for n in names if n.strip())
+    unknown = chosen - set(EVENTS) - {"*"}
+    if unknown:
+        raise bad(f"a list of events from {', '.join(EVENTS)} (or '*')")
+    return frozenset(EVENTS) if "*" in chosen else chosen
+
+
+def _headers(key: str, value: Any, bad: _Bad) -> dict[str, str]:
+    """Header names to string values, a table or a JSON object."""
+    if isinstance(value, str):
         try:
-            number = int(value) if not isinstance(value, bool) else -1
-        except (TypeError, ValueError):
-            raise bad("a whole number") from None
-        if number < (0 if key == "retries" else 1):
-            raise bad("zero or more" if key == "retries" else "at least 1")
-        return number
-    # timeout, backoff, flush_timeout
+            value = json.loads(value) if value.strip() else {}
+        except ValueError:
+            raise bad("a JSON object of header names to values") from None
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise bad("a table of header names to string values")
+    return dict(value)
+
+
+def _count(key: str, value: Any, bad: _Bad) -> int:
+    """A whole number: zero or more retries, a queue of at least 1."""
+    try:
+        number = int(value) if not isinstance(value, bool) else -1
+    except (TypeError, ValueError):
+        raise bad("a whole number") from None
+    if number < (0 if key == "retries" else 1):
+        raise bad("zero or more" if key == "retries" else "at least 1")
+    return number
+
+
+def _seconds(key: str, value: Any, bad: _Bad) -> float:
+    """A finite number of seconds: positive for `timeout`, zero or more otherwise."""
     try:
         seconds = float(value) if not isinstance(value, bool) else -1.0
     except (TypeError, ValueError):
@@ -191,6 +214,20 @@ def _convert(key: str, value: Any, where: str) -> Any:
     if not seconds >= 0 or seconds == float("inf") or (key == "timeout" and seconds == 0):
         raise bad("a positive number of seconds" if key == "timeout" else "zero or more seconds")
     return seconds
+
+
+#: The converter of each setting.
+_CONVERTERS: dict[str, Callable[[str, Any, _Bad], Any]] = {
+    "webhook_url": _webhook_url,
+    "command": _command,
+    "events": _events,
+    "headers": _headers,
+    "retries": _count,
+    "queue_size": _count,
+    "timeout": _seconds,
+    "backoff": _seconds,
+    "flush_timeout": _seconds,
+}
 
 
 def _shown(key: str, value: Any) -> str:
