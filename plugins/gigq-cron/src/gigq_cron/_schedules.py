@@ -21,7 +21,6 @@ from gigq.plugin import (
     Job,
     StorageError,
     UserError,
-    check_function_allowed,
     function_path,
 )
 
@@ -93,6 +92,11 @@ class Schedule:
         except (TypeError, ValueError) as err:
             raise InvalidJobError(
                 f"schedule '{self.name}': params must be JSON-serializable: {err}"
+            ) from None
+        except RecursionError:
+            raise InvalidJobError(
+                f"schedule '{self.name}': params are nested too deeply to serialize "
+                "(see the max_nesting_depth setting)"
             ) from None
         if isinstance(self.max_attempts, bool) or not (
             isinstance(self.max_attempts, int) and self.max_attempts >= 1
@@ -220,22 +224,29 @@ def _zone(name: str) -> Any:
 def add_schedule(queue: JobQueue, schedule: Schedule, replace_existing: bool = False) -> Schedule:
     """Store a schedule (checked); its runs start at the first tick after now.
 
-    The queue's function policy applies now, as at submit (DisallowedFunctionError): a
-    refused function would only fail at every tick.
+    Its first run's job is checked now exactly as submit checks a job (the function policy,
+    the queue's limits on names, params nesting and size; the same errors): a run the
+    queue refuses would only fail at every tick.
     """
-    checked = replace(schedule.check(), created_at=queue.clock.now())
-    check_function_allowed(checked.function, queue.settings["allowed_modules"])
+    now = queue.clock.now()
+    checked = replace(schedule.check(), created_at=now)
+    upcoming = checked.next_tick(now)
+    _check_run(queue, checked.job_for(upcoming), now)
     storage = queue.storage
     if storage.kv_get(NAMESPACE, checked.name) is not None and not replace_existing:
         raise ScheduleExistsError(
             f"schedule '{checked.name}' exists; remove it first, or add it with --replace"
         )
-    assert checked.created_at is not None
     storage.kv_set(NAMESPACE, checked.name, checked.to_json())
-    storage.kv_set(
-        STATE_NAMESPACE, checked.name, _state_json(None, checked.next_tick(checked.created_at))
-    )
+    storage.kv_set(STATE_NAMESPACE, checked.name, _state_json(None, upcoming))
     return checked
+
+
+def _check_run(queue: JobQueue, job: Job, now: datetime) -> None:
+    """Validate a run's job as `queue.submit` would, storing nothing."""
+    # The queue's own validation, with its settings, serializer and retry strategies, so
+    # cron add refuses exactly what a tick's submit would; JobQueue has no public way yet.
+    queue._record(job, now)
 
 
 def remove_schedule(queue: JobQueue, name: str) -> None:
