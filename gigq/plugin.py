@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from gigq_core.ports import Storage
     from gigq_core.queue import JobQueue
     from gigq_core.records import ErrorInfo, Execution, JobRecord, JobStatus, WorkerInfo
-    from gigq_core.settings import find_config
+    from gigq_core.settings import Option, Settings, find_config
     from gigq_core.testing import FakeClock, RecordingPlugin
     from gigq_core.worker import Worker
 
@@ -73,7 +73,9 @@ _LAZY = {
     "StorageError": "gigq_core.errors",
     "StorageUnavailableError": "gigq_core.errors",
     "UserError": "gigq_core.errors",
-    # settings and output
+    # settings (a plugin declares its own as Options, through gigq_settings) and output
+    "Option": "gigq_core.settings",
+    "Settings": "gigq_core.settings",
     "find_config": "gigq_core.settings",
     "printable": "gigq_core.logs",
     # testing a plugin in-process
@@ -117,9 +119,11 @@ __all__ = [
     "JobQueue",
     "JobRecord",
     "JobStatus",
+    "Option",
     "PluginError",
     "RecordingPlugin",
     "SerializationError",
+    "Settings",
     "Storage",
     "StorageError",
     "StorageUnavailableError",

@@ -129,7 +129,7 @@ def stats(obj: CliContext) -> None:
         }
         due = jobs.storage.next_due(now)
         oldest = due if due is not None and due <= now else None
-        lease = float(jobs.settings["lease"])
+        lease = float(jobs.settings.lease)
         live = [w for w in jobs.workers() if _worker_state(w, now, lease) == "live"]
     age = None if oldest is None else (now - oldest).total_seconds()
     if obj.json:
@@ -173,7 +173,7 @@ def workers(obj: CliContext, since: float) -> None:
     """List live and recently stopped workers, with their jobs."""
     with obj.open_queue() as jobs:
         now = jobs.clock.now()
-        lease = float(jobs.settings["lease"])
+        lease = float(jobs.settings.lease)
         found = jobs.workers(since=now - timedelta(minutes=since))
     states = [_worker_state(w, now, lease) for w in found]
     if obj.json:

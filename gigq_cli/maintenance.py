@@ -116,7 +116,7 @@ def _live_workers(queue: JobQueue) -> list[WorkerInfo]:
     from gigq_cli.admin import _worker_state
 
     now = queue.clock.now()
-    lease = float(queue.settings["lease"])
+    lease = float(queue.settings.lease)
     host = socket.gethostname()
     live = []
     for info in queue.workers():

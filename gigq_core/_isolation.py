@@ -124,13 +124,16 @@ def log_descriptors() -> set[int]:
     return found
 
 
-def clean_environment(environ: MutableMapping[str, str] | None = None) -> None:
+def clean_environment(
+    environ: MutableMapping[str, str] | None = None, plugin_settings: Iterable[str] = ()
+) -> None:
     """Remove GigQ's variables that may hold secrets: every `GIGQ_*` but GigQ's own
-    settings and switches (none is a secret; a job that opens its own `JobQueue()` then
-    finds the queue, function policy and plugin choices of its worker), and the
-    credentials of a `GIGQ_DB` URL. Plugins' variables (`GIGQ_NOTIFY_*`) all go."""
+    settings and switches, and those of the settings plugins declare (`plugin_settings`;
+    none is a secret: a job that opens its own `JobQueue()` then finds the queue, function
+    policy and plugin choices of its worker), and the credentials of a `GIGQ_DB` URL.
+    Plugins' own variables (`GIGQ_NOTIFY_*`) all go."""
     environ = os.environ if environ is None else environ
-    kept = _SWITCHES | {f"GIGQ_{key.upper()}" for key in DEFAULTS}
+    kept = _SWITCHES | {f"GIGQ_{key.upper()}" for key in (*DEFAULTS, *plugin_settings)}
     for name in [name for name in environ if name.startswith("GIGQ_")]:
         if name not in kept:
             del environ[name]

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from gigq_core.ports import Serializer, Storage
     from gigq_core.queue import JobQueue
     from gigq_core.records import ErrorInfo, JobRecord
+    from gigq_core.settings import Option
 
 NAME = "gigq"
 
@@ -111,4 +112,16 @@ def gigq_storage(url: str, options: dict[str, Any]) -> Storage | None:
 @hookspec
 def gigq_serializers() -> dict[str, Serializer]:
     """Return a dict of serializer name -> serializer."""
+    return {}
+
+
+@hookspec
+def gigq_settings() -> dict[str, Option[Any]]:
+    """Return the settings this plugin reads, name -> `Option` (default, help, check).
+
+    GigQ reads each like its own settings (keyword, URL query, `GIGQ_<NAME>`, config file),
+    fills in the default, checks the value for every queue, and passes it to the storage hook
+    in `options`. Job processes keep `GIGQ_<NAME>` as they keep GigQ's own variables, so no
+    secret belongs here. A name of GigQ's own settings is ignored.
+    """
     return {}

@@ -3,12 +3,11 @@ the nesting of params and the size of the parent results handed to a job.
 
 Names, descriptions and dependency lists over their limit are refused at submit; error
 messages and tracebacks are cut (head and tail kept, a marker between), as an error is
-recorded whatever its size. Each limit is a setting (gigq_core.settings.DEFAULTS).
+recorded whatever its size. Each limit is a setting (a field of gigq_core.settings.Settings).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -18,6 +17,7 @@ from gigq_core.records import ErrorInfo
 
 if TYPE_CHECKING:
     from gigq_core.jobs import Job
+    from gigq_core.settings import Settings
 
 #: Longest job name, queue name, workflow name, job id, unique key or worker id, in
 #: characters: enough for any name a person or a program picks, small enough to print.
@@ -51,15 +51,15 @@ DEFAULTS: dict[str, int] = {
 }
 
 
-def check_settings(settings: Mapping[str, Any]) -> None:
+def check_settings(settings: Settings) -> None:
     """Refuse a limit that is not a positive whole number (ConfigError naming it)."""
     for key in DEFAULTS:
-        value = settings.get(key, DEFAULTS[key])
+        value = getattr(settings, key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(
                 f"setting '{key}' must be a whole number of at least 1, got {value!r}"
             )
-    depth = settings.get("max_nesting_depth", DEFAULT_MAX_NESTING_DEPTH)
+    depth = settings.max_nesting_depth
     if depth > MAX_NESTING_DEPTH_LIMIT:
         raise ConfigError(
             f"setting 'max_nesting_depth' must be at most {MAX_NESTING_DEPTH_LIMIT}, got {depth!r}"
@@ -80,12 +80,12 @@ def check_length(value: str | None, limit: int, what: str, setting: str) -> None
         )
 
 
-def check_job(job: Job, settings: Mapping[str, Any]) -> None:
+def check_job(job: Job, settings: Settings) -> None:
     """Refuse a job whose names, description or dependency list are over their limits.
 
     Runs before anything else looks at the job, so no message echoes an oversized value.
     """
-    names = settings["max_name_length"]
+    names = settings.max_name_length
     check_length(job.name, names, "the job name", "max_name_length")
     label = f"job '{shown(job.name)}'"
     check_length(job.id, names, f"the id of {label}", "max_name_length")
@@ -95,11 +95,11 @@ def check_job(job: Job, settings: Mapping[str, Any]) -> None:
     check_length(job.unique_key, names, f"the unique key of {label}", "max_name_length")
     check_length(
         job.description,
-        settings["max_description_length"],
+        settings.max_description_length,
         f"the description of {label}",
         "max_description_length",
     )
-    count, most = len(job.dependencies), settings["max_dependencies"]
+    count, most = len(job.dependencies), settings.max_dependencies
     if count > most:
         raise InvalidJobError(
             f"{label} has {count:,} dependencies, over the limit of {most:,} "

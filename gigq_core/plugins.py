@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from gigq_core.ports import Serializer, Storage
     from gigq_core.queue import JobQueue
     from gigq_core.records import ErrorInfo
+    from gigq_core.settings import Option
 
 log = logging.getLogger("gigq.plugins")
 
@@ -61,7 +62,9 @@ LIFECYCLE_HOOKS = frozenset(
 )
 #: The hooks that answer a question: an implementation that raises (but for a GigQError, its
 #: answer to the user) is logged on one line and skipped.
-EXTENSION_HOOKS = frozenset({"gigq_storage", "gigq_retry_strategies", "gigq_serializers"})
+EXTENSION_HOOKS = frozenset(
+    {"gigq_storage", "gigq_retry_strategies", "gigq_serializers", "gigq_settings"}
+)
 #: The hook that adds commands: an implementation that raises anything is logged on one line,
 #: recorded in `GigQPluginManager.failures`, and its commands are taken out again.
 COMMANDS_HOOK = "gigq_register_commands"
@@ -313,6 +316,16 @@ class Hooks:
             answers = self.pm.hook.gigq_serializers()
         self.failed.update(failures)
         merged: dict[str, Serializer] = {}
+        for answer in reversed(answers):
+            merged.update(answer or {})
+        return merged
+
+    def settings(self) -> dict[str, Option[Any]]:
+        """Every setting plugins declare, by name (the last registered plugin wins a name)."""
+        with collect_failures() as failures:
+            answers = self.pm.hook.gigq_settings()
+        self.failed.update(failures)
+        merged: dict[str, Option[Any]] = {}
         for answer in reversed(answers):
             merged.update(answer or {})
         return merged

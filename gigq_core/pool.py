@@ -58,6 +58,8 @@ class ProcessPool:
         allowed_modules: Sequence[str],
         max_jobs_per_child: int = 0,
         max_child_memory: int = 0,
+        *,
+        plugin_settings: Sequence[str] = (),
     ) -> None:
         self.size = size
         self.serializer = serializer
@@ -65,6 +67,8 @@ class ProcessPool:
         self.allowed_modules = tuple(allowed_modules)
         self.max_jobs_per_child = max_jobs_per_child
         self.max_child_memory = max_child_memory
+        #: Settings plugins declare, whose `GIGQ_<NAME>` variables children keep.
+        self.plugin_settings = tuple(plugin_settings)
         self.children: list[Child] = []
         #: One poll set for the pool's life (children's pipes and the caller's extra fds):
         #: cheaper than building a selector for every wait.
@@ -102,6 +106,7 @@ class ProcessPool:
                 self.max_child_memory,
                 self._subreaper,
                 keep,
+                self.plugin_settings,
             )
         child_end.close()
         child = Child(pid=pid, conn=parent_end)
@@ -263,6 +268,7 @@ def _child_main(
     max_memory: int,
     subreaper: Callable[[], bool] | None,
     keep: list[int],
+    plugin_settings: tuple[str, ...] = (),
 ) -> None:
     """Run jobs sent by the supervisor until told to exit; never returns."""
     global _child_pid
@@ -277,7 +283,7 @@ def _child_main(
         # The wake-up pipe, the sibling children's pipes and the storage's sockets are not
         # the job's (`keep`: its channel, and the streams the worker logs to).
         _isolation.close_inherited(keep)
-        _isolation.clean_environment()
+        _isolation.clean_environment(plugin_settings=plugin_settings)
         # What the supervisor had before the fork (frozen by the worker, or not) is never
         # garbage here: keep the collector from walking, and so copying, the inherited heap.
         gc.freeze()

@@ -88,19 +88,21 @@ class JobQueue:
         self.pm = plugin_manager or get_plugin_manager()
         self.hooks = Hooks(self.pm)
         self.clock: Clock = clock or SystemClock()
+        declared = self.hooks.settings()  # the settings plugins read, a storage's own
         if _is_storage(target):
-            _, self.settings = resolve(getattr(target, "url", "storage"), settings)
+            url = getattr(target, "url", "storage")
+            _, self.settings = resolve(url, settings, declared=declared)
             self.storage: Storage = target
         else:
             if target is not None and not isinstance(target, str):
                 target = str(target)  # a pathlib.Path
             if not initialize:
                 settings.setdefault("create", False)
-            base, self.settings = resolve(target, settings)
-            self.storage = open_storage(base, self.settings, self.pm)
+            base, self.settings = resolve(target, settings, declared=declared)
+            self.storage = open_storage(base, self.settings.as_dict(), self.pm)
         self.target = self.storage.url
         if serializer is None or isinstance(serializer, str):
-            name = serializer or self.settings["serializer"]
+            name = serializer or self.settings.serializer
             serializer = self.hooks.serializers().get(name)
             if serializer is None:
                 raise ConfigError(f"unknown serializer '{name}'")
@@ -164,15 +166,11 @@ class JobQueue:
                 path,
             )
         if path not in self._allowed:
-            check_function_allowed(path, self.settings["allowed_modules"])
+            check_function_allowed(path, self.settings.allowed_modules)
             _remember(self._allowed, path)
-        check_depth(
-            job.params, self.settings["max_nesting_depth"], f"the params of job '{job.name}'"
-        )
+        check_depth(job.params, self.settings.max_nesting_depth, f"the params of job '{job.name}'")
         params = self.serializer.dumps(job.params)
-        check_size(
-            params, self.settings["max_payload"], f"the serialized params of job '{job.name}'"
-        )
+        check_size(params, self.settings.max_payload, f"the serialized params of job '{job.name}'")
         name, options = normalize_retry(job.retry, job.retry_delay)
         if name == STRATEGY_OBJECT:
             name, options = describe_strategy(self._strategies, options["object"])
@@ -221,7 +219,7 @@ class JobQueue:
     def cancel_many(self, job_ids: Sequence[str], reason: str = "cancelled by user") -> list[str]:
         """Cancel jobs in one transaction; returns the ids that changed, the dependents the
         cancels cascaded to included."""
-        reason = clip(reason, self.settings["max_error_length"])
+        reason = clip(reason, self.settings.max_error_length)
         transitions = self.storage.cancel(list(job_ids), self.clock.now(), reason)
         self._fire_cancelled(transitions)
         changed = [t.job.id for t in transitions]
@@ -247,7 +245,7 @@ class JobQueue:
 
     def pause_queue(self, queue: str) -> None:
         """Stop workers from claiming jobs of `queue` (its jobs are kept)."""
-        check_length(queue, self.settings["max_name_length"], "the queue name", "max_name_length")
+        check_length(queue, self.settings.max_name_length, "the queue name", "max_name_length")
         self.storage.set_queue_paused(queue, True)
 
     def resume_queue(self, queue: str) -> None:

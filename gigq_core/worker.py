@@ -61,8 +61,7 @@ from gigq_core.ports import (
 )
 from gigq_core.queue import JobQueue
 from gigq_core.records import ErrorInfo, JobRecord, JobStatus, Outcome, Transition, WorkerInfo
-from gigq_core.settings import EXECUTORS
-from gigq_core.settings import check as check_settings
+from gigq_core.settings import EXECUTORS, override
 
 log = logging.getLogger("gigq")
 
@@ -93,6 +92,9 @@ class _Running:
 
 class Worker:
     """A worker over one queue: `start()` runs until `stop()` or SIGTERM/SIGINT."""
+
+    #: The class of the queue a worker opens when given a target rather than a JobQueue.
+    queue_class: type[JobQueue] = JobQueue
 
     def __init__(
         self,
@@ -130,17 +132,16 @@ class Worker:
         if isinstance(target, JobQueue):
             self.queue = target
         else:
-            self.queue = JobQueue(
+            self.queue = self.queue_class(
                 target,
                 plugin_manager=plugin_manager,
                 clock=clock,
                 serializer=serializer,
                 **overrides,
             )
-        merged = dict(self.queue.settings)
-        merged.update({k: v for k, v in overrides.items() if v is not None})
-        check_settings(merged)
-        self.settings = merged
+        #: The settings plugins declare (a storage's own), checked with the worker's overrides.
+        self._declared = self.queue.hooks.settings()
+        self.settings = override(self.queue.settings, overrides, self._declared)
         self.storage = self.queue.storage
         #: Heartbeats go through their own connection where the storage has connections,
         #: so a renewal never queues behind this process's own slow write.
@@ -149,14 +150,14 @@ class Worker:
         self.hooks = self.queue.hooks
         self.clock = self.queue.clock
         self.serializer = self.queue.serializer
-        self.concurrency = int(merged["concurrency"])  # both checked by check_settings
-        self.executor = str(merged["executor"])
-        self.polling_interval = float(merged["polling_interval"])
-        self.lease = float(merged["lease"])
-        self.heartbeat_interval = float(merged["heartbeat"])
-        self.sweep_interval = float(merged["sweep_interval"])
-        self.grace = float(merged["grace"])
-        self.flush_interval = float(merged["flush_interval"])
+        self.concurrency = int(self.settings.concurrency)
+        self.executor = str(self.settings.executor)
+        self.polling_interval = float(self.settings.polling_interval)
+        self.lease = float(self.settings.lease)
+        self.heartbeat_interval = float(self.settings.heartbeat)
+        self.sweep_interval = float(self.settings.sweep_interval)
+        self.grace = float(self.settings.grace)
+        self.flush_interval = float(self.settings.flush_interval)
         if isinstance(queues, str):
             queues = [queues]
         self.queues: tuple[str, ...] | None = tuple(queues) if queues else None
@@ -169,7 +170,9 @@ class Worker:
         #: Most jobs of one queue running at once in this worker.
         self.queue_limits: dict[str, int] = limits
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        check_length(self.worker_id, merged["max_name_length"], "the worker id", "max_name_length")
+        check_length(
+            self.worker_id, self.settings.max_name_length, "the worker id", "max_name_length"
+        )
         self._check_permissions()
         self._stop = threading.Event()
         #: Set while the loop could start another job now (a free child or thread).
@@ -200,7 +203,7 @@ class Worker:
         """Refuse a database others may write (docs/guarantees.md D9), unless allowed."""
         if (
             isinstance(self.storage, PermissionChecked)
-            and not self.settings["allow_insecure_permissions"]
+            and not self.settings.allow_insecure_permissions
         ):
             message = self.storage.permission_problem()
             if message:
@@ -297,7 +300,7 @@ class Worker:
             wanted: bool | None = record.pass_parent_results
             if wanted is None:
                 try:
-                    function = load_function(record, self.settings["allowed_modules"])
+                    function = load_function(record, self.settings.allowed_modules)
                 except PermanentError:
                     return params  # the attempt itself will fail with the reason
                 wanted = wants_parent_results(function, record)
@@ -308,7 +311,7 @@ class Worker:
     def _parent_results(self, record: JobRecord) -> dict[str, Any]:
         """The decoded results of the job's dependencies, by id; PermanentError, with none
         of them loaded, when together they are larger than `max_parent_results`."""
-        cap = self.settings["max_parent_results"]
+        cap = self.settings.max_parent_results
         total, found = self.storage.results(record.dependencies, cap)
         if total > cap:
             raise PermanentError(
@@ -431,7 +434,7 @@ class Worker:
             )
         if attempt.error is not None:  # however large the error, what is stored is capped
             attempt = attrs.evolve(
-                attempt, error=clip_error(attempt.error, self.settings["max_error_length"])
+                attempt, error=clip_error(attempt.error, self.settings.max_error_length)
             )
         outcome, delay = decide(record, attempt, self.clock.now(), self.queue._strategies)
         return record, attempt, outcome, delay
@@ -536,7 +539,7 @@ class Worker:
         running = self._running[record.token or ""]
         try:
             params = self._prepare(record)
-            function = load_function(record, self.settings["allowed_modules"])
+            function = load_function(record, self.settings.allowed_modules)
         except PermanentError as err:
             attempt = AttemptResult(
                 status="failed",
@@ -554,7 +557,7 @@ class Worker:
                     params,
                     running.context,
                     self.serializer,
-                    self.settings["max_payload"],
+                    self.settings.max_payload,
                 )
             except KeyboardInterrupt:
                 self._hand_back()
@@ -619,7 +622,7 @@ class Worker:
         if mono - self._last_sweep >= self.sweep_interval:
             self._last_sweep = mono
             self.rescue()
-        retention = float(self.settings["retention"])
+        retention = float(self.settings.retention)
         if retention > 0 and mono - self._last_prune >= _PRUNE_INTERVAL:
             self._last_prune = mono
             cutoff = self.clock.now() - timedelta(seconds=retention)
@@ -660,7 +663,7 @@ class Worker:
         if not (isinstance(self.storage, IndependentHandles) and self.storage.independent_handles):
             return self.storage
         try:
-            return open_storage(self.storage.url, self.settings, self.queue.pm)
+            return open_storage(self.storage.url, self.settings.as_dict(), self.queue.pm)
         except GigQError:
             return self.storage
 
@@ -725,7 +728,7 @@ class Worker:
             ", ".join(self.queues) if self.queues else "all",
             self.concurrency,
         )
-        if not self.settings["allowed_modules"]:
+        if not self.settings.allowed_modules:
             log.warning(
                 "worker %s: allowed_modules is not set, so any job in this store may run any "
                 "function importable here outside the standard library and the refused "
@@ -745,10 +748,11 @@ class Worker:
                 pool = ProcessPool(
                     self.concurrency,
                     self.serializer,
-                    self.settings["max_payload"],
-                    self.settings["allowed_modules"],
-                    int(self.settings.get("max_jobs_per_child", 0) or 0),
-                    int(self.settings.get("max_child_memory", 0) or 0),
+                    self.settings.max_payload,
+                    self.settings.allowed_modules,
+                    self.settings.max_jobs_per_child,
+                    self.settings.max_child_memory,
+                    plugin_settings=tuple(self._declared),
                 )
                 # Fork the children before any other thread of ours exists, with what the
                 # process holds now out of the collector's way (gc.freeze: fewer full

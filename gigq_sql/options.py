@@ -1,5 +1,6 @@
-"""Reading a SQL adapter's settings from GigQ's merged options (a URL query, a config file
-or keyword arguments: text or Python values alike); ConfigError names a bad value."""
+"""The settings both SQL adapters read, declared once (`gigq_settings`), and reading an
+adapter's settings from GigQ's merged options (a URL query, a config file or keyword
+arguments: text or Python values alike); ConfigError names a bad value."""
 
 from __future__ import annotations
 
@@ -7,6 +8,29 @@ from collections.abc import Mapping
 from typing import Any
 
 from gigq_core.errors import ConfigError
+from gigq_core.settings import Option, check_positive_seconds
+
+#: The ways a commit may wait for the disk.
+DURABILITIES = ("full", "normal")
+
+
+def _check_durability(name: str, value: object) -> None:
+    if value not in DURABILITIES:
+        raise ConfigError(f"setting '{name}' must be 'full' or 'normal', got {value!r}")
+
+
+#: How hard a commit waits for the disk.
+DURABILITY: Option[str] = Option(
+    default="full",
+    help="full: commits survive power loss; normal: faster, the last commits may be lost",
+    check=_check_durability,
+)
+#: How long an operation waits for a lock (or a lost connection) before it fails.
+BUSY_TIMEOUT: Option[float] = Option(
+    default=30.0,
+    help="seconds an operation waits for the database before BusyError",
+    check=check_positive_seconds,
+)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -39,10 +63,10 @@ def flag(options: Mapping[str, Any], name: str, default: bool) -> bool:
 
 def durability(options: Mapping[str, Any]) -> str:
     """ "full" (commits survive power loss; the default) or "normal"."""
-    value = str(options.get("durability", "full")).lower()
-    if value not in ("full", "normal"):
+    value = str(options.get("durability", DURABILITY.default)).lower()
+    if value not in DURABILITIES:
         raise ConfigError(f"durability must be 'full' or 'normal', not {value!r}")
     return value
 
 
-__all__ = ["durability", "flag", "number"]
+__all__ = ["BUSY_TIMEOUT", "DURABILITIES", "DURABILITY", "durability", "flag", "number"]

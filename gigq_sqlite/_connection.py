@@ -35,8 +35,6 @@ T = TypeVar("T")
 #: Milliseconds SQLite itself waits for a lock before _transaction retries (see _connect).
 _LOCK_SLICE_MS = 5
 
-_MIB = 1024 * 1024
-
 logger = logging.getLogger("gigq.sqlite")
 
 #: File system types (as /proc/self/mounts names them) that are reached over a network.
@@ -78,27 +76,26 @@ _RECENT_FRAMES = 1024
 
 @attrs.frozen(kw_only=True)
 class Settings:
-    """How to open a database file."""
+    """How to open a database file (SqliteStorage gives every field)."""
 
     #: Path of the database file.
     path: str
     #: "full" (survives power loss) or "normal" (survives process crashes).
-    durability: str = "full"
+    durability: str
     #: Seconds to wait for a lock before BusyError.
-    busy_timeout: float = 30.0
+    busy_timeout: float
     #: Bytes the WAL is truncated to after a checkpoint.
-    journal_size_limit: int = 64 * _MIB
-    #: WAL size in bytes past which a maintenance call checkpoints (half the 64 MB bound on
-    #: the WAL: writes go on between two checks).
-    checkpoint_threshold: int = 32 * _MIB
+    journal_size_limit: int
+    #: WAL size in bytes past which a maintenance call checkpoints.
+    checkpoint_threshold: int
     #: Create a missing database file.
-    create: bool = True
+    create: bool
     #: Open with `mode=ro`.
-    read_only: bool = False
+    read_only: bool
     #: Open for `upgrade` even when a non-additive migration is pending.
-    upgrading: bool = False
+    upgrading: bool
     #: Skip the checks on files other users made (`allow_insecure_permissions`).
-    trust_any_owner: bool = False
+    trust_any_owner: bool
 
 
 class Database:

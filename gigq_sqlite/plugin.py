@@ -7,12 +7,31 @@ from typing import TYPE_CHECKING, Any
 
 from gigq_core.errors import ConfigError
 from gigq_core.hookspecs import hookimpl
-from gigq_sql.options import durability, flag, number
+from gigq_core.settings import Option
+from gigq_sql.options import BUSY_TIMEOUT, DURABILITY, durability, flag, number
 
 if TYPE_CHECKING:
     from gigq_sqlite.storage import SqliteStorage
 
 _MIB = 1024 * 1024
+
+#: Bytes the WAL is truncated back to after a checkpoint (docs/guarantees.md D12).
+JOURNAL_SIZE_LIMIT: Option[int] = Option(
+    default=64 * _MIB, help="bytes the WAL is truncated back to after a checkpoint"
+)
+#: WAL size past which workers and submitters checkpoint: half the 64 MB bound on the WAL
+#: (docs/guarantees.md D12), as it grows between two checks.
+CHECKPOINT_THRESHOLD: Option[int] = Option(
+    default=32 * _MIB, help="bytes of WAL past which workers and submitters checkpoint it"
+)
+
+#: The SQLite storage's own settings, read through GigQ's chain (`gigq_settings`).
+OPTIONS: dict[str, Option[Any]] = {
+    "durability": DURABILITY,
+    "busy_timeout": BUSY_TIMEOUT,
+    "journal_size_limit": JOURNAL_SIZE_LIMIT,
+    "checkpoint_threshold": CHECKPOINT_THRESHOLD,
+}
 
 
 def path_from_url(url: str) -> str | None:
@@ -53,9 +72,11 @@ def open_sqlite(url: str, options: dict[str, Any]) -> SqliteStorage | None:
         path,
         url=url,
         durability=durability(options),
-        busy_timeout=number(options, "busy_timeout", 30.0),
-        journal_size_limit=int(number(options, "journal_size_limit", 64 * _MIB)),
-        checkpoint_threshold=int(number(options, "checkpoint_threshold", 32 * _MIB)),
+        busy_timeout=number(options, "busy_timeout", BUSY_TIMEOUT.default),
+        journal_size_limit=int(number(options, "journal_size_limit", JOURNAL_SIZE_LIMIT.default)),
+        checkpoint_threshold=int(
+            number(options, "checkpoint_threshold", CHECKPOINT_THRESHOLD.default)
+        ),
         create=flag(options, "create", True),
         read_only=flag(options, "read_only", False),
         upgrading=flag(options, "upgrading", False),
@@ -69,4 +90,10 @@ def gigq_storage(url: str, options: dict[str, Any]) -> SqliteStorage | None:
     return open_sqlite(url, options)
 
 
-__all__ = ["gigq_storage", "open_sqlite", "path_from_url"]
+@hookimpl
+def gigq_settings() -> dict[str, Option[Any]]:
+    """The SQLite storage's own settings."""
+    return OPTIONS
+
+
+__all__ = ["OPTIONS", "gigq_settings", "gigq_storage", "open_sqlite", "path_from_url"]

@@ -15,6 +15,7 @@ from gigq_core.errors import UserError, WorkersLiveError
 from gigq_core.records import JobRecord, Outcome, Transition, WorkerInfo
 from gigq_sql.connection import Connection
 from gigq_sql.insert import insert_jobs, refuse_taken_ids
+from gigq_sql.options import BUSY_TIMEOUT, DURABILITY
 from gigq_sql.queries import load_workers
 from gigq_sql.sqlite import SQLITE
 from gigq_sql.storage import PLAIN, SqlStorage, Work, Writing
@@ -22,6 +23,7 @@ from gigq_sqlite._batch import InsertBatcher
 from gigq_sqlite._connection import Database, Settings, network_filesystem
 from gigq_sqlite._trust import JOURNAL_SUFFIXES, folder_problem, owner, run_problems
 from gigq_sqlite._wake import WalWaiter
+from gigq_sqlite.plugin import CHECKPOINT_THRESHOLD, JOURNAL_SIZE_LIMIT
 from gigq_sqlite.schema import SCHEMA_VERSION, upgrade_schema
 
 T = TypeVar("T")
@@ -50,10 +52,10 @@ class SqliteStorage(SqlStorage):
         path: str | os.PathLike[str],
         *,
         url: str | None = None,
-        durability: str = "full",
-        busy_timeout: float = 30.0,
-        journal_size_limit: int = 64 * 1024 * 1024,
-        checkpoint_threshold: int = 32 * 1024 * 1024,
+        durability: str = DURABILITY.default,
+        busy_timeout: float = BUSY_TIMEOUT.default,
+        journal_size_limit: int = JOURNAL_SIZE_LIMIT.default,
+        checkpoint_threshold: int = CHECKPOINT_THRESHOLD.default,
         create: bool = True,
         read_only: bool = False,
         upgrading: bool = False,

@@ -28,6 +28,8 @@ from gigq_core.errors import (
     StorageIOError,
     UnknownDependencyError,
 )
+from gigq_core.plugins import make_plugin_manager
+from gigq_core.queue import JobQueue
 from gigq_core.records import JobFilter, JobRecord, JobStatus, Outcome
 from gigq_core.testing import FakeClock
 from gigq_sql.sqlite import CLAIM_ANY_QUEUE, CLAIM_QUEUES
@@ -665,3 +667,32 @@ def test_bad_options_are_config_errors(db_path: Path, options: dict[str, Any]) -
     with pytest.raises(ConfigError):
         gigq_storage(url=str(db_path), options=options)
     assert not db_path.exists()
+
+
+@pytest.mark.parametrize("source", ["environment", "url", "pyproject", "keyword"])
+def test_the_chain_configures_the_sqlite_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in [name for name in os.environ if name.startswith("GIGQ_")]:
+        monkeypatch.delenv(name)
+    target, keywords = f"sqlite:///{tmp_path / 'jobs.db'}", {}
+    if source == "environment":
+        monkeypatch.setenv("GIGQ_DURABILITY", "normal")
+        monkeypatch.setenv("GIGQ_BUSY_TIMEOUT", "5")
+    elif source == "url":
+        target += "?durability=normal&busy_timeout=5"
+    elif source == "pyproject":
+        (tmp_path / "pyproject.toml").write_text(
+            '[tool.gigq]\ndurability = "normal"\nbusy_timeout = 5\n'
+        )
+    else:
+        keywords = {"durability": "normal", "busy_timeout": 5}
+
+    pm = make_plugin_manager(load_entrypoints=False)
+    with JobQueue(target, plugin_manager=pm, **keywords) as queue:
+        assert isinstance(queue.storage, SqliteStorage)
+        checks = {item["check"]: item for item in queue.storage.diagnose()}
+        assert checks["synchronous"]["detail"].startswith("NORMAL")
+        assert queue.storage._db.settings.busy_timeout == 5
+        assert queue.storage._db.settings.journal_size_limit == 64 * 1024 * 1024

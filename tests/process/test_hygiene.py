@@ -162,7 +162,12 @@ def test_job_environment_has_no_gigq_secrets(tmp_path: Path) -> None:
         # --db wins for the worker; a job that opens JobQueue() still finds its queue.
         "GIGQ_DB": "postgresql://gigq:s3cret@127.0.0.1:5432/test?password=s3cret&app=x",
     }
-    kept = {"GIGQ_DISABLE_PLUGINS": "*", "GIGQ_LEASE": "2", "MY_APP_SETTING": "s3cret-is-ours"}
+    kept = {
+        "GIGQ_DISABLE_PLUGINS": "*",
+        "GIGQ_LEASE": "2",
+        "GIGQ_DURABILITY": "normal",  # a setting the SQLite plugin declares
+        "MY_APP_SETTING": "s3cret-is-ours",
+    }
     with Fleet(db, tmp_path) as fleet:
         worker = fleet.start(None, env={**secrets, **kept})
         wait_until(lambda: all_final(db, [job]), 30, "the job to end")

@@ -51,6 +51,12 @@ def test_clean_environment_keeps_settings_and_drops_the_rest_of_gigq() -> None:
     }
 
 
+def test_clean_environment_keeps_the_settings_plugins_declare() -> None:
+    environ = {"GIGQ_DURABILITY": "normal", "GIGQ_REGION": "eu", "GIGQ_REGION_KEY": "k"}
+    clean_environment(environ, plugin_settings=("durability", "region"))
+    assert environ == {"GIGQ_DURABILITY": "normal", "GIGQ_REGION": "eu"}
+
+
 def test_clean_environment_drops_an_unreadable_database_url() -> None:
     environ = {"GIGQ_DB": "postgresql://u:pw@[::1/q"}
     clean_environment(environ)

@@ -51,7 +51,7 @@ def refused(queue: JobQueue, job: Job, setting: str) -> str:
 
 def test_the_defaults(queue):
     for key, value in DEFAULTS.items():
-        assert queue.settings[key] == value
+        assert getattr(queue.settings, key) == value
     assert DEFAULTS["max_name_length"] == 1_000
     assert DEFAULTS["max_error_length"] == 65_536
     assert DEFAULTS["max_parent_results"] == 16 * 1024 * 1024
@@ -159,7 +159,7 @@ def test_a_bad_limit_setting_is_a_config_error(pm, store, key, value):
 def test_limit_settings_come_from_the_environment(pm, store, monkeypatch):
     monkeypatch.setenv("GIGQ_MAX_NAME_LENGTH", "4")
     with JobQueue(f"memory://{store}", plugin_manager=pm) as queue:
-        assert queue.settings["max_name_length"] == 4
+        assert queue.settings.max_name_length == 4
         with pytest.raises(InvalidJobError, match="max_name_length"):
             queue.submit(Job("fives", jobs.noop))
 

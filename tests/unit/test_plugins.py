@@ -20,11 +20,12 @@ import pytest
 from click.testing import CliRunner
 
 from gigq_cli import create_cli
-from gigq_core import ErrorInfo, Job, JobQueue, JobRecord, Worker, hookimpl
+from gigq_core import ConfigError, ErrorInfo, Job, JobQueue, JobRecord, Worker, hookimpl
 from gigq_core import hookspecs as specs_module
 from gigq_core.memory import MemoryStorage
 from gigq_core.plugins import Hooks, make_plugin_manager
 from gigq_core.records import JobStatus
+from gigq_core.settings import Option
 from gigq_core.testing import RecordingPlugin
 from tests import jobs
 
@@ -354,6 +355,46 @@ def test_hook_gigq_serializers(pm, store, clock):
         assert queue.get_job(job_id).params == '{"a": 1, "b": 2}'[::-1]
         Worker(queue, worker_id="w1").process_one()
         assert queue.get_result(job_id) == 3
+
+
+def test_hook_gigq_settings(pm, store, clock, monkeypatch):
+    def check_region(name, value):
+        if value not in ("eu", "us"):
+            raise ConfigError(f"setting '{name}' must be 'eu' or 'us', got {value!r}")
+
+    seen = []
+
+    class Declares:
+        @hookimpl
+        def gigq_settings(self):
+            return {
+                "region": Option(default="eu", help="where", check=check_region),
+                "shards": Option(default=2),
+                "lease": Option(default=1.0),  # GigQ's own: ignored
+            }
+
+        @hookimpl
+        def gigq_storage(self, url, options):
+            seen.append(options)
+            return MemoryStorage(store) if url.startswith("declares://") else None
+
+    pm.register(Declares(), name="declares")
+    assert Hooks(pm).settings()["region"].default == "eu"
+
+    with JobQueue("declares://x", plugin_manager=pm, clock=clock) as queue:
+        assert queue.settings.options["region"] == "eu"
+        assert queue.settings.lease == 30.0
+    assert (seen[-1]["region"], seen[-1]["shards"]) == ("eu", 2)
+
+    monkeypatch.setenv("GIGQ_SHARDS", "8")
+    with JobQueue("declares://x?region=us", plugin_manager=pm, clock=clock) as queue:
+        assert queue.settings.options["region"] == "us"
+        assert queue.settings.options["shards"] == 8  # text read as the default's type
+    with pytest.raises(ConfigError, match="setting 'region' must be 'eu' or 'us', got 'mars'"):
+        JobQueue(f"memory://{store}", plugin_manager=pm, clock=clock, region="mars")
+    monkeypatch.setenv("GIGQ_SHARDS", "many")
+    with pytest.raises(ConfigError, match="setting 'shards' from GIGQ_SHARDS must be a int"):
+        JobQueue(f"memory://{store}", plugin_manager=pm, clock=clock)
 
 
 # -- isolation: a raising plugin never fails or loses a job --------------------------------

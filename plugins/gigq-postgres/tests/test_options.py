@@ -26,6 +26,17 @@ def test_defaults():
     assert "application_name=gigq" in settings.conninfo
 
 
+def test_the_plugin_declares_the_settings_of_gigq_s_chain_it_reads():
+    declared = gigq_postgres.gigq_settings()
+
+    assert {name: option.default for name, option in declared.items()} == {
+        "durability": "full",
+        "busy_timeout": 30.0,
+    }
+    settings = parse("postgresql://h/db", {})
+    assert (settings.durability, settings.busy_timeout) == ("full", 30.0)
+
+
 def test_schema_from_the_url_query_or_the_options_which_win():
     assert parse("postgresql://h/db?schema=a", {}).schema == "a"
     assert parse("postgresql://h/db?schema=a", {"schema": "b"}).schema == "b"

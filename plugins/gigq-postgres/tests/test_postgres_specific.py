@@ -14,6 +14,7 @@ import pytest
 from _pg import make_pm, with_schema
 from gigq_core.errors import ReadOnlyError
 from gigq_core.plugins import open_storage
+from gigq_core.queue import JobQueue
 from gigq_core.records import JobFilter, JobStatus, Outcome
 from gigq_postgres._connection import SqlConnection
 from gigq_sql.lifecycle import finish_outcomes
@@ -248,3 +249,17 @@ def test_durability_normal_turns_synchronous_commit_off(pg_url):
         store.close()
     assert checks["synchronous_commit"]["detail"] == "off"
     assert checks["schema"]["ok"]
+
+
+@pytest.mark.parametrize("source", ["environment", "url"])
+def test_durability_comes_through_gigq_s_settings_chain(pg_url, monkeypatch, source):
+    for name in [name for name in os.environ if name.startswith("GIGQ_")]:
+        monkeypatch.delenv(name)
+    if source == "environment":
+        monkeypatch.setenv("GIGQ_DURABILITY", "normal")
+    else:
+        pg_url += "&durability=normal" if "?" in pg_url else "?durability=normal"
+    with JobQueue(pg_url, plugin_manager=make_pm()) as queue:
+        checks = {c["check"]: c for c in queue.storage.diagnose()}
+        assert queue.settings.options["durability"] == "normal"
+    assert checks["synchronous_commit"]["detail"] == "off"

@@ -107,7 +107,7 @@ def add_command(
     ).check()
     obj.add_cwd_to_path()  # the function may live in the current directory, as for submit
     with obj.open_queue(create=True) as opened:
-        _check_importable(schedule.function, tuple(opened.settings["allowed_modules"]))
+        _check_importable(schedule.function, tuple(opened.settings.allowed_modules))
         stored = add_schedule(opened, schedule, replace_existing=replace)
         upcoming = stored.next_tick(opened.clock.now())
     if obj.json:

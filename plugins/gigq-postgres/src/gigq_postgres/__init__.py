@@ -10,9 +10,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from gigq_core.hookspecs import hookimpl
+from gigq_sql.options import BUSY_TIMEOUT, DURABILITY
 
 if TYPE_CHECKING:
+    from gigq_core.settings import Option
     from gigq_postgres.storage import PostgresStorage
+
+#: The settings this storage declares, shared with the SQLite storage (read from
+#: `GIGQ_DURABILITY` too, ...). Its other settings (`schema`, `pool_size`, ...) and libpq's
+#: keywords pass through undeclared: from keywords, the URL query or `[tool.gigq]`, never
+#: from `GIGQ_*` variables.
+OPTIONS: dict[str, Option[Any]] = {"durability": DURABILITY, "busy_timeout": BUSY_TIMEOUT}
 
 
 def open_postgres(url: str, options: dict[str, Any]) -> PostgresStorage | None:
@@ -33,6 +41,12 @@ def gigq_storage(url: str, options: dict[str, Any]) -> PostgresStorage | None:
     return open_postgres(url, options)
 
 
+@hookimpl
+def gigq_settings() -> dict[str, Option[Any]]:
+    """The settings of GigQ's chain this storage reads."""
+    return OPTIONS
+
+
 def __getattr__(name: str) -> Any:
     # Loaded on first use, like gigq_sqlite: the plugin module is imported by every start.
     if name == "PostgresStorage":
@@ -42,4 +56,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'gigq_postgres' has no attribute {name!r}")
 
 
-__all__ = ["PostgresStorage", "gigq_storage", "open_postgres"]
+__all__ = ["OPTIONS", "PostgresStorage", "gigq_settings", "gigq_storage", "open_postgres"]

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 import attrs
 
 from gigq_core.errors import ConfigError
-from gigq_sql.options import durability, flag, number
+from gigq_sql.options import BUSY_TIMEOUT, DURABILITY, durability, flag, number
 
 SCHEMES = ("postgresql://", "postgres://")
 
@@ -67,11 +67,11 @@ class Settings:
     #: Connections one storage object keeps open at most (besides its LISTEN connection).
     pool_size: int = 4
     #: Seconds an operation keeps retrying a lost connection or a conflict.
-    busy_timeout: float = 30.0
+    busy_timeout: float = BUSY_TIMEOUT.default
     #: Seconds to wait for a new connection.
     connect_timeout: float = 10.0
     #: "full" (synchronous_commit on) or "normal" (synchronous_commit off).
-    durability: str = "full"
+    durability: str = DURABILITY.default
     #: Create the schema (and the tables) when missing.
     create: bool = True
     #: Open read-only (every transaction READ ONLY).
@@ -117,7 +117,7 @@ def parse(url: str, options: dict[str, Any]) -> Settings:
         where=_where(parts),
         schema=schema,
         pool_size=pool_size,
-        busy_timeout=number(merged, "busy_timeout", 30.0),
+        busy_timeout=number(merged, "busy_timeout", BUSY_TIMEOUT.default),
         connect_timeout=connect_timeout,
         durability=durability(merged),
         create=flag(merged, "create", True),
