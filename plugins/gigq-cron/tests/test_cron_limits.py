@@ -13,6 +13,9 @@ from gigq_cli import create_cli
 
 from gigq_cron import Schedule, add_schedule, list_schedules, run_due
 
+#: JSON nested far deeper than Python's recursion limit.
+DEEP_JSON = "[" * 50_000 + "]" * 50_000
+
 
 def invoke(pm, *args):
     return CliRunner().invoke(create_cli(pm), list(args))
@@ -31,12 +34,14 @@ def nested(levels: int) -> list:
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
+        (["--params-json", '{"a": ' + DEEP_JSON + "}"], "nested too deeply"),
+        (["-p", "a=" + DEEP_JSON], "nested too deeply"),
         (["--params-json", json.dumps({"a": nested(200)})], "max_nesting_depth"),
         (["-p", "a=" + json.dumps(nested(200))], "max_nesting_depth"),
         (["--queue", "q" * 3000], "max_name_length"),
         (["-p", "a=" + "x" * (2 * 1024 * 1024)], "max_payload"),
     ],
-    ids=["params-json-201", "param-201", "queue", "size"],
+    ids=["params-json-50000", "param-50000", "params-json-201", "param-201", "queue", "size"],
 )
 def test_cron_add_refuses_what_submit_refuses_with_its_exit_code(pm, store, args, fragment):
     submitted = invoke(pm, "--db", store, "submit", "cron_jobs:echo", *args)

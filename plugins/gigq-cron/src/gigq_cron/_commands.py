@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import click
+from gigq.plugin import InvalidJobError
 
 from gigq_cron._schedules import (
     Schedule,
@@ -25,12 +26,16 @@ def _parse_param(text: str) -> tuple[str, Any]:
         return key, json.loads(raw)
     except ValueError:
         return key, raw
+    except RecursionError:  # as `gigq submit` says it: a user error (1), one sentence
+        raise InvalidJobError(
+            f"--param {key!r} is JSON nested too deeply to read (see the max_nesting_depth setting)"
+        ) from None
 
 
 def _check_importable(path: str, allowed_modules: tuple[str, ...]) -> None:
     """Refuse what the queue's function policy refuses (78, as submit), then a function a
     worker could not import."""
-    from gigq.plugin import DisallowedFunctionError, InvalidJobError, resolve_function
+    from gigq.plugin import DisallowedFunctionError, resolve_function
 
     try:
         resolve_function(path, allowed_modules, main_allowed=False)
@@ -91,6 +96,10 @@ def add_command(
             values = json.loads(params_json)
         except ValueError as err:
             raise click.BadParameter(f"not JSON: {err}", param_hint="--params-json") from None
+        except RecursionError:
+            raise InvalidJobError(
+                "--params-json is nested too deeply to read (see the max_nesting_depth setting)"
+            ) from None
         if not isinstance(values, dict):
             raise click.BadParameter("must be a JSON object", param_hint="--params-json")
     values.update(_parse_param(p) for p in params)
@@ -120,7 +129,6 @@ def add_command(
 @click.pass_obj
 def list_command(obj: Any) -> None:
     """List the schedules, with their next and last runs (UTC)."""
-    from gigq.plugin import InvalidJobError
     from tabulate import tabulate
 
     with obj.open_queue() as opened:
