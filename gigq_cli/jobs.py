@@ -26,7 +26,7 @@ _PAGE = 1000
 _LIST_HEADERS = ("id", "name", "status", "priority", "attempts", "created", "updated")
 
 #: The status `list` shows for a job whose stored row cannot be read (see its stderr line).
-_UNREADABLE = "unreadable"
+_UNREADABLE = "unreadable"  # gigq_core.views.UNREADABLE, without importing it at startup
 
 
 def check_statuses(values: Sequence[str]) -> list[str]:
@@ -74,11 +74,14 @@ def list_jobs(
     sort: str,
 ) -> None:
     """List jobs, newest first."""
+    from gigq_core.views import listed_job_dict
+
     check_statuses(statuses)
     with obj.open_queue() as queue:
-        jobs = queue.list_jobs(
+        records = queue.jobs(
             list(statuses) or None, limit, queue=list(queues) or None, name=name, order=sort
         )
+        jobs = [listed_job_dict(record, queue.serializer) for record in records]
     if obj.json:
         fmt.echo_json(jobs)
         return
@@ -119,8 +122,11 @@ def status(
 
     ID may be any unique prefix of the job's id.
     """
+    from gigq_core.views import status_dict
+
     with obj.open_queue() as queue:
-        info = queue.get_status(queue.resolve_id(job_id))
+        record = queue.get_job(queue.resolve_id(job_id))
+        info = status_dict(record, queue.executions(record.id), queue.serializer)
     if obj.json:
         fmt.echo_json(info)
         return

@@ -194,7 +194,7 @@ def mermaid(jobs: Sequence[JobRecord]) -> str:
 @pass_cli
 def show(obj: CliContext, workflow_ref: str, output: str) -> None:
     """Show a workflow's jobs as a tree of their dependencies, with each job's status."""
-    from gigq_core.queue import iso
+    from gigq_core.views import iso
 
     with obj.open_queue() as queue:
         flow = queue.resolve_workflow(workflow_ref)

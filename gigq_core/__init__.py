@@ -47,7 +47,7 @@ if TYPE_CHECKING:
         make_plugin_manager,
         open_storage,
     )
-    from gigq_core.queue import JobQueue, close_connections
+    from gigq_core.queue import JobQueue
     from gigq_core.records import (
         ErrorInfo,
         Execution,
@@ -99,7 +99,6 @@ _LAZY = {
     "Worker": "gigq_core.worker",
     "WorkerInfo": "gigq_core.records",
     "Workflow": "gigq_core.workflow",
-    "close_connections": "gigq_core.queue",
     "current_job": "gigq_core.context",
     "get_plugin_manager": "gigq_core.plugins",
     "hookimpl": "gigq_core.hookspecs",
@@ -164,7 +163,6 @@ __all__ = [
     "WorkerInfo",
     "WorkersLiveError",
     "Workflow",
-    "close_connections",
     "current_job",
     "get_plugin_manager",
     "hookimpl",

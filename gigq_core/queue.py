@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-import weakref
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 from gigq_core.clock import SystemClock
 from gigq_core.errors import (
@@ -16,7 +14,6 @@ from gigq_core.errors import (
     ConfigError,
     InvalidJobError,
     JobNotFoundError,
-    UnreadableJobError,
 )
 from gigq_core.jobs import STRATEGY_OBJECT, Job, check_function_allowed, normalize_retry
 from gigq_core.limits import check_depth, check_job, check_length, clip
@@ -28,24 +25,15 @@ from gigq_core.records import (
     JobRecord,
     JobStatus,
     Transition,
-    UnreadableJob,
     WorkerInfo,
     WorkflowInfo,
     utc,
 )
 from gigq_core.retry import DEFAULT_STRATEGY, build_strategy, describe_strategy
-from gigq_core.serializers import check_size
+from gigq_core.serializers import check_size, decode
 from gigq_core.settings import resolve
 
 log = logging.getLogger("gigq")
-
-_OPEN: weakref.WeakSet[JobQueue] = weakref.WeakSet()
-_OPEN_LOCK = threading.Lock()
-
-
-def iso(value: datetime | None) -> str | None:
-    """ISO 8601 in UTC (`+00:00`), or None."""
-    return value.astimezone(UTC).isoformat() if value is not None else None
 
 
 def _is_storage(target: Any) -> bool:
@@ -112,8 +100,6 @@ class JobQueue:
         # policy allows, and (strategy, parameters) pairs that build.
         self._allowed: set[str] = set()
         self._valid_retries: set[tuple[str, str]] = set()
-        with _OPEN_LOCK:
-            _OPEN.add(self)
 
     # -- submitting --------------------------------------------------------------------------
 
@@ -237,8 +223,6 @@ class JobQueue:
         """Put a failed, timed-out or cancelled job back to pending; False otherwise."""
         return bool(self.requeue_many([job_id]))
 
-    requeue = requeue_job
-
     def requeue_many(self, job_ids: Sequence[str]) -> list[str]:
         """Requeue jobs in one transaction; returns the ids that changed."""
         return [t.job.id for t in self.storage.requeue(list(job_ids), self.clock.now())]
@@ -252,16 +236,12 @@ class JobQueue:
         """Let workers claim jobs of `queue` again."""
         self.storage.set_queue_paused(queue, False)
 
-    def clear_completed(self, before_timestamp: float | datetime | None = None) -> int:
-        """Delete completed and cancelled jobs (and their executions) last updated before
-        `before_timestamp` (a Unix time or datetime; default now). Never a job a live job
-        depends on. Returns how many were deleted."""
-        return self.clear(("completed", "cancelled"), before_timestamp)
-
     def clear(
         self, statuses: Sequence[str] = ("completed",), before: float | datetime | None = None
     ) -> int:
-        """Delete finished jobs in `statuses` last updated before `before`."""
+        """Delete finished jobs in `statuses` (and their executions) last updated before
+        `before` (a Unix time or datetime; default now). Never a job a live job depends on.
+        Returns how many were deleted."""
         for status in statuses:
             if not JobStatus(status).is_final:
                 raise InvalidJobError(f"only finished jobs can be cleared, not '{status}'")
@@ -293,84 +273,9 @@ class JobQueue:
             raise JobNotFoundError(f"no job with id '{job_id}'")
         return record
 
-    def get_status(self, job_id: str) -> dict[str, Any]:
-        """The job as a flat dict with its executions; `{"exists": False}` if unknown."""
-        record = self.storage.get(job_id)
-        if record is None:
-            return {"exists": False}
-        info = self._as_dict(record)
-        info["executions"] = [self._execution_dict(e) for e in self.storage.executions(job_id)]
-        return info
-
-    def _decode(self, data: str | None, job_id: str = "", what: str = "") -> Any:
-        """Stored text decoded; UnreadableJobError (naming the job and `what`) if it cannot
-        be, as for text written into the store by hand or by another program."""
-        if data is None:
-            return None
-        try:
-            return self.serializer.loads(data)
-        # Whatever the serializer (a plugin's, maybe) raises on stored text, even a
-        # RecursionError for deep JSON, means that row cannot be read: one sentence.
-        except Exception as err:
-            raise UnreadableJobError(job_id, f"its {what} cannot be decoded ({err})") from None
-
-    def _as_dict(self, record: JobRecord) -> dict[str, Any]:
-        """The job as a flat dict; UnreadableJobError if its row cannot be read."""
-        if isinstance(record, UnreadableJob):
-            raise UnreadableJobError(record.id, record.reason)
-        try:
-            retry_params = json.loads(record.retry_params)
-        except (ValueError, RecursionError) as err:
-            raise UnreadableJobError(
-                record.id, f"its retry_params cannot be decoded ({err})"
-            ) from None
-        return {
-            "exists": True,
-            "id": record.id,
-            "name": record.name,
-            "function": record.function,
-            "function_name": record.function_name,
-            "function_module": record.function_module,
-            "status": record.status.value,
-            "queue": record.queue,
-            "priority": record.priority,
-            "dependencies": list(record.dependencies),
-            "attempts": record.attempts,
-            "max_attempts": record.max_attempts,
-            "timeout": record.timeout,
-            "params": self._decode(record.params, record.id, "params"),
-            "result": self._decode(record.result, record.id, "result"),
-            "error": record.error,
-            "description": record.description,
-            "retry": record.retry,
-            "retry_params": retry_params,
-            "unique_key": record.unique_key,
-            "unique_scope": record.unique_scope,
-            "workflow_id": record.workflow_id,
-            "workflow_name": record.workflow_name,
-            "run_at": iso(record.run_at),
-            "created_at": iso(record.created_at),
-            "updated_at": iso(record.updated_at),
-            "started_at": iso(record.started_at),
-            "completed_at": iso(record.completed_at),
-            "worker_id": record.worker_id,
-            "cancel_requested": record.cancel_requested,
-        }
-
-    def _execution_dict(self, execution: Execution) -> dict[str, Any]:
-        error = execution.error
-        return {
-            "id": execution.id,
-            "attempt": execution.attempt,
-            "worker_id": execution.worker_id,
-            "status": execution.status,
-            "started_at": iso(execution.started_at),
-            "completed_at": iso(execution.completed_at),
-            "result": self._decode(execution.result, execution.job_id, "result"),
-            "error": str(error) if error else None,
-            "error_type": error.type if error else None,
-            "traceback": error.traceback if error else None,
-        }
+    def executions(self, job_id: str) -> list[Execution]:
+        """The attempts at running a job, oldest first; [] for an unknown id."""
+        return self.storage.executions(job_id)
 
     def get_result(self, job_id: str, timeout: float | None = None) -> Any:
         """The job's return value; None while unfinished (or waits up to `timeout` seconds).
@@ -382,7 +287,7 @@ class JobQueue:
             self.wait([job_id], timeout=timeout)
             record = self.get_job(job_id)
         if record.status is JobStatus.COMPLETED:
-            return self._decode(record.result, record.id, "result")
+            return decode(self.serializer, record.result, record.id, "result")
         return None
 
     def wait(self, job_ids: Sequence[str], timeout: float | None = None) -> dict[str, str]:
@@ -405,7 +310,7 @@ class JobQueue:
                 return statuses
             self.storage.wait_for_work(min(0.5, left) if left is not None else 0.5)
 
-    def list_jobs(
+    def jobs(
         self,
         status: str | Sequence[str] | None = None,
         limit: int = 100,
@@ -415,18 +320,13 @@ class JobQueue:
         workflow_id: str | None = None,
         offset: int = 0,
         order: str = "newest",
-    ) -> list[dict[str, Any]]:
-        """Jobs as dicts (without executions), newest first unless `order` says otherwise."""
+    ) -> list[JobRecord]:
+        """The jobs a filter picks, newest first unless `order` says otherwise ("oldest",
+        "priority"); a row that cannot be read comes as an `UnreadableJob` stand-in."""
         where = make_filter(status=status, queue=queue, name=name, workflow_id=workflow_id)
         # Past 64 bits a database cannot take them; no store holds that many jobs anyway.
         limit, offset = min(limit, _MAX_ROWS), min(offset, _MAX_ROWS)
-        found = []
-        for record in self.storage.list_jobs(where, limit=limit, offset=offset, order=order):
-            try:
-                found.append(self._as_dict(record))
-            except UnreadableJobError as err:  # listed as such; the other jobs still are
-                found.append(_unreadable_dict(record.id, err.reason))
-        return found
+        return self.storage.list_jobs(where, limit=limit, offset=offset, order=order)
 
     def stats(self) -> dict[str, int]:
         """A count per status, plus `total`."""
@@ -480,11 +380,9 @@ class JobQueue:
 
     def close(self) -> None:
         """Close the storage."""
-        with _OPEN_LOCK:
-            _OPEN.discard(self)
         self.storage.close()
 
-    def __enter__(self) -> JobQueue:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -492,24 +390,6 @@ class JobQueue:
 
     def __repr__(self) -> str:
         return f"<JobQueue {self.target}>"
-
-
-#: The keys of a job's dict (`JobQueue._as_dict`), for one whose row cannot be read.
-_JOB_KEYS = (
-    "exists", "id", "name", "function", "function_name", "function_module", "status", "queue",
-    "priority", "dependencies", "attempts", "max_attempts", "timeout", "params", "result",
-    "error", "description", "retry", "retry_params", "unique_key", "unique_scope",
-    "workflow_id", "workflow_name", "run_at", "created_at", "updated_at", "started_at",
-    "completed_at", "worker_id", "cancel_requested",
-)  # fmt: skip
-
-
-def _unreadable_dict(job_id: str, reason: str) -> dict[str, Any]:
-    """The dict that lists a job whose row cannot be read: its id, status "unreadable",
-    what is wrong as its error, every other field None."""
-    info: dict[str, Any] = dict.fromkeys(_JOB_KEYS)
-    info.update(exists=True, id=job_id, status="unreadable", error=reason, dependencies=[])
-    return info
 
 
 def make_filter(
@@ -533,12 +413,4 @@ def make_filter(
     return JobFilter(statuses=statuses, queues=queues, name=name, workflow_id=workflow_id)
 
 
-def close_connections() -> None:
-    """Close every queue opened in this process (compatibility with the original GigQ)."""
-    with _OPEN_LOCK:
-        queues = list(_OPEN)
-    for queue in queues:
-        queue.close()
-
-
-__all__ = ["JobQueue", "close_connections", "iso", "make_filter"]
+__all__ = ["JobQueue", "make_filter"]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gigq_core.errors import SerializationError
+from gigq_core.errors import SerializationError, UnreadableJobError
 from gigq_core.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from gigq_core.ports import Serializer
 
 #: Default cap on serialized params and results, in bytes.
 DEFAULT_MAX_PAYLOAD = 1024 * 1024
@@ -80,10 +83,23 @@ def check_size(data: str, limit: int, what: str) -> None:
         )
 
 
+def decode(serializer: Serializer, data: str | None, job_id: str, what: str) -> Any:
+    """Stored text decoded (None stays None); UnreadableJobError, naming the job and `what`,
+    if it cannot be, as for text written into the store by hand or by another program."""
+    if data is None:
+        return None
+    try:
+        return serializer.loads(data)
+    # Whatever the serializer (a plugin's, maybe) raises on stored text, even a
+    # RecursionError for deep JSON, means that row cannot be read: one sentence.
+    except Exception as err:
+        raise UnreadableJobError(job_id, f"its {what} cannot be decoded ({err})") from None
+
+
 @hookimpl
 def gigq_serializers() -> dict[str, Any]:
     """The built-in serializers."""
     return {"json": JsonSerializer()}
 
 
-__all__ = ["DEFAULT_MAX_PAYLOAD", "MAX_PAYLOAD_LIMIT", "JsonSerializer", "check_size"]
+__all__ = ["DEFAULT_MAX_PAYLOAD", "MAX_PAYLOAD_LIMIT", "JsonSerializer", "check_size", "decode"]

@@ -10,8 +10,9 @@ import pluggy
 import pytest
 from click.testing import CliRunner, Result
 
+from gigq import JobQueue
 from gigq_cli import create_cli
-from gigq_core import JobQueue, make_plugin_manager
+from gigq_core import make_plugin_manager
 
 Run = Callable[..., Result]
 

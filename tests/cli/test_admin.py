@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pluggy
 import pytest
 
-from gigq_core import JobQueue, Worker, WorkerInfo, hookimpl
+from gigq import JobQueue
+from gigq_core import Worker, WorkerInfo, hookimpl
 from gigq_core.testing import FakeClock
 
 from .conftest import Run

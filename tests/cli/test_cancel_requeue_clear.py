@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pluggy
 
-from gigq_core import JobQueue
+from gigq import JobQueue
 
 from .conftest import Run
 from .helpers import assert_user_error, run_one, submit

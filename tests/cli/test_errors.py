@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gigq_core import JobQueue
+from gigq import JobQueue
 
 from .conftest import Run
 from .helpers import assert_user_error, submit

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gigq_core import JobQueue
+from gigq import JobQueue
 from tests.cli.helpers import assert_user_error, run_one, submit
 
 HUGE = "n" * 10_000_000

@@ -7,7 +7,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from gigq_core import JobQueue
+from gigq import JobQueue
 from tests.cli.helpers import assert_user_error, run_one, submit
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from gigq_core import Job, JobQueue, Workflow
+from gigq import JobQueue
+from gigq_core import Job, Workflow
 from gigq_core.records import JobFilter, JobStatus, WorkerInfo
 from tests.cli.helpers import assert_user_error, run_one, submit
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from gigq_core import JobQueue
+from gigq import JobQueue
 
 from .conftest import Run
 from .helpers import assert_user_error, submit

@@ -8,8 +8,8 @@ import pluggy
 import pytest
 from click.testing import CliRunner
 
+from gigq import JobQueue
 from gigq_cli import create_cli
-from gigq_core import JobQueue
 
 from .conftest import Run
 from .helpers import submit

@@ -9,7 +9,8 @@ import re
 import pluggy
 import pytest
 
-from gigq_core import Job, JobQueue, Workflow
+from gigq import JobQueue
+from gigq_core import Job, Workflow
 
 from .conftest import Run
 from .helpers import assert_user_error, run_one

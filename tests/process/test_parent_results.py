@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from gigq_core import Job, JobQueue, make_plugin_manager
+from gigq import JobQueue
+from gigq_core import Job, make_plugin_manager
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(150)]
 

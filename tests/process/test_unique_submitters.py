@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from gigq_core import Job, JobQueue, Worker, make_plugin_manager
+from gigq import JobQueue
+from gigq_core import Job, Worker, make_plugin_manager
 from tests.process._harness import ROOT, environment, read_only, stop, wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(180)]

@@ -18,7 +18,8 @@ from typing import Any
 import attrs
 import pytest
 
-from gigq_core import Job, JobQueue, Workflow, make_plugin_manager
+from gigq import JobQueue
+from gigq_core import Job, Workflow, make_plugin_manager
 from tests.process._harness import Fleet, wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(150)]

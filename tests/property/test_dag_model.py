@@ -22,7 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gigq_core import Job, JobQueue, Worker, Workflow
+from gigq import JobQueue
+from gigq_core import Job, Worker, Workflow
 from gigq_core.plugins import make_plugin_manager
 
 # One plugin manager for every example: building one scans entry points.

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from gigq import JobQueue
 from gigq_cli import create_cli
-from gigq_core import JobQueue, Worker, Workflow, make_plugin_manager
+from gigq_core import Worker, Workflow, make_plugin_manager
 from tests.process._harness import (
     LEASE,
     Fleet,

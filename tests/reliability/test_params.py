@@ -18,7 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gigq_core import Job, JobQueue, SerializationError, Worker, make_plugin_manager
+from gigq import JobQueue
+from gigq_core import Job, SerializationError, Worker, make_plugin_manager
 
 MIB = 1024 * 1024
 

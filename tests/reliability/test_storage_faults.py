@@ -19,8 +19,9 @@ import pluggy
 import pytest
 from click.testing import CliRunner
 
+from gigq import JobQueue
 from gigq_cli import create_cli
-from gigq_core import Job, JobQueue, Worker, make_plugin_manager
+from gigq_core import Job, Worker, make_plugin_manager
 from gigq_core.errors import (
     CorruptDatabaseError,
     DiskFullError,

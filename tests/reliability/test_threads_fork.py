@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from gigq_core import Job, JobQueue, Worker, make_plugin_manager
+from gigq import JobQueue
+from gigq_core import Job, Worker, make_plugin_manager
 
 pytestmark = pytest.mark.timeout(120)
 

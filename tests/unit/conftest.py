@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from gigq_core import JobQueue, Worker
+from gigq import JobQueue
+from gigq_core import Worker
 from gigq_core.plugins import make_plugin_manager
 from gigq_core.testing import FakeClock, RecordingPlugin
 
@@ -42,7 +43,7 @@ def store() -> str:
 
 @pytest.fixture
 def queue(pm: Any, clock: FakeClock, store: str) -> Iterator[JobQueue]:
-    """A queue on a fresh in-memory store."""
+    """A queue on a fresh in-memory store (the facade's: it also reads jobs as dicts)."""
     with JobQueue(f"memory://{store}", plugin_manager=pm, clock=clock) as opened:
         yield opened
 

@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from gigq_core import Job, JobQueue, Worker, hookimpl
+from gigq import JobQueue
+from gigq_core import Job, Worker, hookimpl
 from gigq_core.plugins import Hooks, make_plugin_manager
 from gigq_core.records import ErrorInfo
 from gigq_core.testing import RecordingPlugin

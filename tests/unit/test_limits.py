@@ -9,15 +9,8 @@ import uuid
 
 import pytest
 
-from gigq_core import (
-    ConfigError,
-    InvalidJobError,
-    Job,
-    JobQueue,
-    SerializationError,
-    Worker,
-    Workflow,
-)
+from gigq import JobQueue
+from gigq_core import ConfigError, InvalidJobError, Job, SerializationError, Worker, Workflow
 from gigq_core.limits import DEFAULTS, clip, clip_error
 from gigq_core.records import ErrorInfo
 from tests import jobs

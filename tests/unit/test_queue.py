@@ -1,4 +1,5 @@
-"""`JobQueue` on the in-memory adapter: submit, inspect and steer jobs."""
+"""`JobQueue` on the in-memory adapter: submit, inspect and steer jobs (through the facade's
+queue, which reads jobs as dicts too; the core's reads records)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from gigq import JobQueue, Worker, close_connections
 from gigq_core import (
     AmbiguousIdError,
     DependencyCycleError,
@@ -16,7 +18,6 @@ from gigq_core import (
     InvalidJobError,
     Job,
     JobNotFoundError,
-    JobQueue,
     JobStatus,
     SerializationError,
     UnknownDependencyError,
@@ -24,7 +25,8 @@ from gigq_core import (
     Workflow,
 )
 from gigq_core.clock import SystemClock
-from gigq_core.records import JobFilter
+from gigq_core.queue import JobQueue as CoreJobQueue
+from gigq_core.records import Execution, JobFilter, JobRecord
 from tests import jobs
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00$")
@@ -834,3 +836,54 @@ def test_wait_takes_one_id_as_well_as_many(queue, worker):
     assert worker.process_one() is True
     assert queue.wait(job_id, timeout=5) == {job_id: "completed"}
     assert queue.wait([job_id], timeout=5) == {job_id: "completed"}
+
+
+# -- the core's records and the facade's dicts ------------------------------------------------
+
+
+def test_the_core_queue_reads_jobs_and_executions_as_records(pm, clock, store):
+    with CoreJobQueue(f"memory://{store}", plugin_manager=pm, clock=clock) as core:
+        ok = core.submit(Job("ok", jobs.noop))
+        bad = core.submit(Job("bad", jobs.fail, max_attempts=1))
+        worker = Worker(core, worker_id="w1")
+        while worker.process_one():
+            pass
+
+        listed = core.jobs()
+        [attempt] = core.executions(bad)
+
+        assert [r.id for r in listed] == [bad, ok]
+        assert all(isinstance(r, JobRecord) for r in listed)
+        assert [r.id for r in core.jobs(status="failed")] == [bad]
+        assert core.get_job(bad).status is JobStatus.FAILED
+        assert isinstance(attempt, Execution)
+        assert (attempt.status, attempt.worker_id) == ("failed", "w1")
+        assert attempt.error is not None and attempt.error.type == "ValueError"
+        assert core.executions(str(uuid.uuid4())) == []
+
+
+def test_the_facade_dicts_are_the_core_records_decoded(queue, worker):
+    job_id = queue.submit(Job("bad", jobs.fail, {"message": "no"}, max_attempts=1))
+    run_all(worker)
+
+    status = queue.get_status(job_id)
+    record = queue.get_job(job_id)
+
+    assert status["status"] == record.status.value
+    assert status["params"] == {"message": "no"}
+    assert status["completed_at"] == record.completed_at.isoformat()
+    assert [e["id"] for e in status["executions"]] == [e.id for e in queue.executions(job_id)]
+    assert queue.list_jobs() == [{k: v for k, v in status.items() if k != "executions"}]
+
+
+def test_close_connections_closes_every_queue_still_open(pm, clock, store):
+    closed: list[str] = []
+    opened = [JobQueue(f"memory://{store}-{n}", plugin_manager=pm, clock=clock) for n in (0, 1)]
+    for number, each in enumerate(opened):
+        each.storage.close = lambda number=number: closed.append(number)
+    opened[0].close()
+
+    close_connections()
+    close_connections()  # a closed queue is not closed again
+
+    assert closed == [0, 1]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gigq_core import ConfigError, Job, JobQueue, Worker
+from gigq import JobQueue
+from gigq_core import ConfigError, Job, Worker
 from tests import jobs
 
 

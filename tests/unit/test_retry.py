@@ -159,7 +159,8 @@ def test_strategies_are_frozen_values():
 
 
 def test_a_strategy_object_is_stored_by_name_and_rebuilt_by_the_worker(pm, clock, store):
-    from gigq_core import Job, JobQueue, Worker
+    from gigq import JobQueue
+    from gigq_core import Job, Worker
     from gigq_core.retry import Exponential
     from tests import jobs as job_functions
 

@@ -10,7 +10,8 @@ from datetime import timedelta
 
 import pytest
 
-from gigq_core import GigQError, Job, JobQueue, Worker, current_job, hookimpl
+from gigq import JobQueue, Worker
+from gigq_core import GigQError, Job, current_job, hookimpl
 from gigq_core.clock import SystemClock
 from gigq_core.records import JobStatus, Outcome
 from gigq_core.testing import RecordingPlugin

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from gigq.plugin import FakeClock, JobQueue, make_plugin_manager
+from gigq import JobQueue
+from gigq.plugin import FakeClock, make_plugin_manager
 
 import gigq_cron
 
@@ -45,6 +46,6 @@ def store() -> str:
 
 @pytest.fixture
 def queue(pm: Any, clock: FakeClock, store: str) -> Iterator[JobQueue]:
-    """A queue on a fresh in-memory store."""
+    """A queue on a fresh in-memory store (the facade's: it reads jobs as dicts too)."""
     with JobQueue(store, plugin_manager=pm, clock=clock) as opened:
         yield opened

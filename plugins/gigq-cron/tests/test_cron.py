@@ -13,7 +13,8 @@ from pathlib import Path
 import cron_jobs
 import pytest
 from click.testing import CliRunner
-from gigq.plugin import InvalidJobError, JobQueue, Worker, hookimpl
+from gigq import JobQueue, Worker
+from gigq.plugin import InvalidJobError, hookimpl
 from gigq_cli import create_cli
 
 import gigq_cron

@@ -189,7 +189,7 @@ def test_bad_settings_turn_notifications_off_without_failing_jobs(
     with caplog.at_level(logging.ERROR, logger="gigq.notify"):
         worker.process_one()
 
-    assert queue.get_status(job_id)["status"] == "failed"
+    assert queue.get_job(job_id).status.value == "failed"
     assert "gigq-notify is off" in caplog.text
     assert "GIGQ_NOTIFY_RETRIES" in caplog.text
     assert server.requests == []
@@ -260,7 +260,7 @@ def test_a_slow_webhook_never_blocks_the_worker(monkeypatch, server, queue, work
 
     # Three sends of 1 s each happen in the background, not in process_one.
     assert spent < 1.5
-    assert [queue.get_status(i)["status"] for i in ids] == ["failed"] * 3
+    assert [queue.get_job(i).status.value for i in ids] == ["failed"] * 3
     with caplog.at_level(logging.WARNING, logger="gigq.notify"):
         assert gigq_notify.current().sender.flush(10)
     assert "TimeoutError" in caplog.text or "timed out" in caplog.text

@@ -67,8 +67,8 @@ def test_dont_retry_on_fails_at_once(queue):
     )  # fmt: skip
     Worker(queue, worker_id="w1").process_one()
 
-    status = queue.get_status(job_id)
-    assert (status["status"], status["attempts"]) == ("failed", 1)
+    record = queue.get_job(job_id)
+    assert (record.status.value, record.attempts) == ("failed", 1)
 
 
 def test_bad_strategy_parameters_are_refused_at_submit(queue):
