@@ -23,7 +23,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from benchmarks import gigq_bench, huey_bench, latency, litequeue_bench, raw_bench, scale, startup
+from benchmarks import (
+    fairness,
+    gigq_bench,
+    huey_bench,
+    latency,
+    litequeue_bench,
+    raw_bench,
+    scale,
+    startup,
+)
 from benchmarks.common import (
     CPU_WORKLOADS,
     DEFAULT_WORKLOADS,
@@ -32,6 +41,7 @@ from benchmarks.common import (
     WORKLOADS,
     BenchmarkError,
 )
+from benchmarks.fsyncs import Counter
 from benchmarks.ledger import ExactlyOnceError
 from benchmarks.report import MEASURES, STARTUP, Results, show
 from benchmarks.table import NOT_INSTALLED, SKIPPED, UNSUPPORTED, Cell, Series, ValueCell, Values
@@ -141,6 +151,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"comma-separated from {','.join(SYSTEMS)} (default: all; GigQ always runs)",
     )
     parser.add_argument("--no-huey", action="store_true", help="leave huey out")
+    parser.add_argument(
+        "--no-fsyncs",
+        action="store_true",
+        help="do not count fsyncs per job (one extra traced run of each throughput cell)",
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="where to write the results")
     parser.add_argument(
         "--quick",
@@ -351,6 +366,14 @@ def _repeat(
                 f"{step} latency         {name:<11} p50 {got['p50_ms']:.1f} ms, "
                 f"p99 {got['p99_ms']:.1f} ms, idle CPU {got['idle_cpu_pct']:.2f} %"
             )
+    if "fairness" in args.workloads:
+        found = _in_workdir(root, "GigQ-fairness", fairness.measure)
+        results.fairness.append(found)
+        _say(
+            f"{step} fairness        GigQ        longest idle wait {found['idle_wait_ms']:.1f} ms"
+            f" ({found['idle_wait_total_ms']:.1f} ms summed), longest wait "
+            f"{found['longest_wait_ms']:.0f} ms"
+        )
     if "startup" in args.workloads:
         got = _in_workdir(root, "GigQ-startup", startup.measure, args.startup_runs)
         results.add_measures(gigq_bench.NAME, got)
@@ -376,6 +399,40 @@ def _scale(args: argparse.Namespace, results: Results, root: Path) -> None:
                 )
 
 
+def _fsyncs(
+    args: argparse.Namespace, results: Results, active: list[tuple[str, Any]], root: Path
+) -> None:
+    """One traced run of each throughput cell, after the timed ones: its fsyncs per job."""
+    if not results.rates:
+        return
+    counter = Counter()
+    reason = "--no-fsyncs was given" if args.no_fsyncs else counter.probe()
+    if reason is not None:
+        results.fsync_reason = reason
+        _say(f"fsyncs/job not counted: {reason}")
+        return
+    results.fsync_method = counter.method
+    for workload, row in results.rates.items():
+        counted = results.fsyncs.setdefault(workload, {})
+        for name, module in active:
+            cell = row[name]
+            if not isinstance(cell, Series):
+                continue
+            calls, seconds = counter.count(
+                module.__name__.rsplit(".", 1)[-1], workload, cell.n, root
+            )
+            counted[name] = {
+                "fsyncs": calls,
+                "jobs": cell.n,
+                "per_job": calls / cell.n,
+                "traced_seconds": seconds,
+            }
+            _say(
+                f"fsyncs          {workload:<15} {name:<11} {calls / cell.n:>10.3f} per job "
+                f"({calls} in {cell.n} jobs; traced run {seconds:.3f} s)"
+            )
+
+
 def run(args: argparse.Namespace) -> int:
     """Measure, print the tables and the targets, write the JSON; the exit code."""
     versions = {m.NAME: m.version() if key in args.systems else None for key, m in SYSTEMS.items()}
@@ -397,6 +454,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         for r in range(args.repeat):
             _repeat(args, results, active, root, r)
+        _fsyncs(args, results, active, root)
         if "scale" in args.workloads:
             _scale(args, results, root)
     except ExactlyOnceError as err:

@@ -32,7 +32,7 @@ THROUGHPUT = (
 )
 
 #: Every workload, in table order.
-WORKLOADS = (*THROUGHPUT, "latency", "startup", "scale")
+WORKLOADS = (*THROUGHPUT, "latency", "startup", "fairness", "scale")
 
 #: What `python -m benchmarks` runs without `--workloads`: all but `scale` (on demand).
 DEFAULT_WORKLOADS = tuple(w for w in WORKLOADS if w != "scale")

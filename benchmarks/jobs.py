@@ -3,7 +3,8 @@
 The ledger is opened once per process (`O_APPEND`, so concurrent writers never overwrite each
 other's lines) and kept in a module global keyed by path; a run then costs one `os.write`.
 `noop` does nothing else; `burn` first spends `BURN_SECONDS` of its thread's CPU time in a
-busy loop (the CPU-bound drain); `stamp` also writes the wall-clock time it started (latency).
+busy loop (the CPU-bound drain); `nap` first sleeps (the fairness mix); `stamp` also writes
+the wall-clock time it started (latency).
 Each comes in two shapes: keywords from the params dict (GigQ, the raw sqlite3 loops), and
 the dict as one argument (huey's tasks).
 """
@@ -62,6 +63,12 @@ def burn_payload(payload: dict[str, str]) -> None:
     """huey's CPU-bound task: `burn` with the dict as its one argument."""
     spin(BURN_SECONDS)
     record(payload["ledger"], payload["id"])
+
+
+def nap(id: str, ledger: str, seconds: float) -> None:
+    """Fairness job: sleeps `seconds` (1 ms or 1 s), then appends its id."""
+    time.sleep(seconds)
+    record(ledger, id)
 
 
 def stamp(id: str, ledger: str) -> None:

@@ -5,9 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmarks import targets
+from benchmarks import fairness, targets
 from benchmarks.common import CPU_WORKLOADS
-from benchmarks.table import EN_DASH, Cell, ValueCell, Values, render, render_values
+from benchmarks.table import (
+    EN_DASH,
+    SHORT,
+    UNSUPPORTED,
+    Cell,
+    ValueCell,
+    Values,
+    format_values,
+    render,
+    render_values,
+)
 
 GIGQ, HUEY = "GigQ", "huey"
 
@@ -44,6 +54,14 @@ class Results:
     measures: dict[str, dict[str, ValueCell]] = field(default_factory=dict)
     #: scale shape -> one result per size, smallest first.
     scale: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: workload -> system -> its traced run: `fsyncs`, `jobs`, `per_job`, `traced_seconds`.
+    fsyncs: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    #: How fsyncs were counted (the strace command), or None when they were not.
+    fsync_method: str | None = None
+    #: Why fsyncs were not counted, or None when they were.
+    fsync_reason: str | None = None
+    #: One result of the `fairness` workload per repeat.
+    fairness: list[dict[str, float]] = field(default_factory=list)
 
     def add_measures(self, system: str, got: dict[str, float]) -> None:
         """Append one repeat's latency or start-up measures of `system`."""
@@ -51,6 +69,45 @@ class Results:
             cell = self.measures[key][system]
             assert isinstance(cell, Values)
             cell.values.append(value)
+
+
+#: The fairness measures: key of a result, label.
+FAIRNESS = (
+    ("idle_wait_ms", "longest a ready job waited while a worker was idle, one stretch (ms)"),
+    ("idle_wait_total_ms", "the same, summed over one job's wait (ms)"),
+    ("longest_wait_ms", "longest wait of any job from the drain's start (ms)"),
+)
+
+
+def format_fsyncs(counted: dict[str, dict[str, Any]], systems: list[str]) -> str:
+    """Each system's fsyncs per job in column order, `a / b / c`; a dash where the system
+    did not run the workload."""
+    return " / ".join(
+        f"{counted[s]['per_job']:.2f}" if s in counted else UNSUPPORTED for s in systems
+    )
+
+
+def fsync_column(results: Results) -> tuple[str, dict[str, str]]:
+    """The throughput table's fsyncs/job column: its heading and each workload's text."""
+    if results.fsync_reason is not None:
+        return "fsyncs/job", {w: "not counted" for w in results.rates}
+    names = " / ".join(SHORT.get(s, s) for s in results.systems)
+    return f"fsyncs/job ({names})", {
+        w: format_fsyncs(results.fsyncs.get(w, {}), results.systems) for w in results.rates
+    }
+
+
+def _fairness_lines(results: Results, repeat: int) -> list[str]:
+    lines = [
+        f"\nFairness, GigQ, {fairness.WORKERS} workers, {fairness.SHORT_JOBS} jobs of "
+        f"{fairness.SHORT_SECONDS * 1000:g} ms and {fairness.LONG_JOBS} of "
+        f"{fairness.LONG_SECONDS:g} s interleaved, median (min{EN_DASH}max) of {repeat} "
+        "run(s); lower is better\n"
+    ]
+    for key, label in FAIRNESS:
+        values = Values("ms", [r[key] for r in results.fairness])
+        lines.append(f"- {label}: {format_values(values)}")
+    return lines
 
 
 def _json(cell: Cell | ValueCell) -> Any:
@@ -92,9 +149,23 @@ def show(results: Results, meta: dict[str, Any]) -> dict[str, Any]:
             f"synchronous=FULL, SQLite {meta['sqlite']}, {meta['filesystem'] or 'unknown fs'};"
             " higher is better\n"
         )
-        print(render(list(results.rates.items()), results.systems))
+        print(render(list(results.rates.items()), results.systems, fsync_column(results)))
+        if results.fsync_reason is None:
+            print(
+                f"\nfsyncs/job: fsync and fdatasync calls of one separate run of each cell "
+                f"under `{results.fsync_method}` (every process of the run, setup included), "
+                "divided by its jobs; the rates above are from untraced runs."
+            )
+        else:
+            print(f"\nfsyncs/job: not counted: {results.fsync_reason}.")
         report["results"] = {
             w: {n: _json(c) for n, c in cells.items()} for w, cells in results.rates.items()
+        }
+        report["fsyncs"] = {
+            "counted": results.fsync_reason is None,
+            "method": results.fsync_method,
+            "reason": results.fsync_reason,
+            "per_workload": results.fsyncs,
         }
         found += targets.throughput(results.rates)
         lines += [t.line() for t in found]
@@ -115,6 +186,15 @@ def show(results: Results, meta: dict[str, Any]) -> dict[str, Any]:
         for target, unit in targets.latency(results.measures):
             found.append(target)
             lines.append(target.line(unit))
+    if results.fairness:
+        print("\n".join(_fairness_lines(results, repeat)))
+        report["fairness"] = {
+            "runs": results.fairness,
+            **{
+                key: Values("ms", [r[key] for r in results.fairness]).as_json()
+                for key, _ in FAIRNESS
+            },
+        }
     if results.scale:
         for kind, runs in results.scale.items():
             print(_scale_table(kind, runs, repeat, meta["scale"]["ops"]))

@@ -140,14 +140,20 @@ def markdown(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
     return "\n".join([line(rows[0]), rule, *(line(r) for r in rows[1:])])
 
 
-def render(rows: Sequence[tuple[str, Mapping[str, Cell]]], systems: Sequence[str]) -> str:
+def render(
+    rows: Sequence[tuple[str, Mapping[str, Cell]]],
+    systems: Sequence[str],
+    extra: tuple[str, Mapping[str, str]] | None = None,
+) -> str:
     """The throughput table: workload | one column per system (jobs/s, median and min-max)
-    | GigQ/<system> for every other system. A system missing from a row shows a dash."""
+    | GigQ/<system> for every other system [| `extra`: a heading and each workload's text,
+    a dash where it has none]. A system missing from a row shows a dash."""
     others = [s for s in systems if s != BASE]
     header = (
         "workload",
         *systems,
         *(f"{BASE}/{SHORT.get(s, s)}" for s in others),
+        *((extra[0],) if extra else ()),
     )
     body = []
     for name, cells in rows:
@@ -157,6 +163,7 @@ def render(rows: Sequence[tuple[str, Mapping[str, Cell]]], systems: Sequence[str
                 name,
                 *(format_cell(cells.get(s, UNSUPPORTED)) for s in systems),
                 *(format_ratio(base, cells.get(s, UNSUPPORTED)) for s in others),
+                *((extra[1].get(name, UNSUPPORTED),) if extra else ()),
             )
         )
     return markdown(header, body)

@@ -10,19 +10,22 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from benchmarks import gigq_bench, jobs, ledger, raw_bench, targets
+from benchmarks import fairness, fsyncs, gigq_bench, jobs, ledger, raw_bench, targets
 from benchmarks.__main__ import main
 from benchmarks.common import THROUGHPUT, BenchmarkError, payloads, run_drain_worker
+from benchmarks.report import Results, fsync_column
 from benchmarks.table import NOT_INSTALLED, UNSUPPORTED, Series, Values, render, render_values
 from gigq import Job
 
 ROOT = Path(__file__).resolve().parent.parent
+STRACE_INSTALLED = shutil.which("strace") is not None
 HUEY_INSTALLED = importlib.util.find_spec("huey") is not None
 LITEQUEUE_INSTALLED = importlib.util.find_spec("litequeue") is not None
 
@@ -178,12 +181,23 @@ def test_quick_run_prints_a_table(tmp_path: Path):
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert any(line.startswith("| workload") for line in lines), done.stdout
+    assert "fsyncs/job" in lines[[line.startswith("| workload") for line in lines].index(True)]
     assert any(line.startswith("| enqueue ") for line in lines)
     assert any(line.startswith("| drain ") for line in lines)
     if not HUEY_INSTALLED:
         assert NOT_INSTALLED in done.stdout
     report = json.loads(out.read_text())
     assert report["results"]["drain"]["GigQ"]["jobs"] == 1000
+    # Counted for real where strace can trace; otherwise the run says why, with no number.
+    counted = report["fsyncs"]
+    if counted["counted"]:
+        drain = counted["per_workload"]["drain"]["GigQ"]
+        assert drain["jobs"] == 1000 and drain["fsyncs"] >= 1
+        assert counted["per_workload"]["enqueue"]["GigQ"]["per_job"] >= 1  # a commit each
+    else:
+        assert not STRACE_INSTALLED or counted["reason"]
+        assert counted["per_workload"] == {}
+        assert "fsyncs/job: not counted:" in done.stdout
 
 
 def test_raw_drain_fails_when_a_job_runs_twice(monkeypatch, tmp_path: Path):
@@ -223,6 +237,7 @@ def test_quick_run_checks_the_new_throughput_workloads_and_scale(tmp_path: Path)
         "20,40",
         "--scale-ops",
         "10",
+        "--no-fsyncs",
     )
 
     for workload in (
@@ -252,6 +267,12 @@ def test_quick_run_checks_the_new_throughput_workloads_and_scale(tmp_path: Path)
         assert [r["size"] for r in report["scale"][kind]] == [20, 40]
         assert all(r["bytes_per_job"] > 0 for r in report["scale"][kind])
         assert all(len(r["rounds"][0]["claim_seconds"]) == 10 for r in report["scale"][kind])
+    assert report["fsyncs"] == {
+        "counted": False,
+        "method": None,
+        "reason": "--no-fsyncs was given",
+        "per_workload": {},
+    }
     assert any("GigQ 2 workers / 1 worker" in t["what"] for t in report["targets"])
     assert "Targets of issue 8" in done.stdout
 
@@ -260,7 +281,7 @@ def test_quick_run_measures_latency_and_startup(tmp_path: Path):
     done, report = _run_quick(
         tmp_path,
         "--workloads",
-        "latency,startup",
+        "latency,startup,fairness",
         "--latency-jobs",
         "4",
         "--latency-gap",
@@ -280,3 +301,102 @@ def test_quick_run_measures_latency_and_startup(tmp_path: Path):
     if HUEY_INSTALLED:
         assert len(measures["p99_ms"]["huey"]["values"]) == 1
     assert "submit-to-start p50" in done.stdout
+    assert report["fairness"]["idle_wait_ms"]["values"][0] >= 0
+    assert len(report["fairness"]["runs"]) == 1
+    assert "longest a ready job waited while a worker was idle" in done.stdout
+    assert "fsyncs" not in report  # no throughput workload, nothing to count
+
+
+STRACE_SUMMARY = """\
+% time     seconds  usecs/call     calls    errors syscall
+------ ----------- ----------- --------- --------- ----------------
+ 86.79    0.000092          46         2           fsync
+ 13.21    0.000014          14      1,00         1 fdatasync
+ 10.00    0.000010          10        17         3 fdatasync
+------ ----------- ----------- --------- --------- ----------------
+100.00    0.000106          35        19         4 total
+"""
+
+
+def test_strace_summary_parser_counts_calls_per_syscall():
+    # "1,00" is not a count: the row is skipped, not misread.
+    assert fsyncs.parse_summary(STRACE_SUMMARY) == {"fsync": 2, "fdatasync": 17}
+    assert fsyncs.parse_summary("") == {}  # strace -c writes nothing when no call was made
+    assert (
+        fsyncs.parse_summary("strace: attach: ptrace(PTRACE_SEIZE, 1): Operation not permitted")
+        == {}
+    )
+
+
+def test_fsyncs_are_not_counted_without_strace(monkeypatch, tmp_path: Path):
+    monkeypatch.setattr(fsyncs.shutil, "which", lambda name: None)
+    counter = fsyncs.Counter()
+
+    assert counter.probe() == "strace is not installed"
+    with pytest.raises(BenchmarkError, match="strace is not installed"):
+        counter.count("gigq_bench", "drain", 10, tmp_path)
+
+
+@pytest.mark.skipif(not STRACE_INSTALLED, reason="strace is not installed")
+def test_fsync_counter_counts_a_raw_sqlite3_enqueue(tmp_path: Path):
+    counter = fsyncs.Counter()
+    if counter.probe() is not None:
+        pytest.skip(counter.reason or "")
+
+    calls, seconds = counter.count("raw_bench", "enqueue", 20, tmp_path)
+
+    # One FULL commit per row, plus a few for creating the database and the checks.
+    assert 20 <= calls <= 40
+    assert seconds > 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fsync_column_shows_each_system_or_why_not():
+    results = Results(["GigQ", "huey", "raw sqlite3"])
+    results.rates = {"drain": {}, "drain_batch32": {}}
+    results.fsyncs = {
+        "drain": {"GigQ": {"per_job": 0.25}, "huey": {"per_job": 1.0}},
+        "drain_batch32": {"raw sqlite3": {"per_job": 0.0625}},
+    }
+
+    heading, cells = fsync_column(results)
+
+    assert heading == "fsyncs/job (GigQ / huey / raw)"
+    assert cells == {"drain": "0.25 / 1.00 / \u2014", "drain_batch32": "\u2014 / \u2014 / 0.06"}
+    table = render([("drain", {})], ["GigQ"], (heading, cells))
+    assert table.splitlines()[0].endswith("| fsyncs/job (GigQ / huey / raw) |")
+    results.fsync_reason = "strace is not installed"
+    assert fsync_column(results) == (
+        "fsyncs/job",
+        {"drain": "not counted", "drain_batch32": "not counted"},
+    )
+
+
+def test_idle_wait_on_hand_made_intervals():
+    # b is idle from 2 to 4 while the first job waits; the second never waits.
+    busy = {"a": [(0.0, 10.0)], "b": [(0.0, 2.0), (4.0, 10.0)]}
+    assert fairness.idle_waits([(1.0, 5.0), (0.0, 1.0)], busy) == (2.0, 2.0)
+
+    # Two idle stretches within one wait: the longest stretch, and their sum.
+    busy = {"a": [(0.0, 10.0)], "b": [(0.0, 2.0), (2.5, 3.0), (4.0, 10.0)]}
+    assert fairness.idle_waits([(0.0, 5.0)], busy) == (1.0, 1.5)
+
+    # Both idle at once counts once; overlapping busy intervals of one worker merge.
+    busy = {"a": [(0.0, 1.0), (0.5, 0.8), (3.0, 10.0)], "b": [(0.0, 1.0), (2.0, 10.0)]}
+    assert fairness.idle_waits([(0.0, 5.0)], busy) == (2.0, 2.0)
+
+    # Before the drain's first start nobody counts as idle: the wait is clipped to the span.
+    busy = {"a": [(0.0, 10.0)], "b": [(1.0, 10.0)]}
+    assert fairness.idle_waits([(-5.0, 2.0)], busy) == (1.0, 1.0)
+
+    # A worker that ran nothing was idle throughout; no worker at all, nothing to measure.
+    assert fairness.idle_waits([(2.0, 3.0)], {"a": [(0.0, 10.0)], "b": []}) == (1.0, 1.0)
+    assert fairness.idle_waits([(2.0, 3.0)], {}) == (0.0, 0.0)
+
+
+def test_fairness_mix_spreads_the_long_jobs():
+    sleeps = fairness.mix(200, 4)
+
+    spots = [i for i, s in enumerate(sleeps) if s == fairness.LONG_SECONDS]
+    assert len(sleeps) == 204 and spots == [25, 76, 127, 178]
+    assert fairness.mix(3, 0) == [fairness.SHORT_SECONDS] * 3
