@@ -27,6 +27,11 @@ class JobContext:
         """True once the job was asked to stop (cooperative cancellation)."""
         return self._stop.is_set()
 
+    def request_stop(self) -> None:
+        """Ask the job to stop (its worker's decision: cancelled, timed out, lost, shutting
+        down); `is_cancelled()` is True from now on."""
+        self._stop.set()
+
     def heartbeat(self) -> None:
         """Tell the worker the job is alive (renews its lease now, for long jobs)."""
         if self._beat is not None:

@@ -1,0 +1,472 @@
+"""`Worker`, the supervisor: registration, signals, start and stop, and claiming; it
+drives an executor's loop and owns the lease table, the reporter and maintenance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+import signal
+import socket
+import threading
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from gigq_core.context import JobContext
+from gigq_core.errors import (
+    ConfigError,
+    CorruptDatabaseError,
+    GigQError,
+    NotADatabaseError,
+    PermissionDeniedError,
+    ReadOnlyError,
+    SchemaVersionError,
+    StorageError,
+)
+from gigq_core.limits import check_length
+from gigq_core.plugins import GigQPluginManager, open_storage
+from gigq_core.pool import ProcessPool
+from gigq_core.ports import (
+    Clock,
+    IndependentHandles,
+    PermissionChecked,
+    Serializer,
+    Storage,
+)
+from gigq_core.queue import JobQueue
+from gigq_core.records import JobRecord, Transition, WorkerInfo
+from gigq_core.settings import EXECUTORS, override
+from gigq_core.worker._inline import InlineLoop, run_inline
+from gigq_core.worker._leases import LeaseTable
+from gigq_core.worker._maintenance import Maintenance
+from gigq_core.worker._process import ProcessLoop
+from gigq_core.worker._reporter import Reporter
+from gigq_core.worker._threads import Heartbeat, Watcher
+
+log = logging.getLogger("gigq")
+
+
+class Worker:
+    """A worker over one queue: `start()` runs until `stop()` or SIGTERM/SIGINT."""
+
+    #: The class of the queue a worker opens when given a target rather than a JobQueue.
+    queue_class: type[JobQueue] = JobQueue
+
+    def __init__(
+        self,
+        target: Any = None,
+        worker_id: str | None = None,
+        polling_interval: float | None = None,
+        concurrency: int | None = None,
+        queues: Sequence[str] | str | None = None,
+        lease: float | None = None,
+        heartbeat: float | None = None,
+        grace: float | None = None,
+        executor: str | None = None,
+        *,
+        queue_concurrency: dict[str, int] | None = None,
+        plugin_manager: GigQPluginManager | None = None,
+        clock: Clock | None = None,
+        serializer: Serializer | None = None,
+        **settings: Any,
+    ) -> None:
+        if concurrency is not None and (
+            isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
+        ):
+            raise ValueError(f"concurrency must be an integer of at least 1, got {concurrency!r}")
+        overrides = {
+            "polling_interval": polling_interval,
+            "concurrency": concurrency,
+            "lease": lease,
+            "heartbeat": heartbeat,
+            "grace": grace,
+            "executor": executor,
+            **settings,
+        }
+        #: Whether close() closes the queue (not when the caller passed its own JobQueue).
+        self._owns_queue = not isinstance(target, JobQueue)
+        if isinstance(target, JobQueue):
+            self.queue = target
+        else:
+            self.queue = self.queue_class(
+                target,
+                plugin_manager=plugin_manager,
+                clock=clock,
+                serializer=serializer,
+                **overrides,
+            )
+        #: The settings plugins declare (a storage's own), checked with the worker's overrides.
+        self._declared = self.queue.hooks.settings()
+        self.settings = override(self.queue.settings, overrides, self._declared)
+        self.storage = self.queue.storage
+        #: Heartbeats go through their own connection where the storage has connections,
+        #: so a renewal never queues behind this process's own slow write.
+        self.heartbeat_storage = self.storage
+        self.watch_storage = self.storage
+        self.hooks = self.queue.hooks
+        self.clock = self.queue.clock
+        self.serializer = self.queue.serializer
+        self.concurrency = int(self.settings.concurrency)
+        self.executor = str(self.settings.executor)
+        self.polling_interval = float(self.settings.polling_interval)
+        self.lease = float(self.settings.lease)
+        self.heartbeat_interval = float(self.settings.heartbeat)
+        self.sweep_interval = float(self.settings.sweep_interval)
+        self.grace = float(self.settings.grace)
+        self.flush_interval = float(self.settings.flush_interval)
+        if isinstance(queues, str):
+            queues = [queues]
+        self.queues: tuple[str, ...] | None = tuple(queues) if queues else None
+        limits = dict(queue_concurrency or {})
+        for name, cap in limits.items():
+            if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+                raise ValueError(f"queue_concurrency[{name!r}] must be an integer of at least 1")
+            if self.queues is not None and name not in self.queues:
+                raise ValueError(f"queue_concurrency names queue {name!r}, which is not served")
+        #: Most jobs of one queue running at once in this worker.
+        self.queue_limits: dict[str, int] = limits
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        check_length(
+            self.worker_id, self.settings.max_name_length, "the worker id", "max_name_length"
+        )
+        self._check_permissions()
+        self._stop = threading.Event()
+        #: Set while the loop could start another job now (a free child or thread).
+        self._idle = threading.Event()
+        self._pool: ProcessPool | None = None
+        self._burst = False
+        #: Whether start()'s inline loop runs (its job threads leave outcomes to it).
+        self._looping = False
+        #: Storage failures in a row (for the back-off).
+        self._trouble = 0
+        self._signals = 0
+        self._wake_r, self._wake_w = -1, -1
+        self._beat_thread: Heartbeat | None = None
+        #: The attempts this worker holds.
+        self.leases = LeaseTable(self.clock)
+        self.reporter = Reporter(
+            worker_id=self.worker_id,
+            storage=self.storage,
+            leases=self.leases,
+            clock=self.clock,
+            hooks=self.hooks,
+            serializer=self.serializer,
+            strategies=self.queue._strategies,
+            max_error_length=self.settings.max_error_length,
+            flush_interval=self.flush_interval,
+            wake=self._wake,
+        )
+        self.maintenance = Maintenance(
+            worker_id=self.worker_id,
+            queue=self.queue,
+            storage=self.storage,
+            clock=self.clock,
+            hooks=self.hooks,
+            leases=self.leases,
+            reporter=self.reporter,
+            sweep_interval=self.sweep_interval,
+            retention=float(self.settings.retention),
+            beat=self._beat_now,
+            is_registered=lambda: self._wake_r >= 0,
+        )
+
+    def _check_permissions(self) -> None:
+        """Refuse a database others may write (docs/guarantees.md D9), unless allowed."""
+        if (
+            isinstance(self.storage, PermissionChecked)
+            and not self.settings.allow_insecure_permissions
+        ):
+            message = self.storage.permission_problem()
+            if message:
+                raise ConfigError(f"refusing to run jobs: {message}")
+
+    # -- claiming (both executors) --------------------------------------------------------
+
+    def _claim(self, limit: int) -> list[JobRecord]:
+        """Claim up to `limit` jobs, within the per-queue limits."""
+        if limit <= 0:
+            return []
+        try:
+            claimed = self._claim_from_storage(limit)
+        except StorageError as err:
+            self._storage_trouble(err)
+            return []
+        self._trouble = 0
+        self._started(claimed)
+        return claimed
+
+    def _claim_from_storage(self, limit: int) -> list[JobRecord]:
+        now = self.clock.now()
+        claimed: list[JobRecord] = []
+        if self.queue_limits:
+            busy = self.leases.busy_by_queue()
+            for name, cap in self.queue_limits.items():
+                room = min(limit - len(claimed), cap - busy.get(name, 0))
+                if room > 0:
+                    claimed += self.storage.claim(self.worker_id, room, now, self.lease, [name])
+            others = self._unlimited_queues()
+            if others != () and len(claimed) < limit:
+                claimed += self.storage.claim(
+                    self.worker_id, limit - len(claimed), now, self.lease, others
+                )
+        else:
+            claimed = self.storage.claim(self.worker_id, limit, now, self.lease, self.queues)
+        return claimed
+
+    def _storage_trouble(self, err: StorageError) -> None:
+        """Back off after a storage failure (an outage, a lock held past the deadline);
+        a database that cannot be used at all ends the worker."""
+        if isinstance(
+            err,
+            NotADatabaseError
+            | CorruptDatabaseError
+            | SchemaVersionError
+            | ReadOnlyError
+            | PermissionDeniedError,
+        ):
+            raise err  # waiting cannot mend these
+        self._trouble += 1
+        pause = min(30.0, 0.5 * 2 ** min(self._trouble - 1, 6))
+        log.warning(
+            "worker %s: storage failed (%s); trying again in %g s", self.worker_id, err, pause
+        )
+        self._stop.wait(pause)
+
+    def _started(self, claimed: Sequence[JobRecord]) -> None:
+        """Hold newly claimed jobs and fire their start hooks."""
+        for record in claimed:
+            context = JobContext(
+                id=record.id,
+                name=record.name,
+                attempt=record.attempts,
+                worker_id=self.worker_id,
+                beat=self._beat_now,
+            )
+            self.leases.hold(record, context)
+            self.reporter.started(record)
+
+    def _unlimited_queues(self) -> tuple[str, ...] | None:
+        """The served queues without a per-queue limit; None: any queue not limited."""
+        if self.queues is None:
+            # Every queue but the limited ones: name them by what the storage holds.
+            names = set(self.storage.queue_counts()) - set(self.queue_limits)
+            return tuple(sorted(names))
+        return tuple(q for q in self.queues if q not in self.queue_limits)
+
+    def process_one(self) -> bool:
+        """Claim at most one ready job and run it in this thread; True if one was claimed."""
+        self._maybe_sweep()
+        claimed = self._claim(1)
+        if not claimed:
+            return False
+        if self._beat_thread is None or not self._beat_thread.is_alive():
+            # One heartbeat thread for all process_one() calls; close() stops it.
+            self._beat_thread = Heartbeat(self)
+            self._beat_thread.start()
+        run_inline(self, claimed[0])
+        return True
+
+    def _beat_now(self) -> None:
+        """Renew the leases of the jobs held (ended attempts waiting for the flush still
+        hold their jobs until it commits); wake the loop when some were lost or cancelled."""
+        if self.leases.renew(
+            self.heartbeat_storage,
+            self.worker_id,
+            self.lease,
+            pending=self.reporter.unflushed_records,
+            registered=self._wake_r >= 0,
+        ):
+            self._wake()
+
+    def _maybe_sweep(self) -> None:
+        """Rescue and prune when their intervals have passed."""
+        self.maintenance.maybe_sweep()
+
+    def _second_storage(self) -> Storage:
+        """Another handle on the same storage (its own connection) where the adapter says
+        that opening its URL again gives one (the `independent_handles` capability)."""
+        if not (isinstance(self.storage, IndependentHandles) and self.storage.independent_handles):
+            return self.storage
+        try:
+            return open_storage(self.storage.url, self.settings.as_dict(), self.queue.pm)
+        except GigQError:
+            return self.storage
+
+    def rescue(self) -> list[Transition]:
+        """Return the jobs of dead workers to pending now; fires their hooks."""
+        return self.maintenance.rescue()
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def start(self, burst: bool = False) -> None:
+        """Run until `stop()` or SIGTERM/SIGINT; then let running jobs finish within the
+        grace period, hand back what is left, and return.
+
+        `burst=True` also returns once nothing is running and no job is ready (jobs
+        scheduled for later are left for another worker), like RQ's burst mode.
+        """
+        self._burst = burst
+        self._stop.clear()
+        self._signals = 0
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        os.set_blocking(self._wake_r, False)
+        restore = self._install_signals()
+        self._register()
+        beat = Heartbeat(self)
+        watcher = Watcher(self)
+        self.heartbeat_storage = self._second_storage()
+        # The watcher waits on a handle of its own too: its checks never queue behind (or
+        # hold up) the loop's claims and reports.
+        self.watch_storage = self._second_storage()
+        try:
+            if self.executor == "process":
+                self._run_process(beat, watcher)
+            else:
+                beat.start()
+                watcher.start()
+                self.reporter.start_syncer()
+                InlineLoop(self).run()
+        finally:
+            self.reporter.stop_syncer()
+            self.reporter.flush()
+            self.reporter.hand_back()
+            watcher.stop()
+            beat.stop()
+            self.storage.deregister_worker(self.worker_id, self.clock.now())
+            for extra in {id(s): s for s in (self.heartbeat_storage, self.watch_storage)}.values():
+                if extra is not self.storage:
+                    extra.close()
+            self.heartbeat_storage = self.watch_storage = self.storage
+            for fd in (self._wake_r, self._wake_w):
+                os.close(fd)
+            self._wake_r = self._wake_w = -1
+            for sig, handler in restore.items():
+                signal.signal(sig, handler)
+            log.info("worker %s stopped", self.worker_id)
+            self.hooks.worker_stopped(self.worker_id)
+
+    def _register(self) -> None:
+        """Register the worker in the storage, log its start, and fire its hook."""
+        now = self.clock.now()
+        self.storage.register_worker(
+            WorkerInfo(
+                id=self.worker_id,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                queues=self.queues or (),
+                concurrency=self.concurrency,
+                started_at=now,
+                last_heartbeat=now,
+            )
+        )
+        log.info(
+            "worker %s started (%s executor, queues: %s, concurrency %d)",
+            self.worker_id,
+            self.executor,
+            ", ".join(self.queues) if self.queues else "all",
+            self.concurrency,
+        )
+        if not self.settings.allowed_modules:
+            log.warning(
+                "worker %s: allowed_modules is not set, so any job in this store may run any "
+                "function importable here outside the standard library and the refused "
+                "packages; whoever can write the store can run code as this user. Set "
+                "allowed_modules (e.g. GIGQ_ALLOWED_MODULES='myapp.tasks,myapp.jobs.*')",
+                self.worker_id,
+            )
+        self.hooks.worker_started(self.worker_id)
+
+    def _run_process(self, beat: Heartbeat, watcher: Watcher) -> None:
+        """Run the process executor: fork the pool, start the threads, loop."""
+        pool = ProcessPool(
+            self.concurrency,
+            self.serializer,
+            self.settings.max_payload,
+            self.settings.allowed_modules,
+            self.settings.max_jobs_per_child,
+            self.settings.max_child_memory,
+            plugin_settings=tuple(self._declared),
+        )
+        # Fork the children before any other thread of ours exists, with what the
+        # process holds now out of the collector's way (gc.freeze: fewer full
+        # collections here, no copy-on-write of the whole heap in the children).
+        gc.freeze()
+        pool.start()
+        self._pool = pool
+        beat.start()
+        watcher.start()
+        self.reporter.start_syncer()
+        try:
+            ProcessLoop(self, pool).run()
+        finally:
+            pool.shutdown()
+            self._pool = None
+            gc.unfreeze()
+            self.reporter.stop_syncer()
+
+    def _idle_timeout(self) -> float:
+        wait = min(self.polling_interval, 1.0)
+        now = self.clock.now()
+        try:
+            due = self.storage.next_due(now, self.queues)
+        except StorageError as err:
+            self._storage_trouble(err)
+            return 0.0
+        if due is not None:
+            wait = max(0.0, min(wait, (due - now).total_seconds()))
+        return wait
+
+    def _drain_wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            while os.read(self._wake_r, 4096):
+                pass
+
+    def _wake(self) -> None:
+        if self._wake_w >= 0:
+            # A full pipe already wakes the loop.
+            with contextlib.suppress(BlockingIOError, OSError):
+                os.write(self._wake_w, b"x")
+
+    def stop(self) -> None:
+        """Ask `start()` to return: claim nothing more, finish or hand back running jobs.
+        Returns at once."""
+        self._stop.set()
+        self._wake()
+
+    def _install_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        return {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            # Second signal: leave at once; live workers rescue the jobs after the lease.
+            # The jobs' processes go too, so no job runs on unsupervised.
+            log.warning("worker %s: second signal, exiting now", self.worker_id)
+            if self._pool is not None:
+                self._pool.kill_all()
+            os._exit(1)
+        log.info(
+            "worker %s: %s received, shutting down", self.worker_id, signal.Signals(signum).name
+        )
+        self.stop()
+
+    def close(self) -> None:
+        """Stop the heartbeat thread of process_one(), and close the worker's queue unless
+        the caller passed it in (then it stays the caller's to close)."""
+        if self._beat_thread is not None:
+            self._beat_thread.stop()
+            self._beat_thread = None
+        if self._owns_queue:
+            self.queue.close()
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.worker_id} {self.queue.target}>"
+
+
+__all__ = ["EXECUTORS", "Worker"]
