@@ -3,13 +3,16 @@
 GigQ only. Two worker processes (`run_drain_worker`, default executor) drain a mix of 200
 jobs that sleep 1 ms and 4 that sleep 1 s, the long ones spread evenly through the submit
 order (one `submit_many`). Afterwards the store's own records give, for each job, when it
-became ready (the later of `created_at` and `run_at`) and when it started (its execution's
-`started_at`), and for each worker its busy intervals (its executions, `started_at` to
-`completed_at`). Within the drain (the first start to the last completion), a job "waited
-while a worker was idle" during the part of its wait in which at least one worker had no
-running job. The measure is the longest such time over all jobs, in one continuous stretch
-(what prefetch could make worse: a worker idle while another holds a job) and summed over
-the job's whole wait (which also gathers the short gaps between one job and the next claim).
+became ready (the later of `created_at` and `run_at`) and when it started (`started_at`:
+when it really started, also for a job a worker held before running it), and for each worker
+(its execution's `worker_id`) its busy intervals (its jobs' `started_at` to `completed_at`;
+a completion may be stamped when the outcome is recorded, a little after the job returned,
+so idleness shorter than that delay can go unseen). Within the drain (the first start to
+the last completion), a job "waited while a worker was idle" during the part of its wait in
+which at least one worker had no running job. The measure is the longest such time over all
+jobs, in one continuous stretch (what prefetch could make worse: a worker idle while another
+holds a job) and summed over the job's whole wait (which also gathers the short gaps
+between one job and the next claim).
 """
 
 from __future__ import annotations
@@ -118,12 +121,14 @@ def measure(workdir: Path, short: int = SHORT_JOBS, long: int = LONG_JOBS) -> di
             runs = queue.executions(record.id)
             if len(runs) != 1 or runs[0].completed_at is None or runs[0].status != "completed":
                 raise BenchmarkError(f"GigQ fairness: job {record.id} has executions {runs}")
-            run = runs[0]
+            # The job's own times: its `started_at` is when it really started, also for a
+            # job a worker held before running it.
+            started, completed = record.started_at, record.completed_at
+            if started is None or completed is None:
+                raise BenchmarkError(f"GigQ fairness: job {record.id} has no start or end")
             ready = max(_seconds(record.created_at), _seconds(record.run_at))
-            waits.append((ready, _seconds(run.started_at)))
-            busy.setdefault(run.worker_id, []).append(
-                (_seconds(run.started_at), _seconds(run.completed_at))
-            )
+            waits.append((ready, _seconds(started)))
+            busy.setdefault(runs[0].worker_id, []).append((_seconds(started), _seconds(completed)))
     if len(waits) != len(jobs):
         raise BenchmarkError(f"GigQ fairness: {len(waits)} of {len(jobs)} jobs stored")
     for k in range(WORKERS - len(busy)):
