@@ -402,7 +402,8 @@ def _scale(args: argparse.Namespace, results: Results, root: Path) -> None:
 def _fsyncs(
     args: argparse.Namespace, results: Results, active: list[tuple[str, Any]], root: Path
 ) -> None:
-    """One traced run of each throughput cell, after the timed ones: its fsyncs per job."""
+    """Two traced runs of each throughput cell, after the timed ones, of `n` jobs and of
+    one: the fsyncs per job beyond the fixed part, (calls(n) - calls(1)) / (n - 1)."""
     if not results.rates:
         return
     counter = Counter()
@@ -418,18 +419,21 @@ def _fsyncs(
             cell = row[name]
             if not isinstance(cell, Series):
                 continue
-            calls, seconds = counter.count(
-                module.__name__.rsplit(".", 1)[-1], workload, cell.n, root
-            )
+            key = module.__name__.rsplit(".", 1)[-1]
+            calls, seconds = counter.count(key, workload, cell.n, root)
+            # A one-job run pays the same fixed part (database, fill, start-up, checks).
+            base = counter.count(key, workload, 1, root)[0] if cell.n > 1 else 0
+            per_job = (calls - base) / max(1, cell.n - 1)
             counted[name] = {
                 "fsyncs": calls,
                 "jobs": cell.n,
-                "per_job": calls / cell.n,
+                "one_job_fsyncs": base,
+                "per_job": per_job,
                 "traced_seconds": seconds,
             }
             _say(
-                f"fsyncs          {workload:<15} {name:<11} {calls / cell.n:>10.3f} per job "
-                f"({calls} in {cell.n} jobs; traced run {seconds:.3f} s)"
+                f"fsyncs          {workload:<15} {name:<11} {per_job:>10.3f} per job "
+                f"({calls} in {cell.n} jobs, {base} in 1; traced run {seconds:.3f} s)"
             )
 
 

@@ -4,11 +4,11 @@ The timed runs are never traced. After them, each throughput workload of each sy
 once more, in a fresh process, `python -m benchmarks.fsyncs MODULE WORKLOAD N WORKDIR`,
 under `strace -f -c -e trace=fsync,fdatasync` (with `--seccomp-bpf` where strace has it, so
 only those two calls stop the tracee). `-f` follows every process the workload starts: the
-drain workers, their job processes, huey's forked workers. The count is the whole run's,
-setup and checks included (creating the database, filling the queue before a drain, worker
-registration, the final checkpoint), divided by the workload's jobs; that fixed part is a
-few fsyncs per run (raw sqlite3's drain: 2.02 per job for its 2 commits per job at 1,000
-jobs), so over 1,000 jobs it adds a few hundredths per job.
+drain workers, their job processes, huey's forked workers. A run's count includes a fixed
+part, setup and checks (creating the database, filling the queue before a drain, worker
+start-up and registration, the final checkpoint: about 20 fsyncs for GigQ's drain), so the
+runner also traces a one-job run of the same workload and reports
+(count(n) - count(1)) / (n - 1).
 
 Tracing slows the traced run (little with `--seccomp-bpf`), so its rate is never reported as
 the workload's; it is kept beside the count. Where commits are batched by time (GigQ's

@@ -54,7 +54,8 @@ class Results:
     measures: dict[str, dict[str, ValueCell]] = field(default_factory=dict)
     #: scale shape -> one result per size, smallest first.
     scale: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    #: workload -> system -> its traced run: `fsyncs`, `jobs`, `per_job`, `traced_seconds`.
+    #: workload -> system -> its traced runs: `fsyncs` (n jobs), `jobs`, `one_job_fsyncs`,
+    #: `per_job`, `traced_seconds` (n jobs).
     fsyncs: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     #: How fsyncs were counted (the strace command), or None when they were not.
     fsync_method: str | None = None
@@ -152,9 +153,10 @@ def show(results: Results, meta: dict[str, Any]) -> dict[str, Any]:
         print(render(list(results.rates.items()), results.systems, fsync_column(results)))
         if results.fsync_reason is None:
             print(
-                f"\nfsyncs/job: fsync and fdatasync calls of one separate run of each cell "
-                f"under `{results.fsync_method}` (every process of the run, setup included), "
-                "divided by its jobs; the rates above are from untraced runs."
+                f"\nfsyncs/job: fsync and fdatasync calls of every process of a separate run "
+                f"of each cell under `{results.fsync_method}`, less those of a one-job run "
+                "(the fixed part: database, fill, start-up, checks), divided by the jobs less "
+                "one; the rates above are from untraced runs."
             )
         else:
             print(f"\nfsyncs/job: not counted: {results.fsync_reason}.")
