@@ -10,9 +10,11 @@ Two executors:
   runs inline.
 
 The package's units: the supervisor (`Worker`: registration, signals, start and stop,
-claiming), the executors' loops (`_process`, `_inline`), the lease table (`_leases`), the
-reporter (`_reporter`, group commit and hooks), maintenance (`_maintenance`: rescue,
-retention, ticks), and the heartbeat and watcher threads (`_threads`).
+claiming), one loop driving either executor through the `Executor` protocol (`_loop`,
+`_process`, `_inline`), the lease table (`_leases`), the reporter (`_reporter`: group
+commit, and the only place committed transitions become hook calls), maintenance
+(`_maintenance`: rescue, retention, ticks), and the heartbeat and watcher threads
+(`_threads`).
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ drives an executor's loop and owns the lease table, the reporter and maintenance
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import os
 import signal
@@ -39,10 +38,11 @@ from gigq_core.ports import (
 from gigq_core.queue import JobQueue
 from gigq_core.records import JobRecord, Transition, WorkerInfo
 from gigq_core.settings import EXECUTORS, override
-from gigq_core.worker._inline import InlineLoop, run_inline
+from gigq_core.worker._inline import InlineExecutor, run_inline
 from gigq_core.worker._leases import LeaseTable
+from gigq_core.worker._loop import Executor, run_loop
 from gigq_core.worker._maintenance import Maintenance
-from gigq_core.worker._process import ProcessLoop
+from gigq_core.worker._process import ProcessExecutor
 from gigq_core.worker._reporter import Reporter
 from gigq_core.worker._threads import Heartbeat, Watcher
 
@@ -323,13 +323,17 @@ class Worker:
         # hold up) the loop's claims and reports.
         self.watch_storage = self._second_storage()
         try:
-            if self.executor == "process":
-                self._run_process(beat, watcher)
-            else:
+            executor = self._open_executor()
+            try:
+                # The threads start after the process executor forked its children.
                 beat.start()
                 watcher.start()
                 self.reporter.start_syncer()
-                InlineLoop(self).run()
+                run_loop(self, executor)
+            finally:
+                executor.shutdown()
+                self._pool = None
+                self.reporter.stop_syncer()
         finally:
             self.reporter.stop_syncer()
             self.reporter.flush()
@@ -380,33 +384,14 @@ class Worker:
             )
         self.hooks.worker_started(self.worker_id)
 
-    def _run_process(self, beat: Heartbeat, watcher: Watcher) -> None:
-        """Run the process executor: fork the pool, start the threads, loop."""
-        pool = ProcessPool(
-            self.concurrency,
-            self.serializer,
-            self.settings.max_payload,
-            self.settings.allowed_modules,
-            self.settings.max_jobs_per_child,
-            self.settings.max_child_memory,
-            plugin_settings=tuple(self._declared),
-        )
-        # Fork the children before any other thread of ours exists, with what the
-        # process holds now out of the collector's way (gc.freeze: fewer full
-        # collections here, no copy-on-write of the whole heap in the children).
-        gc.freeze()
-        pool.start()
-        self._pool = pool
-        beat.start()
-        watcher.start()
-        self.reporter.start_syncer()
-        try:
-            ProcessLoop(self, pool).run()
-        finally:
-            pool.shutdown()
-            self._pool = None
-            gc.unfreeze()
-            self.reporter.stop_syncer()
+    def _open_executor(self) -> Executor:
+        """The executor of the `executor` setting (a process pool forks its children here,
+        before any other thread of ours exists)."""
+        if self.executor != "process":
+            return InlineExecutor(self)
+        executor = ProcessExecutor.open(self)
+        self._pool = executor.pool
+        return executor
 
     def _idle_timeout(self) -> float:
         wait = min(self.polling_interval, 1.0)
