@@ -27,18 +27,14 @@ def job_select(alias: str) -> str:
     return ", ".join(f"{alias}.{column}" for column in (*JOB_COLUMNS, "dependencies"))
 
 
-# One statement: pick the ready jobs (skipping rows other claimers hold), mark them running
-# with a fresh token, and open an execution record for each. started_at is never before a
+# One statement: pick the ready jobs (skipping rows other claimers hold; the schema's
+# gigq_ready_jobs, which keeps one plan whatever the statistics), mark them running with a
+# fresh token, and open an execution record for each. started_at is never before a
 # dependency's completed_at: the caller reads its clock before the statement runs, and a
 # dependency may complete (later by the clock) in between.
-_CLAIM = f"""
+CLAIM = f"""
 WITH ready AS (
-    SELECT seq FROM jobs
-    WHERE status = 'pending' AND blocked = 0 AND run_at <= %(now)s {{queues}}
-        AND queue NOT IN (SELECT queue FROM paused_queues)
-    ORDER BY priority DESC, seq
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
+    SELECT seq FROM gigq_ready_jobs(%(now)s, %(limit)s, %(queues)s::text[])
 ), claimed AS (
     UPDATE jobs j SET status = 'running', attempts = j.attempts + 1,
         token = replace(gen_random_uuid()::text, '-', ''), worker_id = %(worker)s,
@@ -55,8 +51,6 @@ WITH ready AS (
 )
 SELECT * FROM claimed ORDER BY priority DESC, seq
 """
-CLAIM_ANY_QUEUE = _CLAIM.format(queues="")
-CLAIM_QUEUES = _CLAIM.format(queues="AND queue = ANY(%(queues)s)")
 
 # A running row that cannot be read ends failed, by `seq`. The rest of the row is left as
 # it was, for an operator to look at, fix or delete.
@@ -258,16 +252,14 @@ class PostgresDialect(Dialect):
 
     def claim_rows(self, conn: Connection, claim: Claim, limit: int) -> list[Any]:
         """One statement (FOR UPDATE SKIP LOCKED) that also opens the executions."""
-        params: dict[str, Any] = {
+        params = {
             "now": claim.now,
             "worker": claim.worker_id,
             "lease_end": claim.lease_end,
             "limit": limit,
+            "queues": None if claim.queues is None else list(claim.queues),
         }
-        if claim.queues is None:
-            return conn.execute(CLAIM_ANY_QUEUE, params).fetchall()
-        params["queues"] = list(claim.queues)
-        return conn.execute(CLAIM_QUEUES, params).fetchall()
+        return conn.execute(CLAIM, params).fetchall()
 
     def fail_running(
         self, conn: Connection, seq: int, error: str, now: datetime, token: str | None
@@ -315,8 +307,7 @@ class PostgresDialect(Dialect):
 POSTGRES = PostgresDialect()
 
 __all__ = [
-    "CLAIM_ANY_QUEUE",
-    "CLAIM_QUEUES",
+    "CLAIM",
     "JOB_SELECT",
     "POSTGRES",
     "PostgresDialect",

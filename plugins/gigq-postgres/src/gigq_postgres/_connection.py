@@ -140,6 +140,10 @@ class Database:
             conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(settings.schema)))
             synchronous = "on" if settings.durability == "full" else "off"
             conn.execute(sql.SQL("SET synchronous_commit TO {}").format(sql.SQL(synchronous)))
+            # A prepared statement's generic plan is kept until the next ANALYZE: one made
+            # while a table was nearly empty after an ANALYZE (a sequential scan, cheaper
+            # then) would go on scanning the table as it grows. Custom plans follow its size.
+            conn.execute("SET plan_cache_mode TO force_custom_plan")
             if settings.read_only:
                 conn.execute("SET default_transaction_read_only TO on")
             if first:

@@ -117,10 +117,36 @@ PAUSED_QUEUES = 'CREATE TABLE paused_queues (queue text COLLATE "C" PRIMARY KEY)
 
 META = "CREATE TABLE gigq_meta (key text PRIMARY KEY, value text NOT NULL)"
 
+# The ready jobs a claim takes, locked (SKIP LOCKED), in claim order. The plan must walk
+# jobs_ready in its order whatever the planner's statistics say: after an ANALYZE of an
+# empty queue the planner expects about one pending row, and then prefers to read every
+# due row through jobs_due (or a bitmap, or the table) and sort them, which costs a read
+# of the whole backlog per claim. Only a function can carry planner settings for one
+# statement; with sorts, bitmaps and sequential scans priced out, the one plan left
+# without them is the walk of jobs_ready, which stops after `max_jobs` ready rows.
+# (A SQL function with SET options is never inlined, so the settings hold. ROWS 1: the
+# claim joins its rows to jobs by primary key, one lookup each, never a hash join over a
+# scan of the table.)
+READY_JOBS = """
+CREATE FUNCTION gigq_ready_jobs(due_by timestamptz, max_jobs bigint, queues text[])
+RETURNS TABLE (seq bigint) LANGUAGE sql VOLATILE ROWS 1
+SET enable_sort = off SET enable_bitmapscan = off SET enable_seqscan = off
+AS $$
+    SELECT j.seq FROM jobs j
+    WHERE j.status = 'pending' AND j.blocked = 0 AND j.run_at <= due_by
+        AND (queues IS NULL OR j.queue = ANY(queues))
+        AND j.queue NOT IN (SELECT p.queue FROM paused_queues p)
+    ORDER BY j.priority DESC, j.seq
+    LIMIT max_jobs
+    FOR UPDATE OF j SKIP LOCKED
+$$
+"""
+
 #: Migration n (1-based) brings a schema from version n - 1 to n. Only additive changes
 #: belong here (they run on open); anything else needs `gigq upgrade`.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (JOBS, *JOBS_INDEXES, EXECUTIONS, EXECUTIONS_INDEX, WORKERS, KV, PAUSED_QUEUES),
+    (READY_JOBS,),
 )
 
 #: The version this code writes and understands.
