@@ -9,9 +9,9 @@ Two executors:
   an attempt that overran is recorded as `timeout` when it returns. `process_one()` always
   runs inline.
 
-The package's units: the supervisor (`Worker`: registration, signals, start and stop,
-claiming), one loop driving either executor through the `Executor` protocol (`_loop`,
-`_process`, `_inline`), the lease table (`_leases`), the reporter (`_reporter`: group
+The package's units: the supervisor (`Worker`: registration, signals, start and stop),
+claiming (`_claims`), one loop driving either executor through the `Executor` protocol
+(`_loop`, `_process`, `_inline`), the lease table (`_leases`), the reporter (`_reporter`: group
 commit, and the only place committed transitions become hook calls), maintenance
 (`_maintenance`: rescue, retention, ticks), and the heartbeat and watcher threads
 (`_threads`).

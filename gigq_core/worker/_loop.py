@@ -75,7 +75,7 @@ def run_loop(worker: Worker, executor: Executor) -> None:
         claimed: list[JobRecord] = []
         if not stopping:
             worker.maintenance.maybe_sweep()
-            claimed = worker._claim(executor.capacity())
+            claimed = worker.claims.claim(executor.capacity())
             if (
                 worker._burst
                 and not claimed
@@ -91,7 +91,7 @@ def run_loop(worker: Worker, executor: Executor) -> None:
         if reporter.has_unflushed and (reporter.flush_due() or not executor.running()):
             reporter.flush()
             if not stopping and not claimed:
-                claimed = worker._claim(executor.capacity())
+                claimed = worker.claims.claim(executor.capacity())
                 _submit(worker, executor, claimed)
         # The watcher only watches while the executor could start new work: while it is
         # full, finished attempts wake the loop anyway.
@@ -104,7 +104,7 @@ def run_loop(worker: Worker, executor: Executor) -> None:
         elif executor.running():
             timeout = 0.1
         else:
-            timeout = worker._idle_timeout()
+            timeout = worker.claims.idle_timeout()
         _collect(worker, executor, reporter.flush_wait(timeout))
 
 

@@ -1,5 +1,5 @@
-"""`Worker`, the supervisor: registration, signals, start and stop, and claiming; it
-drives an executor's loop and owns the lease table, the reporter and maintenance.
+"""`Worker`, the supervisor: registration, signals, start and stop; it drives the loop
+over an executor and owns the worker's units (claims, leases, reporter, maintenance).
 """
 
 from __future__ import annotations
@@ -14,16 +14,9 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from gigq_core.context import JobContext
 from gigq_core.errors import (
     ConfigError,
-    CorruptDatabaseError,
     GigQError,
-    NotADatabaseError,
-    PermissionDeniedError,
-    ReadOnlyError,
-    SchemaVersionError,
-    StorageError,
 )
 from gigq_core.limits import check_length
 from gigq_core.plugins import GigQPluginManager, open_storage
@@ -36,8 +29,9 @@ from gigq_core.ports import (
     Storage,
 )
 from gigq_core.queue import JobQueue
-from gigq_core.records import JobRecord, Transition, WorkerInfo
+from gigq_core.records import Transition, WorkerInfo
 from gigq_core.settings import EXECUTORS, override
+from gigq_core.worker._claims import Claims
 from gigq_core.worker._inline import InlineExecutor, run_inline
 from gigq_core.worker._leases import LeaseTable
 from gigq_core.worker._loop import Executor, run_loop
@@ -140,8 +134,6 @@ class Worker:
         self._burst = False
         #: Whether start()'s inline loop runs (its job threads leave outcomes to it).
         self._looping = False
-        #: Storage failures in a row (for the back-off).
-        self._trouble = 0
         self._signals = 0
         self._wake_r, self._wake_w = -1, -1
         self._beat_thread: Heartbeat | None = None
@@ -158,6 +150,19 @@ class Worker:
             max_error_length=self.settings.max_error_length,
             flush_interval=self.flush_interval,
             wake=self._wake,
+        )
+        self.claims = Claims(
+            worker_id=self.worker_id,
+            storage=self.storage,
+            clock=self.clock,
+            leases=self.leases,
+            reporter=self.reporter,
+            lease=self.lease,
+            queues=self.queues,
+            queue_limits=self.queue_limits,
+            polling_interval=self.polling_interval,
+            stopped=self._stop,
+            beat=self._beat_now,
         )
         self.maintenance = Maintenance(
             worker_id=self.worker_id,
@@ -183,83 +188,10 @@ class Worker:
             if message:
                 raise ConfigError(f"refusing to run jobs: {message}")
 
-    # -- claiming (both executors) --------------------------------------------------------
-
-    def _claim(self, limit: int) -> list[JobRecord]:
-        """Claim up to `limit` jobs, within the per-queue limits."""
-        if limit <= 0:
-            return []
-        try:
-            claimed = self._claim_from_storage(limit)
-        except StorageError as err:
-            self._storage_trouble(err)
-            return []
-        self._trouble = 0
-        self._started(claimed)
-        return claimed
-
-    def _claim_from_storage(self, limit: int) -> list[JobRecord]:
-        now = self.clock.now()
-        claimed: list[JobRecord] = []
-        if self.queue_limits:
-            busy = self.leases.busy_by_queue()
-            for name, cap in self.queue_limits.items():
-                room = min(limit - len(claimed), cap - busy.get(name, 0))
-                if room > 0:
-                    claimed += self.storage.claim(self.worker_id, room, now, self.lease, [name])
-            others = self._unlimited_queues()
-            if others != () and len(claimed) < limit:
-                claimed += self.storage.claim(
-                    self.worker_id, limit - len(claimed), now, self.lease, others
-                )
-        else:
-            claimed = self.storage.claim(self.worker_id, limit, now, self.lease, self.queues)
-        return claimed
-
-    def _storage_trouble(self, err: StorageError) -> None:
-        """Back off after a storage failure (an outage, a lock held past the deadline);
-        a database that cannot be used at all ends the worker."""
-        if isinstance(
-            err,
-            NotADatabaseError
-            | CorruptDatabaseError
-            | SchemaVersionError
-            | ReadOnlyError
-            | PermissionDeniedError,
-        ):
-            raise err  # waiting cannot mend these
-        self._trouble += 1
-        pause = min(30.0, 0.5 * 2 ** min(self._trouble - 1, 6))
-        log.warning(
-            "worker %s: storage failed (%s); trying again in %g s", self.worker_id, err, pause
-        )
-        self._stop.wait(pause)
-
-    def _started(self, claimed: Sequence[JobRecord]) -> None:
-        """Hold newly claimed jobs and fire their start hooks."""
-        for record in claimed:
-            context = JobContext(
-                id=record.id,
-                name=record.name,
-                attempt=record.attempts,
-                worker_id=self.worker_id,
-                beat=self._beat_now,
-            )
-            self.leases.hold(record, context)
-            self.reporter.started(record)
-
-    def _unlimited_queues(self) -> tuple[str, ...] | None:
-        """The served queues without a per-queue limit; None: any queue not limited."""
-        if self.queues is None:
-            # Every queue but the limited ones: name them by what the storage holds.
-            names = set(self.storage.queue_counts()) - set(self.queue_limits)
-            return tuple(sorted(names))
-        return tuple(q for q in self.queues if q not in self.queue_limits)
-
     def process_one(self) -> bool:
         """Claim at most one ready job and run it in this thread; True if one was claimed."""
         self._maybe_sweep()
-        claimed = self._claim(1)
+        claimed = self.claims.claim(1)
         if not claimed:
             return False
         if self._beat_thread is None or not self._beat_thread.is_alive():
@@ -392,18 +324,6 @@ class Worker:
         executor = ProcessExecutor.open(self)
         self._pool = executor.pool
         return executor
-
-    def _idle_timeout(self) -> float:
-        wait = min(self.polling_interval, 1.0)
-        now = self.clock.now()
-        try:
-            due = self.storage.next_due(now, self.queues)
-        except StorageError as err:
-            self._storage_trouble(err)
-            return 0.0
-        if due is not None:
-            wait = max(0.0, min(wait, (due - now).total_seconds()))
-        return wait
 
     def _drain_wake(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):

@@ -1,0 +1,140 @@
+"""Claiming: a worker takes ready jobs within its per-queue limits, holds them, and backs
+off while the storage fails."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from gigq_core.context import JobContext
+from gigq_core.errors import (
+    CorruptDatabaseError,
+    NotADatabaseError,
+    PermissionDeniedError,
+    ReadOnlyError,
+    SchemaVersionError,
+    StorageError,
+)
+from gigq_core.ports import Clock, Storage
+from gigq_core.records import JobRecord
+from gigq_core.worker._leases import LeaseTable
+from gigq_core.worker._reporter import Reporter
+
+log = logging.getLogger("gigq")
+
+
+class Claims:
+    """Claims a worker's jobs: within the per-queue limits, held in the lease table, their
+    starts reported; and says how long an idle loop may wait for the next due job."""
+
+    def __init__(
+        self,
+        *,
+        worker_id: str,
+        storage: Storage,
+        clock: Clock,
+        leases: LeaseTable,
+        reporter: Reporter,
+        lease: float,
+        queues: tuple[str, ...] | None,
+        queue_limits: dict[str, int],
+        polling_interval: float,
+        stopped: threading.Event,
+        beat: Callable[[], None],
+    ) -> None:
+        self.worker_id = worker_id
+        self.storage = storage
+        self.clock = clock
+        self.leases = leases
+        self.reporter = reporter
+        self.lease = lease
+        self.queues = queues
+        self.queue_limits = queue_limits
+        self.polling_interval = polling_interval
+        self._stopped = stopped
+        self._beat = beat
+        #: Storage failures in a row (for the back-off).
+        self._trouble = 0
+
+    def claim(self, limit: int) -> list[JobRecord]:
+        """Claim up to `limit` jobs, within the per-queue limits; hold them and fire their
+        start hooks."""
+        if limit <= 0:
+            return []
+        try:
+            claimed = self._claim_from_storage(limit)
+        except StorageError as err:
+            self.storage_trouble(err)
+            return []
+        self._trouble = 0
+        for record in claimed:
+            context = JobContext(
+                id=record.id,
+                name=record.name,
+                attempt=record.attempts,
+                worker_id=self.worker_id,
+                beat=self._beat,
+            )
+            self.leases.hold(record, context)
+            self.reporter.started(record)
+        return claimed
+
+    def _claim_from_storage(self, limit: int) -> list[JobRecord]:
+        now = self.clock.now()
+        claimed: list[JobRecord] = []
+        if self.queue_limits:
+            busy = self.leases.busy_by_queue()
+            for name, cap in self.queue_limits.items():
+                room = min(limit - len(claimed), cap - busy.get(name, 0))
+                if room > 0:
+                    claimed += self.storage.claim(self.worker_id, room, now, self.lease, [name])
+            others = self._unlimited_queues()
+            if others != () and len(claimed) < limit:
+                claimed += self.storage.claim(
+                    self.worker_id, limit - len(claimed), now, self.lease, others
+                )
+        else:
+            claimed = self.storage.claim(self.worker_id, limit, now, self.lease, self.queues)
+        return claimed
+
+    def _unlimited_queues(self) -> tuple[str, ...] | None:
+        """The served queues without a per-queue limit; None: any queue not limited."""
+        if self.queues is None:
+            # Every queue but the limited ones: name them by what the storage holds.
+            names = set(self.storage.queue_counts()) - set(self.queue_limits)
+            return tuple(sorted(names))
+        return tuple(q for q in self.queues if q not in self.queue_limits)
+
+    def storage_trouble(self, err: StorageError) -> None:
+        """Back off after a storage failure (an outage, a lock held past the deadline);
+        a database that cannot be used at all ends the worker."""
+        if isinstance(
+            err,
+            NotADatabaseError
+            | CorruptDatabaseError
+            | SchemaVersionError
+            | ReadOnlyError
+            | PermissionDeniedError,
+        ):
+            raise err  # waiting cannot mend these
+        self._trouble += 1
+        pause = min(30.0, 0.5 * 2 ** min(self._trouble - 1, 6))
+        log.warning(
+            "worker %s: storage failed (%s); trying again in %g s", self.worker_id, err, pause
+        )
+        self._stopped.wait(pause)
+
+    def idle_timeout(self) -> float:
+        """How long an idle loop may wait: the polling interval (at most a second), or
+        less when a scheduled job falls due sooner."""
+        wait = min(self.polling_interval, 1.0)
+        now = self.clock.now()
+        try:
+            due = self.storage.next_due(now, self.queues)
+        except StorageError as err:
+            self.storage_trouble(err)
+            return 0.0
+        if due is not None:
+            wait = max(0.0, min(wait, (due - now).total_seconds()))
+        return wait
