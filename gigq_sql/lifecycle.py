@@ -40,7 +40,7 @@ _END_ATTEMPT = """
 UPDATE jobs SET status = {p}, attempts = {p}, handbacks = {p}, run_at = {p}, result = {p},
     error = {p}, completed_at = {p}, updated_at = {p}, token = NULL, lease_expires_at = NULL,
     cancel_requested = {false}
-WHERE id = {p} AND status = 'running' AND token = {p}
+WHERE id = {p} AND {plus}status = 'running' AND token = {p}
 """
 
 _CASCADE = """
