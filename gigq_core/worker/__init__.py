@@ -13,8 +13,8 @@ The package's units: the supervisor (`Worker`: registration, signals, start and 
 claiming (`_claims`), one loop driving either executor through the `Executor` protocol
 (`_loop`, `_process`, `_inline`), the lease table (`_leases`), the reporter (`_reporter`: group
 commit, and the only place committed transitions become hook calls), maintenance
-(`_maintenance`: rescue, retention, ticks), and the heartbeat and watcher threads
-(`_threads`).
+(`_maintenance`: rescue, retention, ticks), the heartbeat and watcher threads
+(`_threads`), and the loop's wake-up pipe (`_wakeup`).
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ when it returns."""
 from __future__ import annotations
 
 import logging
-import select
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -83,15 +82,14 @@ class InlineExecutor:
         """Start each job on a thread."""
         for record in records:
             future = self.threads.submit(self._run_guarded, record)
-            future.add_done_callback(lambda _: self.worker._wake())
+            future.add_done_callback(lambda _: self.worker.wakeup.wake())
             self.futures.add(future)
         return []
 
     def poll(self, timeout: float) -> list[Ended]:
         """Wait for a job to end or the worker to be woken (ends reach the reporter from
         the job threads)."""
-        select.select([self.worker._wake_r], [], [], timeout)
-        self.worker._drain_wake()
+        self.worker.wakeup.wait(timeout)
         return []
 
     def kill(self, token: str) -> JobRecord | None:

@@ -88,7 +88,7 @@ class ProcessExecutor:
     def poll(self, timeout: float) -> list[Ended]:
         """Wait for the children (or the worker's wake-up pipe); the attempts that ended."""
         ended: list[Ended] = []
-        for _, (kind, token, payload) in self.pool.poll(timeout, [self.worker._wake_r]):
+        for _, (kind, token, payload) in self.pool.poll(timeout, [self.worker.wakeup.fd]):
             found = self.records.pop(token, None) if token else None
             if found is None:
                 continue
@@ -107,7 +107,7 @@ class ProcessExecutor:
                     )
                 )
         if self.pool.woken:
-            self.worker._drain_wake()
+            self.worker.wakeup.drain()
         return ended
 
     def kill(self, token: str) -> JobRecord | None:

@@ -4,7 +4,6 @@ over an executor and owns the worker's units (claims, leases, reporter, maintena
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -39,6 +38,7 @@ from gigq_core.worker._maintenance import Maintenance
 from gigq_core.worker._process import ProcessExecutor
 from gigq_core.worker._reporter import Reporter
 from gigq_core.worker._threads import Heartbeat, Watcher
+from gigq_core.worker._wakeup import Wakeup
 
 log = logging.getLogger("gigq")
 
@@ -135,7 +135,8 @@ class Worker:
         #: Whether start()'s inline loop runs (its job threads leave outcomes to it).
         self._looping = False
         self._signals = 0
-        self._wake_r, self._wake_w = -1, -1
+        #: Wakes the loop from other threads (open while start() runs).
+        self.wakeup = Wakeup()
         self._beat_thread: Heartbeat | None = None
         #: The attempts this worker holds.
         self.leases = LeaseTable(self.clock)
@@ -149,7 +150,7 @@ class Worker:
             strategies=self.queue._strategies,
             max_error_length=self.settings.max_error_length,
             flush_interval=self.flush_interval,
-            wake=self._wake,
+            wake=self.wakeup.wake,
         )
         self.claims = Claims(
             worker_id=self.worker_id,
@@ -175,7 +176,7 @@ class Worker:
             sweep_interval=self.sweep_interval,
             retention=float(self.settings.retention),
             beat=self._beat_now,
-            is_registered=lambda: self._wake_r >= 0,
+            is_registered=lambda: self.wakeup.is_open,
         )
 
     def _check_permissions(self) -> None:
@@ -209,9 +210,9 @@ class Worker:
             self.worker_id,
             self.lease,
             pending=self.reporter.unflushed_records,
-            registered=self._wake_r >= 0,
+            registered=self.wakeup.is_open,
         ):
-            self._wake()
+            self.wakeup.wake()
 
     def _maybe_sweep(self) -> None:
         """Rescue and prune when their intervals have passed."""
@@ -243,9 +244,7 @@ class Worker:
         self._burst = burst
         self._stop.clear()
         self._signals = 0
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_w, False)
-        os.set_blocking(self._wake_r, False)
+        self.wakeup.open()
         restore = self._install_signals()
         self._register()
         beat = Heartbeat(self)
@@ -277,9 +276,7 @@ class Worker:
                 if extra is not self.storage:
                     extra.close()
             self.heartbeat_storage = self.watch_storage = self.storage
-            for fd in (self._wake_r, self._wake_w):
-                os.close(fd)
-            self._wake_r = self._wake_w = -1
+            self.wakeup.close()
             for sig, handler in restore.items():
                 signal.signal(sig, handler)
             log.info("worker %s stopped", self.worker_id)
@@ -325,22 +322,11 @@ class Worker:
         self._pool = executor.pool
         return executor
 
-    def _drain_wake(self) -> None:
-        with contextlib.suppress(BlockingIOError, OSError):
-            while os.read(self._wake_r, 4096):
-                pass
-
-    def _wake(self) -> None:
-        if self._wake_w >= 0:
-            # A full pipe already wakes the loop.
-            with contextlib.suppress(BlockingIOError, OSError):
-                os.write(self._wake_w, b"x")
-
     def stop(self) -> None:
         """Ask `start()` to return: claim nothing more, finish or hand back running jobs.
         Returns at once."""
         self._stop.set()
-        self._wake()
+        self.wakeup.wake()
 
     def _install_signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():

@@ -27,7 +27,7 @@ class Heartbeat(threading.Thread):
         next_beat = worker.clock.monotonic() + worker.heartbeat_interval
         while not self.done.wait(0.1):
             if worker.leases.check_timeouts():
-                worker._wake()
+                worker.wakeup.wake()
             if worker.clock.monotonic() >= next_beat:
                 next_beat = worker.clock.monotonic() + worker.heartbeat_interval
                 try:
@@ -60,7 +60,7 @@ class Watcher(threading.Thread):
                 changed = False
                 self.done.wait(0.5)
             if changed and not self.done.is_set():
-                self.worker._wake()
+                self.worker.wakeup.wake()
 
     def stop(self) -> None:
         """End the thread and wait for it."""
