@@ -1,8 +1,8 @@
 """The benchmark runner: its exactly-once checks, its tables and targets, and quick runs of
 every workload end to end (a few jobs each).
 
-No timing is asserted (DESIGN.md: performance is measured by `benchmarks/`, never asserted);
-the targets are checked only for how they read a given set of numbers.
+No timing is asserted (performance is measured by `benchmarks/`, never asserted); the
+targets are checked only for how they read a given set of numbers.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""The public names of `gigq` work exactly as DESIGN.md writes them, and `gigq_core` gives the
-same ones but the facade's own, whatever else was imported first (each case runs in a fresh
-interpreter). The facade's queue returns dicts; the core's returns records."""
+"""The public names of `gigq` work exactly as the README's Python API shows them, and
+`gigq_core` gives the same ones but the facade's own, whatever else was imported first
+(each case runs in a fresh interpreter). The facade's queue returns dicts; the core's
+returns records."""
 
 from __future__ import annotations
 

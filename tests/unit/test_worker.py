@@ -457,8 +457,8 @@ def test_submit_with_a_dependency_already_failed_stores_the_job_cancelled(queue,
 
 
 def test_requeue_of_a_cascade_cancelled_job_while_its_dependency_is_broken(queue, worker):
-    # A dependency that ended badly for good cancels its dependents (DESIGN.md); a dependent
-    # requeued while that is still so would otherwise wait forever.
+    # A dependency that ended badly for good cancels its dependents (docs/guarantees.md D8);
+    # a dependent requeued while that is still so would otherwise wait forever.
     parent = Job("p", jobs.fail, max_attempts=1)
     child = Job("c", jobs.noop, dependencies=[parent])
     queue.submit_many([parent, child])
