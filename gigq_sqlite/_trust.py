@@ -23,13 +23,9 @@ JOURNAL_SUFFIXES = ("-wal", "-shm", "-journal")
 
 
 def owner(uid: int) -> str:
-    """A user's name and uid: "nobody (uid 65534)"."""
-    try:
-        import pwd
-
-        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
-    except (ImportError, KeyError):
-        return f"uid {uid}"
+    """A user's name and uid: "nobody (uid 65534)", or "uid 1234" for a user with no name."""
+    name = owner_name(uid)
+    return f"uid {uid}" if name == str(uid) else f"{name} (uid {uid})"
 
 
 def _lstat(path: str) -> os.stat_result | None:
@@ -203,5 +199,6 @@ __all__ = [
     "folder_problem",
     "journal_problems",
     "owner",
+    "owner_name",
     "run_problems",
 ]

@@ -21,7 +21,7 @@ from gigq_sql.sqlite import SQLITE
 from gigq_sql.storage import PLAIN, SqlStorage, Work, Writing
 from gigq_sqlite._batch import InsertBatcher
 from gigq_sqlite._connection import Database, Settings, network_filesystem
-from gigq_sqlite._trust import JOURNAL_SUFFIXES, folder_problem, owner, run_problems
+from gigq_sqlite._trust import JOURNAL_SUFFIXES, folder_problem, owner, owner_name, run_problems
 from gigq_sqlite._wake import WalWaiter
 from gigq_sqlite.plugin import CHECKPOINT_THRESHOLD, JOURNAL_SIZE_LIMIT
 from gigq_sqlite.schema import SCHEMA_VERSION, upgrade_schema
@@ -395,7 +395,7 @@ class SqliteStorage(SqlStorage):
             mode = info.st_mode & 0o777
             fixes = []
             if info.st_uid != me:
-                fixes.append(f"chown {owner(me).split(' ')[0]} {file}")
+                fixes.append(f"chown {owner_name(me)} {file}")
             if mode & 0o077:
                 fixes.append(f"chmod 600 {file}")
             level = "fail" if info.st_uid != me or mode & 0o022 else "ok" if not fixes else "warn"
