@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from gigq_core.records import WorkerInfo
 
 #: Job states in the order tables show them.
-STATES = ("pending", "running", "completed", "failed", "cancelled", "timeout")
+STATES = ("pending", "reserved", "running", "completed", "failed", "cancelled", "timeout")
 
 
 def _queue_rows(queue: JobQueue) -> list[dict[str, Any]]:

@@ -141,6 +141,18 @@ def submit(
     default=None,
     help="Recycle a child process past this many MiB of memory (0: never).",
 )
+@click.option(
+    "--prefetch-window",
+    type=click.FloatRange(min=0, max=1),
+    default=None,
+    help="Seconds of expected work to reserve beyond free slots (0: no prefetch).",
+)
+@click.option(
+    "--prefetch-max",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Most jobs held reserved beyond free slots.",
+)
 @click.option("--lease", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--heartbeat", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--grace", type=click.FloatRange(min=0), default=None)
@@ -162,6 +174,8 @@ def worker(
     executor: str | None,
     max_jobs_per_child: int | None,
     max_child_memory: int | None,
+    prefetch_window: float | None,
+    prefetch_max: int | None,
     lease: float | None,
     heartbeat: float | None,
     grace: float | None,
@@ -185,6 +199,8 @@ def worker(
         executor=executor,
         max_jobs_per_child=max_jobs_per_child,
         max_child_memory=max_child_memory,
+        prefetch_window=prefetch_window,
+        prefetch_max=prefetch_max,
     )
     runner = Worker(
         jobs,
@@ -199,6 +215,8 @@ def worker(
         queue_concurrency=limits or None,
         max_jobs_per_child=max_jobs_per_child,
         max_child_memory=max_child_memory,
+        prefetch_window=prefetch_window,
+        prefetch_max=prefetch_max,
     )
     try:
         if once:

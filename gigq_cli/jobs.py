@@ -287,13 +287,13 @@ def cancel(
     queues: tuple[str, ...],
     name: str | None,
 ) -> None:
-    """Cancel jobs by id, or every pending and running job a filter picks.
+    """Cancel jobs by id, or every pending, reserved and running job a filter picks.
 
     An ID may be any unique prefix of a job id. A pending job is cancelled, with the
     jobs that depend on it; a running job is asked to stop. Finished jobs are left alone.
     """
     _bulk(
-        obj, ids, statuses, queues, name, ("pending", "running"),
+        obj, ids, statuses, queues, name, ("pending", "reserved", "running"),
         lambda queue, selected: queue.cancel_many(selected), "cancelled", "cancelled",
     )  # fmt: skip
 

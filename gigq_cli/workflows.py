@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 #: Marks a job's status in the text tree.
 _MARK = {
     "pending": "…",
+    "reserved": "▷",
     "running": "▶",
     "completed": "✓",
     "failed": "✗",
@@ -135,6 +136,7 @@ def dot(name: str, jobs: Sequence[JobRecord]) -> str:
         "timeout": "orange",
         "cancelled": "lightgrey",
         "running": "lightblue",
+        "reserved": "aliceblue",
         "pending": "white",
     }
     out = [

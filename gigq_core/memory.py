@@ -31,7 +31,10 @@ from gigq_core.records import (
 )
 from gigq_core.transfer import export_stream, plan_import, refuse_non_empty
 
-_ACTIVE = (JobStatus.PENDING, JobStatus.RUNNING)
+#: States in which a job holds its unique key (and is not finished).
+_ACTIVE = (JobStatus.PENDING, JobStatus.RESERVED, JobStatus.RUNNING)
+#: States of a job a worker holds under a token (heartbeats renew their leases).
+_HELD = (JobStatus.RESERVED, JobStatus.RUNNING)
 
 
 class MemoryStorage:
@@ -190,7 +193,7 @@ class MemoryStorage:
     def _holder(self, job: JobRecord) -> JobRecord | None:
         if job.unique_key is None:
             return None
-        holding = {JobStatus.PENDING, JobStatus.RUNNING}
+        holding = set(_ACTIVE)
         if job.unique_scope == "success":
             holding.add(JobStatus.COMPLETED)
         for other in self._jobs.values():
@@ -207,44 +210,56 @@ class MemoryStorage:
         queues: Sequence[str] | None = None,
     ) -> list[JobRecord]:
         with self._lock:
-            ready = [
-                j
-                for j in self._jobs.values()
-                if (queues is None or j.queue in queues) and self._is_ready(j, now)
-            ]
-            ready.sort(key=lambda j: (-j.priority, j.seq))
-            claimed = []
-            for job in ready[: max(limit, 0)]:
-                # Never a start before a dependency's completion (the caller's clock
-                # reading may predate it).
-                ends = [self._jobs[d].completed_at for d in job.dependencies if d in self._jobs]
-                started = max([now, *(end for end in ends if end is not None)])
-                job = attrs.evolve(
-                    job,
-                    status=JobStatus.RUNNING,
-                    attempts=job.attempts + 1,
-                    token=uuid.uuid4().hex,
-                    worker_id=worker_id,
-                    started_at=started,
-                    lease_expires_at=now + timedelta(seconds=lease),
-                    updated_at=now,
-                    cancel_requested=False,
-                )
-                self._jobs[job.id] = job
-                assert job.token is not None
-                self._executions.setdefault(job.id, []).append(
-                    Execution(
-                        id=str(uuid.uuid4()),
-                        job_id=job.id,
-                        attempt=job.attempts,
-                        worker_id=worker_id,
-                        token=job.token,
-                        status="running",
-                        started_at=started,
-                    )
-                )
-                claimed.append(job)
-            return claimed
+            ready = self._ready(now, queues)
+            return [self._start(job, worker_id, now, lease) for job in ready[: max(limit, 0)]]
+
+    def _ready(self, now: datetime, queues: Sequence[str] | None) -> list[JobRecord]:
+        """The ready jobs of `queues` (None: any), in claim order."""
+        ready = [
+            j
+            for j in self._jobs.values()
+            if (queues is None or j.queue in queues) and self._is_ready(j, now)
+        ]
+        ready.sort(key=lambda j: (-j.priority, j.seq))
+        return ready
+
+    def _start(
+        self, job: JobRecord, worker_id: str, now: datetime, lease: float | None
+    ) -> JobRecord:
+        """Start an attempt of a ready or reserved job: running, the attempt counted, a
+        running execution record. A fresh token and lease for a ready job; a reserved one
+        keeps those of its reservation (`lease` None)."""
+        # Never a start before a dependency's completion (the caller's clock reading may
+        # predate it).
+        ends = [self._jobs[d].completed_at for d in job.dependencies if d in self._jobs]
+        started = max([now, *(end for end in ends if end is not None)])
+        job = attrs.evolve(
+            job,
+            status=JobStatus.RUNNING,
+            attempts=job.attempts + 1,
+            token=uuid.uuid4().hex if lease is not None else job.token,
+            worker_id=worker_id,
+            started_at=started,
+            lease_expires_at=(
+                now + timedelta(seconds=lease) if lease is not None else job.lease_expires_at
+            ),
+            updated_at=now,
+            cancel_requested=False,
+        )
+        self._jobs[job.id] = job
+        assert job.token is not None
+        self._executions.setdefault(job.id, []).append(
+            Execution(
+                id=str(uuid.uuid4()),
+                job_id=job.id,
+                attempt=job.attempts,
+                worker_id=worker_id,
+                token=job.token,
+                status="running",
+                started_at=started,
+            )
+        )
+        return job
 
     def finish(self, outcomes: Sequence[Outcome], now: datetime) -> list[Transition | None]:
         with self._lock:
@@ -329,6 +344,86 @@ class MemoryStorage:
         with self._lock:  # re-entrant: one atomic step for both
             return self.finish(outcomes, now), self.claim(worker_id, limit, now, lease, queues)
 
+    # -- prefetch (ports.Prefetch) ----------------------------------------------------------
+    # A reserved job is stored here with the status RESERVED itself (an SQL store keeps it
+    # running without `started_at`); it has a token, a worker and a lease, but its attempt is
+    # counted only by `start`.
+
+    def claim_ahead(
+        self,
+        worker_id: str,
+        start: int,
+        reserve: int,
+        now: datetime,
+        lease: float,
+        queues: Sequence[str] | None,
+        functions: Sequence[str],
+    ) -> tuple[list[JobRecord], list[JobRecord]]:
+        """Claim up to `start` ready jobs as `claim` does, then reserve up to `reserve` more
+        of the ready jobs whose function is in `functions`, in claim order; one step."""
+        with self._lock:
+            ready = self._ready(now, queues)
+            begin = max(start, 0)
+            started = [self._start(job, worker_id, now, lease) for job in ready[:begin]]
+            wanted = set(functions)
+            ahead = [job for job in ready[begin:] if job.function in wanted]
+            reserved = []
+            for job in ahead[: max(reserve, 0)]:
+                job = attrs.evolve(
+                    job,
+                    status=JobStatus.RESERVED,
+                    token=uuid.uuid4().hex,
+                    worker_id=worker_id,
+                    started_at=None,
+                    lease_expires_at=now + timedelta(seconds=lease),
+                    updated_at=now,
+                    cancel_requested=False,
+                )
+                self._jobs[job.id] = job
+                reserved.append(job)
+            return started, reserved
+
+    def start(self, worker_id: str, jobs: Sequence[JobRecord], now: datetime) -> list[JobRecord]:
+        """Start the jobs still reserved under their tokens; the others are left out
+        (cancelled, rescued or released meanwhile)."""
+        with self._lock:
+            started = []
+            for held in jobs:
+                job = self._jobs.get(held.id)
+                if job is None or job.status is not JobStatus.RESERVED or job.token != held.token:
+                    continue
+                started.append(self._start(job, worker_id, now, None))
+            return started
+
+    def release(self, held: Mapping[str, str], now: datetime) -> list[str]:
+        """Put the jobs still reserved under the tokens of `held` back to pending, nothing
+        counted; returns their ids."""
+        with self._lock:
+            released = []
+            for job_id, token in held.items():
+                job = self._jobs.get(job_id)
+                if job is None or job.status is not JobStatus.RESERVED or job.token != token:
+                    continue
+                self._unreserve(job, now)
+                released.append(job_id)
+            if released:
+                self._changed()
+            return released
+
+    def _unreserve(self, job: JobRecord, now: datetime) -> JobRecord:
+        """A reserved job pending again as it was before its reservation (attempts,
+        hand-backs, error and run_at unchanged)."""
+        job = attrs.evolve(
+            job,
+            status=JobStatus.PENDING,
+            token=None,
+            worker_id=None,
+            lease_expires_at=None,
+            updated_at=now,
+        )
+        self._jobs[job.id] = job
+        return job
+
     def heartbeat(
         self, worker_id: str, held: Mapping[str, str], now: datetime, lease: float
     ) -> HeartbeatReply:
@@ -336,7 +431,7 @@ class MemoryStorage:
             lost, cancel = set(), set()
             for job_id, token in held.items():
                 job = self._jobs.get(job_id)
-                if job is None or job.status is not JobStatus.RUNNING or job.token != token:
+                if job is None or job.status not in _HELD or job.token != token:
                     lost.add(job_id)
                     continue
                 self._jobs[job_id] = attrs.evolve(
@@ -360,7 +455,7 @@ class MemoryStorage:
                 (
                     j
                     for j in self._jobs.values()
-                    if j.status is JobStatus.RUNNING
+                    if j.status in _HELD
                     and (
                         (j.lease_expires_at is not None and j.lease_expires_at < now)
                         or j.worker_id in dead
@@ -370,6 +465,11 @@ class MemoryStorage:
             )
             transitions = []
             for job in lost:
+                if job.status is JobStatus.RESERVED:
+                    # Never started: pending again, no attempt or hand-back counted.
+                    job = self._unreserve(job, now)
+                    transitions.append(Transition(job=job, previous=JobStatus.RESERVED))
+                    continue
                 self._end_execution(job, "lost", now, error=WORKER_LOST)
                 final = job.attempts >= job.max_attempts
                 job = attrs.evolve(
@@ -404,20 +504,23 @@ class MemoryStorage:
                 job = self._jobs.get(job_id)
                 if job is None:
                     continue
-                if job.status is JobStatus.PENDING:
+                if job.status in (JobStatus.PENDING, JobStatus.RESERVED):
+                    # A reserved job never started: it ends at once, like a pending one.
+                    previous = job.status
                     job = attrs.evolve(
                         job,
                         status=JobStatus.CANCELLED,
                         error=reason,
                         updated_at=now,
                         completed_at=now,
+                        token=None,
+                        lease_expires_at=None,
+                        worker_id=None if previous is JobStatus.RESERVED else job.worker_id,
                     )
                     self._jobs[job_id] = job
                     self._cancelled_by.pop(job_id, None)
                     transitions.append(
-                        Transition(
-                            job=job, previous=JobStatus.PENDING, cancelled=self._cascade(job, now)
-                        )
+                        Transition(job=job, previous=previous, cancelled=self._cascade(job, now))
                     )
                 elif job.status is JobStatus.RUNNING and not job.cancel_requested:
                     job = attrs.evolve(job, cancel_requested=True, error=reason, updated_at=now)
@@ -628,7 +731,7 @@ class MemoryStorage:
         with self._lock:
             running: dict[str, list[str]] = {}
             for job in sorted(self._jobs.values(), key=lambda j: j.seq):
-                if job.status is JobStatus.RUNNING and job.worker_id:
+                if job.status in _HELD and job.worker_id:
                     running.setdefault(job.worker_id, []).append(job.id)
             return [
                 attrs.evolve(w, current_jobs=tuple(running.get(w.id, ())))

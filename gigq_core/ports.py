@@ -311,6 +311,54 @@ class DeferredFinish(Protocol):
 
 
 @runtime_checkable
+class Prefetch(Protocol):
+    """Claiming ahead of free slots: jobs held by a worker but not started ("reserved").
+
+    A reserved job keeps `status = "running"` in the store with `started_at` unset, and is
+    read back as `JobStatus.RESERVED`: its attempt is not counted until `start`, it holds
+    its unique key, its lease is renewed by `heartbeat` like a running job's, `rescue`
+    returns it to pending without counting an attempt or a hand-back, and `cancel` cancels
+    it at once (it never started). `list_jobs`, `count` and `queue_counts` show it as
+    "reserved".
+    """
+
+    def claim_ahead(
+        self,
+        worker_id: str,
+        start: int,
+        reserve: int,
+        now: datetime,
+        lease: float,
+        queues: Sequence[str] | None,
+        functions: Sequence[str],
+    ) -> tuple[list[JobRecord], list[JobRecord]]:
+        """In one transaction: claim up to `start` ready jobs as `claim` does (running, an
+        attempt counted), then reserve up to `reserve` more among the ready jobs whose
+        function is in `functions`, in the same order (a job of another function is
+        skipped, not waited for). A reserved job gets a fresh token, `worker_id` and
+        `lease_expires_at = now + lease`; `started_at` is unset. Returns (started,
+        reserved)."""
+        ...
+
+    def start(self, worker_id: str, jobs: Sequence[JobRecord], now: datetime) -> list[JobRecord]:
+        """Start reserved jobs (`jobs`: their records as `claim_ahead` returned them): each
+        still reserved under its token becomes running with attempts + 1,
+        `started_at = now` (never before a dependency's `completed_at`) and a running
+        execution record, keeping the reservation's token and lease. Returns the started
+        records; a job cancelled, rescued or released meanwhile is left out (fencing).
+
+        The commit need not survive a power loss, but must survive a crash of the calling
+        process: a rescuer then counts the attempt of a job that had started."""
+        ...
+
+    def release(self, held: Mapping[str, str], now: datetime) -> list[str]:
+        """Hand reserved jobs back (`held`: job id to token): each still reserved under
+        that token is pending again (token, worker and lease cleared; attempts, hand-backs,
+        error and `run_at` unchanged), nothing counted. Returns the ids released."""
+        ...
+
+
+@runtime_checkable
 class IndependentHandles(Protocol):
     """Opening the same URL again gives an independent connection to the same store, so a
     worker's heartbeat and watcher threads never queue behind its loop."""
@@ -378,6 +426,7 @@ class Transfer(Protocol):
 #: Every optional capability, for the documentation and the contract tests.
 CAPABILITIES: tuple[type, ...] = (
     DeferredFinish,
+    Prefetch,
     IndependentHandles,
     PermissionChecked,
     Diagnosable,
@@ -434,6 +483,7 @@ __all__ = [
     "JobStore",
     "KeyValueStore",
     "PermissionChecked",
+    "Prefetch",
     "QueueControl",
     "RetryStrategy",
     "Serializer",

@@ -129,7 +129,11 @@ class JobQueue:
         A job without dependencies is stored exactly as built (pending, no error), so its
         record is passed on without a second read; one with dependencies is read back, as
         the storage decides whether it starts cancelled (a dependency already ended badly).
+        Nothing at all when no plugin listens (a batch of a million jobs skips a million
+        empty hook calls).
         """
+        if not self.hooks.wanted("submitted"):
+            return
         linked = [r.id for r in stored if r.dependencies]
         found = self.storage.get_many(linked) if linked else {}
         for built in stored:

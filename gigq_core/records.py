@@ -13,6 +13,9 @@ class JobStatus(enum.StrEnum):
     """The state of a job."""
 
     PENDING = "pending"
+    #: Held by a worker that claimed it ahead of a free slot, not started yet (stored as
+    #: running without `started_at`; see ports.Prefetch).
+    RESERVED = "reserved"
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"

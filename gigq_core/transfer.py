@@ -19,7 +19,10 @@ beside the records rebuilt from the records themselves (the count of unfinished
 dependencies that keeps a job blocked, and `cancelled_by`). A job that was still running
 cannot keep running on the target (its worker holds a token for the source), so it is
 imported the way a rescue would leave it: its attempt counted, its execution "lost", and
-pending again (or failed, with its dependents cancelled, when no attempt remains).
+pending again (or failed, with its dependents cancelled, when no attempt remains). A job
+that a worker had only reserved (`reserved`, or `running` without `started_at`: see
+ports.Prefetch) is imported as its rescue leaves it too: pending again, its token, worker
+and lease cleared, nothing counted (not an attempt, not a hand-back, not in `lost`).
 """
 
 from __future__ import annotations
@@ -261,9 +264,23 @@ def _rescue_running(
     cancelled_by: dict[str, str | None],
     now: datetime,
 ) -> tuple[dict[str, JobRecord], list[Execution], dict[str, str | None], list[str]]:
-    """Running jobs as a rescue at `now` leaves them (Storage.rescue), cascades included."""
+    """Running and reserved jobs as a rescue at `now` leaves them (Storage.rescue),
+    cascades included; returns the jobs, executions, `cancelled_by` and the ids of the
+    running ones (reserved ones are not lost attempts)."""
     jobs = {job.id: job for job in ordered}
-    running = [job for job in ordered if job.status is JobStatus.RUNNING]
+    for job in ordered:
+        if _is_reserved(job):
+            # Never started: pending again, nothing counted (ports.Prefetch).
+            jobs[job.id] = attrs.evolve(
+                job,
+                status=JobStatus.PENDING,
+                token=None,
+                worker_id=None,
+                lease_expires_at=None,
+                cancel_requested=False,
+                updated_at=now,
+            )
+    running = [job for job in ordered if job.status is JobStatus.RUNNING and not _is_reserved(job)]
     if not running:
         return jobs, executions, cancelled_by, []
     tokens = {(job.id, job.token) for job in running}
@@ -312,10 +329,21 @@ def _rescue_running(
     return jobs, executions, cancelled_by, [job.id for job in running]
 
 
+def _is_reserved(job: JobRecord) -> bool:
+    """Held by a worker but not started: `reserved`, or as an SQL store keeps it, `running`
+    without `started_at` (ports.Prefetch)."""
+    return job.status is JobStatus.RESERVED or (
+        job.status is JobStatus.RUNNING and job.started_at is None
+    )
+
+
+_HOLDING = (JobStatus.PENDING, JobStatus.RESERVED, JobStatus.RUNNING)
+
+
 def _check_unique_keys(jobs: Iterable[JobRecord]) -> None:
     active: dict[str, str] = {}
     for job in jobs:
-        if job.unique_key is None or job.status not in (JobStatus.PENDING, JobStatus.RUNNING):
+        if job.unique_key is None or job.status not in _HOLDING:
             continue
         other = active.setdefault(job.unique_key, job.id)
         if other != job.id:

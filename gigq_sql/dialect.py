@@ -37,6 +37,9 @@ class Claim:
     lease_end: datetime
     #: The queues to claim from (None: any queue).
     queues: tuple[str, ...] | None
+    #: Reserve the jobs (held, not started: no attempt counted, no `started_at`) instead
+    #: of starting them; only jobs of these functions.
+    reserve_functions: tuple[str, ...] | None = None
 
 
 #: An attempt that ended: the job as it ran, the execution status, its result and error.
@@ -175,6 +178,14 @@ class Dialect(ABC):
     def claim_rows(self, conn: Connection, claim: Claim, limit: int) -> list[Any]:
         """Mark up to `limit` ready jobs running for `claim`'s worker; their rows
         (`job_select`)."""
+
+    @abstractmethod
+    def start_rows(
+        self, conn: Connection, jobs: Sequence[JobRecord], now: datetime
+    ) -> list[tuple[Any, Any, Any]]:
+        """Start the jobs still reserved under their tokens (attempts + 1, `started_at`,
+        the attempt's execution opened where the dialect opens it at the start); for each
+        started, (id, attempts, started_at) as stored."""
 
     @abstractmethod
     def fail_running(

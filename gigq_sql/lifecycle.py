@@ -78,8 +78,10 @@ def claim_jobs(
     now: datetime,
     lease: float,
     queues: Sequence[str] | None,
+    reserve_functions: Sequence[str] | None = None,
 ) -> list[JobRecord]:
-    """Claim up to `limit` ready jobs, highest priority first.
+    """Claim up to `limit` ready jobs, highest priority first (with `reserve_functions`:
+    reserve them instead, among the jobs of those functions; see ports.Prefetch).
 
     A claimed row that cannot be read ends failed (`fail_unreadable`) and the claim goes on
     for the slots it took (each round fails at least one row, so this ends): the valid jobs
@@ -90,6 +92,7 @@ def claim_jobs(
         now=now,
         lease_end=now + timedelta(seconds=lease),
         queues=None if queues is None else tuple(queues),
+        reserve_functions=None if reserve_functions is None else tuple(reserve_functions),
     )
     jobs: list[JobRecord] = []
     while len(jobs) < limit:
@@ -105,6 +108,42 @@ def claim_jobs(
             break
     jobs.sort(key=lambda job: (-job.priority, job.seq))
     return jobs
+
+
+def start_jobs(
+    conn: Connection, d: Dialect, jobs: Sequence[JobRecord], now: datetime
+) -> list[JobRecord]:
+    """Start reserved jobs still held under their tokens; see ports.Prefetch.start. The
+    records are the reserved ones with what the start changed (not read back: a start is
+    on every job's path)."""
+    by_id = {job.id: job for job in jobs}
+    updated = d.stored_time(now)
+    return [
+        attrs.evolve(
+            by_id[job_id],
+            status=JobStatus.RUNNING,
+            attempts=int(attempts),
+            started_at=d.read_time("started_at", started_at),
+            updated_at=updated,
+        )
+        for job_id, attempts, started_at in d.start_rows(conn, jobs, now)
+    ]
+
+
+_RELEASE_RESERVED = """
+UPDATE jobs SET status = 'pending', token = NULL, worker_id = NULL, lease_expires_at = NULL,
+    updated_at = {p}, cancel_requested = {false}
+WHERE id = {p} AND status = 'running' AND token = {p} AND started_at IS NULL
+"""
+
+
+def release_jobs(conn: Connection, d: Dialect, held: Mapping[str, str], now: datetime) -> list[str]:
+    """Hand reserved jobs back to pending, nothing counted; the ids released."""
+    sql = d.render(_RELEASE_RESERVED)
+    ts = d.time(now)
+    return [
+        job_id for job_id, token in held.items() if conn.execute(sql, (ts, job_id, token)).rowcount
+    ]
 
 
 def fail_unreadable(
@@ -339,7 +378,12 @@ def rescue_jobs(
             fail_unreadable(conn, d, job, now)
         else:
             lost.append(job)
-    if not lost:
+    reserved = [job for job in lost if job.status is JobStatus.RESERVED]
+    if reserved:
+        released = set(release_jobs(conn, d, {job.id: job.token or "" for job in reserved}, now))
+        lost = [job for job in lost if job.status is not JobStatus.RESERVED]
+        reserved = [job for job in reserved if job.id in released]
+    if not lost and not reserved:
         return []
     job_rows = []
     for job in lost:
@@ -360,15 +404,16 @@ def rescue_jobs(
                 job.token,
             )
         )
-    conn.executemany(d.render(_END_ATTEMPT), job_rows)
-    d.end_executions(conn, [(job, "lost", None, WORKER_LOST) for job in lost], now)
+    if job_rows:
+        conn.executemany(d.render(_END_ATTEMPT), job_rows)
+        d.end_executions(conn, [(job, "lost", None, WORKER_LOST) for job in lost], now)
     cascaded = {
         job.id: cascade(conn, d, job.id, job.name, JobStatus.FAILED.value, now)
         for job in lost
         if job.attempts >= job.max_attempts
     }
-    after = load_jobs(conn, d, [job.id for job in lost])
-    return [
+    after = load_jobs(conn, d, [job.id for job in (*lost, *reserved)])
+    transitions = [
         Transition(
             job=after[job.id],
             previous=JobStatus.RUNNING,
@@ -377,6 +422,10 @@ def rescue_jobs(
         )
         for job in lost
     ]
+    # A reservation never started: it goes back as it was, nothing counted.
+    transitions += [Transition(job=after[job.id], previous=JobStatus.RESERVED) for job in reserved]
+    transitions.sort(key=lambda t: t.job.seq)
+    return transitions
 
 
 _LOCK_JOB = "SELECT {job_select} FROM jobs WHERE id = {p}{for_update}"
@@ -384,6 +433,11 @@ _CANCEL_PENDING = """
 UPDATE jobs SET status = 'cancelled', error = {p}, completed_at = {p}, updated_at = {p},
     cancelled_by = NULL
 WHERE id = {p} AND status = 'pending'
+"""
+_CANCEL_RESERVED = """
+UPDATE jobs SET status = 'cancelled', error = {p}, completed_at = {p}, updated_at = {p},
+    cancelled_by = NULL, token = NULL, lease_expires_at = NULL
+WHERE id = {p} AND status = 'running' AND started_at IS NULL
 """
 _REQUEST_CANCEL = """
 UPDATE jobs SET cancel_requested = {true}, error = {p}, updated_at = {p}
@@ -402,10 +456,12 @@ def cancel_jobs(
         current = jobs_from_rows(conn, d, rows)[0] if rows else None
         if current is None:
             continue
-        if current.status is JobStatus.PENDING:
-            conn.execute(d.render(_CANCEL_PENDING), (reason, ts, ts, job_id))
+        if current.status in (JobStatus.PENDING, JobStatus.RESERVED):
+            # A reservation never started: it ends at once, as a pending job does.
+            sql = _CANCEL_PENDING if current.status is JobStatus.PENDING else _CANCEL_RESERVED
+            conn.execute(d.render(sql), (reason, ts, ts, job_id))
             cancelled = cascade(conn, d, job_id, current.name, JobStatus.CANCELLED.value, now)
-            changes.append((job_id, JobStatus.PENDING, cancelled))
+            changes.append((job_id, current.status, cancelled))
         elif current.status is JobStatus.RUNNING and not current.cancel_requested:
             conn.execute(d.render(_REQUEST_CANCEL), (reason, ts, job_id))
             changes.append((job_id, JobStatus.RUNNING, []))
@@ -423,6 +479,8 @@ __all__ = [
     "claim_jobs",
     "fail_unreadable",
     "finish_outcomes",
+    "release_jobs",
     "renew_leases",
     "rescue_jobs",
+    "start_jobs",
 ]

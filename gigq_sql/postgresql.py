@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from gigq_core.records import Execution
+from gigq_core.records import Execution, JobRecord
 from gigq_sql.connection import Connection
 from gigq_sql.dialect import BadColumn, Claim, Dialect, EndedAttempt, show
 from gigq_sql.rows import BOOKKEEPING_COLUMNS, JOB_COLUMNS, error_columns
@@ -50,6 +50,45 @@ WITH ready AS (
     FROM claimed ORDER BY priority DESC, seq
 )
 SELECT * FROM claimed ORDER BY priority DESC, seq
+"""
+
+# A reservation: held under a token and a lease, not started (no attempt counted, no
+# started_at, no execution record until START).
+RESERVE = f"""
+WITH ready AS (
+    SELECT j.seq FROM jobs j
+    WHERE j.status = 'pending' AND j.blocked = 0 AND j.run_at <= %(now)s
+        AND (%(queues)s::text[] IS NULL OR j.queue = ANY(%(queues)s::text[]))
+        AND j.function = ANY(%(functions)s::text[])
+        AND j.queue NOT IN (SELECT p.queue FROM paused_queues p)
+    ORDER BY j.priority DESC, j.seq
+    LIMIT %(limit)s
+    FOR UPDATE OF j SKIP LOCKED
+), reserved AS (
+    UPDATE jobs j SET status = 'running', token = replace(gen_random_uuid()::text, '-', ''),
+        worker_id = %(worker)s, started_at = NULL, lease_expires_at = %(lease_end)s,
+        updated_at = %(now)s, cancel_requested = false
+    FROM ready WHERE j.seq = ready.seq
+    RETURNING {job_select("j")}
+)
+SELECT * FROM reserved ORDER BY priority DESC, seq
+"""
+
+START = """
+WITH started AS (
+    UPDATE jobs j SET attempts = j.attempts + 1,
+        started_at = GREATEST(%(now)s, (SELECT max(p.completed_at) FROM jobs p
+            WHERE p.id = ANY(j.dependencies))),
+        updated_at = %(now)s
+    WHERE j.id = %(id)s AND j.status = 'running' AND j.token = %(token)s
+        AND j.started_at IS NULL
+    RETURNING j.id, j.attempts, j.started_at, j.worker_id, j.token
+), opened AS (
+    INSERT INTO job_executions (id, job_id, attempt, worker_id, token, status, started_at)
+    SELECT gen_random_uuid()::text, id, attempts, worker_id, token, 'running', started_at
+    FROM started
+)
+SELECT id, attempts, started_at FROM started
 """
 
 # A running row that cannot be read ends failed, by `seq`. The rest of the row is left as
@@ -262,7 +301,19 @@ class PostgresDialect(Dialect):
             "limit": limit,
             "queues": None if claim.queues is None else list(claim.queues),
         }
+        if claim.reserve_functions is not None:
+            params["functions"] = list(claim.reserve_functions)
+            return conn.execute(RESERVE, params).fetchall()
         return conn.execute(CLAIM, params).fetchall()
+
+    def start_rows(
+        self, conn: Connection, jobs: Sequence[JobRecord], now: datetime
+    ) -> list[tuple[Any, Any, Any]]:
+        """One statement per job, which also opens its execution."""
+        rows: list[tuple[Any, Any, Any]] = []
+        for job in jobs:
+            rows += conn.execute(START, {"now": now, "id": job.id, "token": job.token}).fetchall()
+        return rows
 
     def fail_running(
         self, conn: Connection, seq: int, error: str, now: datetime, token: str | None
@@ -313,6 +364,8 @@ __all__ = [
     "CLAIM",
     "JOB_SELECT",
     "POSTGRES",
+    "RESERVE",
+    "START",
     "PostgresDialect",
     "has_nul",
     "job_select",

@@ -11,19 +11,45 @@ from gigq_sql.connection import Connection
 from gigq_sql.dialect import BadColumn, Dialect
 from gigq_sql.rows import EXECUTION_COLUMNS, WORKER_COLUMNS, execution_from_row, worker_from_row
 
+#: The status a row shows: a running row without `started_at` is a reservation.
+SHOWN_STATUS = "CASE WHEN status = 'running' AND started_at IS NULL THEN 'reserved' ELSE status END"
+
+#: What stands for "running" and for "reserved" in a filter on the stored status.
+_STARTED = "(status = 'running' AND started_at IS NOT NULL)"
+_RESERVED = "(status = 'running' AND started_at IS NULL)"
+
+
+def _status_clause(d: Dialect, statuses: list[str]) -> tuple[str, list[Any]]:
+    """A condition `the shown status is one of statuses` and its parameters."""
+    stored = [s for s in statuses if s not in ("running", "reserved")]
+    if "running" in statuses and "reserved" in statuses:
+        stored.append("running")
+    parts: list[str] = []
+    params: list[Any] = []
+    if stored:
+        clause, params = d.in_values("status", stored)
+        parts.append(clause)
+    if "running" in statuses and "reserved" not in statuses:
+        parts.append(_STARTED)
+    elif "reserved" in statuses and "running" not in statuses:
+        parts.append(_RESERVED)
+    if not parts:
+        return d.render("{false}"), []
+    return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")", params
+
 
 def where_clause(d: Dialect, where: JobFilter) -> tuple[str, list[Any]]:
     """A WHERE clause (never empty) and its parameters for a JobFilter."""
     clauses: list[str] = []
     params: list[Any] = []
-    for column, values in (
-        ("status", None if where.statuses is None else [str(s) for s in where.statuses]),
-        ("queue", None if where.queues is None else list(where.queues)),
-    ):
-        if values is not None:
-            clause, args = d.in_values(column, values)
-            clauses.append(clause)
-            params.extend(args)
+    if where.statuses is not None:
+        clause, args = _status_clause(d, [str(s) for s in where.statuses])
+        clauses.append(clause)
+        params.extend(args)
+    if where.queues is not None:
+        clause, args = d.in_values("queue", list(where.queues))
+        clauses.append(clause)
+        params.extend(args)
     for clause, value in (
         ("name = {p}", where.name),
         ("workflow_id = {p}", where.workflow_id),
@@ -88,9 +114,9 @@ SELECT workflow_id, min(seq) AS first FROM jobs WHERE workflow_id IS NOT NULL
 GROUP BY workflow_id ORDER BY first DESC LIMIT {p}
 """
 _WORKFLOW_HEADS = "SELECT workflow_id, workflow_name, created_at FROM jobs WHERE seq {any}"
-_WORKFLOW_COUNTS = """
-SELECT workflow_id, status, count(*) FROM jobs WHERE workflow_id {any}
-GROUP BY workflow_id, status
+_WORKFLOW_COUNTS = f"""
+SELECT workflow_id, {SHOWN_STATUS}, count(*) FROM jobs WHERE workflow_id {{any}}
+GROUP BY 1, 2
 """
 
 
@@ -109,7 +135,8 @@ def load_workflows(conn: Connection, d: Dialect, limit: int) -> list[WorkflowInf
     for workflow_id, status, total in conn.execute(
         d.render(_WORKFLOW_COUNTS), (d.ids(workflow_id for workflow_id, _ in firsts),)
     ):
-        counts.setdefault(workflow_id, {})[status] = total
+        per = counts.setdefault(workflow_id, {})
+        per[status] = per.get(status, 0) + total
     return [
         WorkflowInfo(
             id=workflow_id,

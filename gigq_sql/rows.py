@@ -104,11 +104,18 @@ def _seconds_opt(column: str, value: Any) -> float | None:
     return float(value)
 
 
-def _status(value: Any) -> JobStatus:
+def _status(value: Any, started_at: Any) -> JobStatus:
+    """The stored state; a running row without `started_at` is a reservation (which is
+    never stored under a name of its own)."""
     try:
-        return JobStatus(value)
+        status = JobStatus(value)
     except ValueError:
-        raise BadColumn(f"status is {show(value)}, not a job state") from None
+        status = None
+    if status is None or status is JobStatus.RESERVED:
+        raise BadColumn(f"status is {show(value)}, not a job state")
+    if status is JobStatus.RUNNING and started_at is None:
+        return JobStatus.RESERVED
+    return status
 
 
 def job_from_row(d: Dialect, row: Sequence[Any], dependencies: Sequence[Any]) -> JobRecord:
@@ -180,7 +187,7 @@ def _job(d: Dialect, row: Sequence[Any], dependencies: Sequence[Any]) -> JobReco
         params=_text("params", params),
         queue=_text("queue", queue),
         priority=_int("priority", priority),
-        status=_status(status),
+        status=_status(status, started_at),
         attempts=_int("attempts", attempts),
         max_attempts=_int("max_attempts", max_attempts),
         timeout=_seconds_opt("timeout", timeout),

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from gigq_core.records import Execution
+from gigq_core.records import Execution, JobRecord
 from gigq_sql.connection import Connection
 from gigq_sql.dialect import BadColumn, Claim, Dialect, EndedAttempt, show
 from gigq_sql.rows import BOOKKEEPING_COLUMNS, EXECUTION_COLUMNS, JOB_COLUMNS, error_columns
@@ -52,6 +52,31 @@ RETURNING {columns}
 # for a correlated subquery instead of searching it.)
 CLAIM_ANY_QUEUE = _CLAIM.format(queues="", columns=JOB_SELECT)
 CLAIM_QUEUES = _CLAIM.format(queues=f"AND queue {_IN_IDS}", columns=JOB_SELECT)
+
+# A reservation: held under a token and a lease, but not started (no attempt counted,
+# started_at unset until `_START`).
+_RESERVE = """
+UPDATE jobs SET status = 'running', token = lower(hex(randomblob(16))), worker_id = ?,
+    started_at = NULL, lease_expires_at = ?, updated_at = ?, cancel_requested = 0
+WHERE seq IN (
+    SELECT seq FROM jobs INDEXED BY jobs_ready
+    WHERE status = 'pending' AND blocked = 0 AND run_at <= ? {queues}
+        AND function {in_ids} AND queue NOT IN (SELECT queue FROM paused_queues)
+    ORDER BY priority DESC, seq LIMIT ?
+)
+RETURNING {columns}
+"""
+RESERVE_ANY_QUEUE = _RESERVE.format(queues="", in_ids=_IN_IDS, columns=JOB_SELECT)
+RESERVE_QUEUES = _RESERVE.format(queues=f"AND queue {_IN_IDS}", in_ids=_IN_IDS, columns=JOB_SELECT)
+
+_START = """
+UPDATE jobs SET attempts = attempts + 1,
+    started_at = max(?, coalesce((SELECT max(p.completed_at) FROM dependencies d
+        JOIN jobs p ON p.id = d.depends_on WHERE d.job_id = jobs.id), 0)),
+    updated_at = ?
+WHERE id = ? AND status = 'running' AND token = ? AND started_at IS NULL
+RETURNING id, attempts, started_at
+"""
 
 # A running row that cannot be read ends failed, by `seq` (the one column SQLite always
 # keeps an integer). The rest of the row is left as it was, for an operator to look at.
@@ -259,10 +284,29 @@ class SqliteDialect(Dialect):
     def claim_rows(self, conn: Connection, claim: Claim, limit: int) -> list[Any]:
         """One UPDATE ... RETURNING; the execution row is written when the attempt ends."""
         ts = claim.now.timestamp()
+        if claim.reserve_functions is not None:
+            ahead = (claim.worker_id, claim.lease_end.timestamp(), ts, ts)
+            functions = self.ids(claim.reserve_functions)
+            if claim.queues is None:
+                return conn.execute(RESERVE_ANY_QUEUE, (*ahead, functions, limit)).fetchall()
+            return conn.execute(
+                RESERVE_QUEUES, (*ahead, self.ids(claim.queues), functions, limit)
+            ).fetchall()
         head = (claim.worker_id, ts, claim.lease_end.timestamp(), ts, ts)
         if claim.queues is None:
             return conn.execute(CLAIM_ANY_QUEUE, (*head, limit)).fetchall()
         return conn.execute(CLAIM_QUEUES, (*head, self.ids(claim.queues), limit)).fetchall()
+
+    def start_rows(
+        self, conn: Connection, jobs: Sequence[JobRecord], now: datetime
+    ) -> list[tuple[Any, Any, Any]]:
+        """One UPDATE per job (by its primary key); the execution row is written when
+        the attempt ends."""
+        ts = now.timestamp()
+        rows: list[tuple[Any, Any, Any]] = []
+        for job in jobs:
+            rows += conn.execute(_START, (ts, ts, job.id, job.token)).fetchall()
+        return rows
 
     def fail_running(
         self, conn: Connection, seq: int, error: str, now: datetime, token: str | None
@@ -306,7 +350,7 @@ class SqliteDialect(Dialect):
         tokens = {execution.token for execution in recorded}
         rows = conn.execute(
             "SELECT id, attempts, worker_id, token, started_at FROM jobs"
-            f" WHERE id {_IN_IDS} AND +status = 'running'",
+            f" WHERE id {_IN_IDS} AND +status = 'running' AND started_at IS NOT NULL",
             (self.ids(job_ids),),
         ).fetchall()
         found: dict[str, Execution] = {}
@@ -357,6 +401,8 @@ __all__ = [
     "CLAIM_QUEUES",
     "DEPENDENCIES_COLUMN",
     "JOB_SELECT",
+    "RESERVE_ANY_QUEUE",
+    "RESERVE_QUEUES",
     "SQLITE",
     "SqliteDialect",
     "execution_id",

@@ -30,10 +30,13 @@ from gigq_sql.lifecycle import (
     cancel_jobs,
     claim_jobs,
     finish_outcomes,
+    release_jobs,
     renew_leases,
     rescue_jobs,
+    start_jobs,
 )
 from gigq_sql.queries import (
+    SHOWN_STATUS,
     filter_unmatchable,
     load_executions,
     load_workers,
@@ -145,6 +148,57 @@ class SqlStorage:
             lambda conn, _: claim_jobs(conn, self.dialect, worker_id, limit, now, lease, wanted),
             # A claim lost to a power cut only makes its job run again (at-least-once).
             Writing(op="claim", durable=False, claiming=True, single=True),
+        )
+
+    def claim_ahead(
+        self,
+        worker_id: str,
+        start: int,
+        reserve: int,
+        now: datetime,
+        lease: float,
+        queues: Sequence[str] | None,
+        functions: Sequence[str],
+    ) -> tuple[list[JobRecord], list[JobRecord]]:
+        """Claim `start` jobs and reserve `reserve` more in one transaction; see
+        ports.Prefetch.claim_ahead."""
+        if queues is not None and not queues:
+            return [], []
+        wanted = None if queues is None else list(queues)
+        reserving = reserve > 0 and bool(functions)
+        d = self.dialect
+
+        def work(conn: Connection, _: int) -> tuple[list[JobRecord], list[JobRecord]]:
+            started = claim_jobs(conn, d, worker_id, start, now, lease, wanted) if start > 0 else []
+            held = (
+                claim_jobs(conn, d, worker_id, reserve, now, lease, wanted, list(functions))
+                if reserving
+                else []
+            )
+            return started, held
+
+        # Lost to a power cut, a claim or a reservation only makes its jobs run again.
+        return self._write(work, Writing(op="claim", durable=False, claiming=True))
+
+    def start(self, worker_id: str, jobs: Sequence[JobRecord], now: datetime) -> list[JobRecord]:
+        """Start reserved jobs; see ports.Prefetch.start. The commit survives a crash of
+        this process (it is in the database's log), not necessarily a power cut."""
+        if not jobs:
+            return []
+        jobs = list(jobs)
+        return self._write(
+            lambda conn, _: start_jobs(conn, self.dialect, jobs, now),
+            Writing(op="start", durable=False),
+        )
+
+    def release(self, held: Mapping[str, str], now: datetime) -> list[str]:
+        """Hand reserved jobs back; see ports.Prefetch.release."""
+        if not held:
+            return []
+        held = dict(held)
+        return self._write(
+            lambda conn, _: release_jobs(conn, self.dialect, held, now),
+            Writing(op="release", durable=False),
         )
 
     def finish(self, outcomes: Sequence[Outcome], now: datetime) -> list[Transition | None]:
@@ -326,7 +380,7 @@ class SqlStorage:
         if filter_unmatchable(self.dialect, where):
             return {}
         clause, params = where_clause(self.dialect, where)
-        sql = f"SELECT status, count(*) FROM jobs WHERE {clause} GROUP BY status"
+        sql = f"SELECT {SHOWN_STATUS}, count(*) FROM jobs WHERE {clause} GROUP BY 1"
         rows = self._read(lambda conn, _: conn.execute(sql, params).fetchall())
         counts: dict[str, int] = {}
         for status, total in rows:  # (a status changed by hand may not be text)
@@ -337,7 +391,7 @@ class SqlStorage:
         """Count of jobs per queue name and status value, queues sorted by name."""
         rows = self._read(
             lambda conn, _: conn.execute(
-                "SELECT queue, status, count(*) FROM jobs GROUP BY queue, status ORDER BY queue"
+                f"SELECT queue, {SHOWN_STATUS}, count(*) FROM jobs GROUP BY 1, 2 ORDER BY 1"
             ).fetchall()
         )
         counts: dict[str, dict[str, int]] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from gigq_core.context import JobContext
 from gigq_core.errors import (
@@ -16,9 +16,10 @@ from gigq_core.errors import (
     SchemaVersionError,
     StorageError,
 )
-from gigq_core.ports import Clock, Storage
+from gigq_core.ports import Clock, Prefetch, Storage
 from gigq_core.records import JobRecord
 from gigq_core.worker._leases import LeaseTable
+from gigq_core.worker._prefetch import Prefetcher
 from gigq_core.worker._reporter import Reporter
 
 log = logging.getLogger("gigq")
@@ -42,6 +43,7 @@ class Claims:
         polling_interval: float,
         stopped: threading.Event,
         beat: Callable[[], None],
+        prefetcher: Prefetcher | None = None,
     ) -> None:
         self.worker_id = worker_id
         self.storage = storage
@@ -54,16 +56,35 @@ class Claims:
         self.polling_interval = polling_interval
         self._stopped = stopped
         self._beat = beat
+        #: The storage as one that can reserve jobs (checked once: a protocol check is slow).
+        self._ahead: Prefetch | None = storage if isinstance(storage, Prefetch) else None
+        #: Reserves jobs beyond the free slots (None: never).
+        self.prefetcher = (
+            prefetcher
+            if prefetcher is not None
+            and prefetcher.enabled
+            and self._ahead is not None
+            and not queue_limits
+            else None
+        )
         #: Storage failures in a row (for the back-off).
         self._trouble = 0
 
-    def claim(self, limit: int) -> list[JobRecord]:
-        """Claim up to `limit` jobs, within the per-queue limits; hold them and fire their
-        start hooks."""
+    def observe(self, ended: Iterable[tuple[JobRecord, float]]) -> None:
+        """Learn how long jobs ran (attempts that ended, and their durations)."""
+        if self.prefetcher is not None:
+            self.prefetcher.observe((record.function, seconds) for record, seconds in ended)
+
+    def claim(self, limit: int, *, ahead: bool = True) -> list[JobRecord]:
+        """Start up to `limit` jobs: reserved ones first, then claimed ones, within the
+        per-queue limits (`ahead`: reserving more while claiming, as the prefetcher
+        allows); hold them and fire their start hooks."""
         if limit <= 0:
             return []
         try:
-            claimed = self._claim_from_storage(limit)
+            claimed = self._start_reserved(limit)
+            if len(claimed) < limit and not self.leases.reserved():
+                claimed += self._claim_from_storage(limit - len(claimed), ahead)
         except StorageError as err:
             self.storage_trouble(err)
             return []
@@ -80,9 +101,52 @@ class Claims:
             self.reporter.started(record)
         return claimed
 
-    def _claim_from_storage(self, limit: int) -> list[JobRecord]:
+    def _start_reserved(self, limit: int) -> list[JobRecord]:
+        """Start reserved jobs (a cheap write: it must survive a crash of this process, so
+        that a rescuer counts the attempt of a job that started, and only of those)."""
+        taken = self.leases.take_reserved(limit)
+        if not taken:
+            return []
+        assert self._ahead is not None
+        try:
+            started = self._ahead.start(self.worker_id, taken, self.clock.now())
+        except StorageError:
+            self.leases.put_back(taken)
+            raise
+        # A reserved job cancelled or rescued meanwhile is not started; it is dropped.
+        return started
+
+    def hand_back_reserved(self) -> None:
+        """Return every reserved job to pending at once, nothing counted (stopping)."""
+        left = self.leases.release_reserved()
+        if not left:
+            return
+        assert self._ahead is not None
+        try:
+            released = self._ahead.release({r.id: r.token or "" for r in left}, self.clock.now())
+        except StorageError as err:
+            log.warning(
+                "worker %s: could not hand back %d reserved job(s) (%s); they return to "
+                "pending when their lease expires",
+                self.worker_id,
+                len(left),
+                err,
+            )
+            return
+        log.info("worker %s handed back %d reserved job(s)", self.worker_id, len(released))
+
+    def _claim_from_storage(self, limit: int, ahead: bool) -> list[JobRecord]:
         now = self.clock.now()
         claimed: list[JobRecord] = []
+        if self.prefetcher is not None and ahead:
+            count, functions = self.prefetcher.plan(())
+            if count:
+                assert self._ahead is not None
+                claimed, reserved = self._ahead.claim_ahead(
+                    self.worker_id, limit, count, now, self.lease, self.queues, functions
+                )
+                self.leases.reserve(reserved)
+                return claimed
         if self.queue_limits:
             busy = self.leases.busy_by_queue()
             for name, cap in self.queue_limits.items():

@@ -31,9 +31,47 @@ class LeaseTable:
         #: sees every job still held, running or waiting for its commit).
         self.lock = threading.Lock()
         self._held: dict[str, Held] = {}
+        #: Jobs claimed ahead of a free slot and not started ("reserved"), by token, in
+        #: claim order; their leases are renewed with the others'.
+        self._reserved: dict[str, JobRecord] = {}
 
     def __bool__(self) -> bool:
-        return bool(self._held)
+        return bool(self._held) or bool(self._reserved)
+
+    # -- reserved jobs ---------------------------------------------------------------------
+
+    def reserve(self, records: Iterable[JobRecord]) -> None:
+        """Hold reserved jobs (not started) until they start or are handed back."""
+        with self.lock:
+            for record in records:
+                assert record.token is not None
+                self._reserved[record.token] = record
+
+    def reserved(self) -> list[JobRecord]:
+        """The reserved jobs, in claim order."""
+        with self.lock:
+            return list(self._reserved.values())
+
+    def take_reserved(self, limit: int) -> list[JobRecord]:
+        """Take up to `limit` reserved jobs to start, first claimed first."""
+        with self.lock:
+            taken = list(self._reserved.values())[:limit]
+            for record in taken:
+                del self._reserved[record.token or ""]
+        return taken
+
+    def put_back(self, records: Iterable[JobRecord]) -> None:
+        """Hold again reserved jobs taken but not started (a failed start), first."""
+        with self.lock:
+            rest, self._reserved = self._reserved, {r.token or "": r for r in records}
+            self._reserved.update(rest)
+
+    def release_reserved(self) -> list[JobRecord]:
+        """Stop holding every reserved job; returns them."""
+        with self.lock:
+            left = list(self._reserved.values())
+            self._reserved.clear()
+        return left
 
     def hold(self, record: JobRecord, context: JobContext) -> None:
         """Hold a newly claimed attempt; an older attempt of the same job is lost."""
@@ -87,7 +125,8 @@ class LeaseTable:
         between jobs: no lease to renew)."""
         with self.lock:
             # The newest attempt of each job is the one that may still hold it.
-            held = {r.record.id: token for token, r in self._held.items()}
+            held = {r.id: token for token, r in self._reserved.items()}
+            held.update({r.record.id: token for token, r in self._held.items()})
             for record in pending():
                 held.setdefault(record.id, record.token or "")
         if not held and not registered:
@@ -98,6 +137,8 @@ class LeaseTable:
         ]
         with self.lock:
             for token, reason in marks:
+                # A reserved job lost or cancelled (it ends at once) is simply dropped.
+                self._reserved.pop(token, None)
                 running = self._held.get(token)
                 if running is not None and running.stop_reason is None:
                     running.stop_reason = reason

@@ -62,6 +62,8 @@ def run_loop(worker: Worker, executor: Executor) -> None:
         stopping = worker._stop.is_set()
         if stopping and stop_at is None:
             stop_at = worker.clock.monotonic() + worker.grace
+            # What never started goes back at once, uncounted, for another worker.
+            worker.claims.hand_back_reserved()
             if executor.running():
                 log.info(
                     "worker %s: waiting up to %g s for %d running job(s)",
@@ -114,6 +116,7 @@ def _collect(worker: Worker, executor: Executor, timeout: float) -> None:
     reporter = worker.reporter
     ended = executor.poll(timeout)
     if ended:
+        worker.claims.observe((record, attempt.duration) for record, attempt in ended)
         reporter.buffer(ended)
         if worker.flush_interval <= 0:
             reporter.flush()

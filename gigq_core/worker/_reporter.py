@@ -286,6 +286,13 @@ class Reporter:
         """Log the jobs a rescue sweep returned or failed, and fire their hooks."""
         for transition in transitions:
             job = transition.job
+            if transition.previous is JobStatus.RESERVED:
+                log.info(
+                    "returned job %s (%r) to pending: reserved by a lost worker, never started",
+                    job.id,
+                    job.name,
+                )
+                continue
             log.info(
                 "rescued job %s (%r) from worker %r: worker lost, now %s",
                 job.id,

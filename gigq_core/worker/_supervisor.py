@@ -35,6 +35,7 @@ from gigq_core.worker._inline import InlineExecutor, run_inline
 from gigq_core.worker._leases import LeaseTable
 from gigq_core.worker._loop import Executor, run_loop
 from gigq_core.worker._maintenance import Maintenance
+from gigq_core.worker._prefetch import Prefetcher
 from gigq_core.worker._process import ProcessExecutor
 from gigq_core.worker._reporter import Reporter
 from gigq_core.worker._threads import Heartbeat, Watcher
@@ -164,6 +165,9 @@ class Worker:
             polling_interval=self.polling_interval,
             stopped=self._stop,
             beat=self._beat_now,
+            prefetcher=Prefetcher(
+                float(self.settings.prefetch_window), int(self.settings.prefetch_max)
+            ),
         )
         self.maintenance = Maintenance(
             worker_id=self.worker_id,
@@ -192,7 +196,7 @@ class Worker:
     def process_one(self) -> bool:
         """Claim at most one ready job and run it in this thread; True if one was claimed."""
         self._maybe_sweep()
-        claimed = self.claims.claim(1)
+        claimed = self.claims.claim(1, ahead=False)  # no loop would start what it reserved
         if not claimed:
             return False
         if self._beat_thread is None or not self._beat_thread.is_alive():
@@ -267,6 +271,7 @@ class Worker:
                 self.reporter.stop_syncer()
         finally:
             self.reporter.stop_syncer()
+            self.claims.hand_back_reserved()
             self.reporter.flush()
             self.reporter.hand_back()
             watcher.stop()

@@ -87,8 +87,8 @@ def test_stats_counts_throughput_oldest_and_workers(
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["counts"] == {
-        "pending": 2, "running": 0, "completed": 1, "failed": 1, "cancelled": 0, "timeout": 0,
-        "total": 4,
+        "pending": 2, "reserved": 0, "running": 0, "completed": 1, "failed": 1, "cancelled": 0,
+        "timeout": 0, "total": 4,
     }  # fmt: skip
     assert [(q["queue"], q["counts"]["pending"]) for q in data["queues"]] == [
         ("default", 1),

@@ -3,8 +3,10 @@ built-in adapter (memory and SQLite).
 
 It drives the Storage port directly with a fake clock: submit, claim, report (success,
 failure with or without retry, timeout, cancelled, handed back), stale reports, heartbeats,
-crashes with rescue, cancel, requeue, prune, reopen and clock moves. After every step the
-storage must agree with the model, and the lifecycle invariants must hold.
+crashes with rescue, cancel, requeue, prune, reopen and clock moves; and, on an adapter with
+the optional `Prefetch` capability, claims ahead (reserve), start and release of reserved
+jobs. After every step the storage must agree with the model, and the lifecycle invariants
+must hold.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -25,6 +28,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from gigq_core.errors import GigQError, UserError
 from gigq_core.plugins import make_plugin_manager, open_storage
+from gigq_core.ports import Prefetch
 from gigq_core.records import ErrorInfo, JobFilter, JobRecord, JobStatus, Outcome
 from gigq_core.settings import DEFAULTS
 from gigq_core.testing import FakeClock
@@ -36,9 +40,12 @@ pytestmark = pytest.mark.timeout(900)
 LEASE = 30.0
 WORKER = "w1"
 BOOM = ErrorInfo(type="ValueError", message="boom")
-ACTIVE = ("pending", "running")
+ACTIVE = ("pending", "reserved", "running")
 BROKEN = ("failed", "cancelled", "timeout")
 FINAL = ("completed", *BROKEN)
+#: The functions of the machine's jobs; the worker takes only some of them ahead.
+NOOP = "tests.jobs:noop"
+OTHER = "tests.jobs:other"
 
 # One plugin manager for every run: building one scans entry points.
 PM = make_plugin_manager(load_entrypoints=False)
@@ -57,6 +64,7 @@ class Model:
     unique_scope: str
     max_attempts: int
     run_at: datetime
+    function: str = NOOP
     status: str = "pending"
     attempts: int = 0
     handbacks: int = 0
@@ -67,6 +75,8 @@ class Model:
     final_at: datetime | None = None
     #: Execution records created for it (one per claim).
     claims: int = 0
+    #: Its attempts when it was last reserved (a reservation never changes them).
+    reserved_with: int | None = None
 
 
 class LifecycleMachine(RuleBasedStateMachine):
@@ -84,9 +94,13 @@ class LifecycleMachine(RuleBasedStateMachine):
             self.folder = tempfile.mkdtemp(prefix="gigq-lifecycle-")
             self.target = str(Path(self.folder) / "jobs.db")
         self.storage = self._open()
+        #: Whether the adapter has the optional Prefetch capability (the reserve rules).
+        self.prefetch = isinstance(self.storage, Prefetch)
         self.jobs: dict[str, Model] = {}
         #: Job id -> the token of the attempt our worker holds.
         self.held: dict[str, str] = {}
+        #: Job id -> the token of a job our worker reserved (claimed ahead, not started).
+        self.reserved: dict[str, str] = {}
         #: (job id, token) of attempts that no longer hold their job.
         self.stale: list[tuple[str, str]] = []
         #: Job id -> the upstream job whose end cancelled it (for revival by requeue).
@@ -129,7 +143,7 @@ class LifecycleMachine(RuleBasedStateMachine):
     def holders(self, key: str | None, scope: str) -> set[str]:
         if key is None:
             return set()
-        holding = {"pending", "running"} | ({"completed"} if scope == "success" else set())
+        holding = set(ACTIVE) | ({"completed"} if scope == "success" else set())
         return {j.id for j in self.jobs.values() if j.unique_key == key and j.status in holding}
 
     def cascade(self, upstream: str) -> set[str]:
@@ -156,10 +170,12 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.release(job)
 
     def release(self, job: Model) -> None:
-        """The job's attempt ends: its token goes stale."""
+        """The job's attempt (or reservation) ends: its token goes stale."""
         if job.token is not None:
             self.stale.append((job.id, job.token))
         self.held.pop(job.id, None)
+        self.reserved.pop(job.id, None)
+        job.reserved_with = None
         job.token = None
         job.lease_expires = None
         job.cancel_requested = False
@@ -191,6 +207,10 @@ class LifecycleMachine(RuleBasedStateMachine):
         """The ids of the jobs our worker holds, in submit order."""
         return sorted(self.held, key=lambda i: self.jobs[i].seq)
 
+    def reserved_ids(self) -> list[str]:
+        """The ids of the jobs our worker reserved, in submit order."""
+        return sorted(self.reserved, key=lambda i: self.jobs[i].seq)
+
     def record(self, job_id: str) -> JobRecord:
         stored = self.storage.get(job_id)
         assert stored is not None, f"job {job_id} is missing"
@@ -204,7 +224,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         return JobRecord(
             id=job_id,
             name=f"job-{self.serial}",
-            function="tests.jobs:noop",
+            function=data.draw(st.sampled_from([NOOP, NOOP, OTHER]), label="function"),
             params="{}",
             priority=data.draw(gs.priorities, label="priority"),
             max_attempts=data.draw(gs.max_attempts, label="max_attempts"),
@@ -247,6 +267,7 @@ class LifecycleMachine(RuleBasedStateMachine):
                 unique_scope=record.unique_scope,
                 max_attempts=record.max_attempts,
                 run_at=record.run_at,
+                function=record.function,
             )
             self.jobs[job.id] = job
             broken = [d for d in deps if self.jobs[d].status in BROKEN]
@@ -312,6 +333,138 @@ class LifecycleMachine(RuleBasedStateMachine):
             assert record.token not in {t for _, t in self.stale}
             job.token = record.token
             self.held[record.id] = record.token
+
+    # -- rules: claiming ahead (Prefetch) ----------------------------------------------------
+
+    @precondition(lambda self: self.prefetch)
+    @rule(
+        # Mostly reserving (start 0): reserved jobs are what the rules below act on.
+        start=st.sampled_from([0, 0, 0, 1, 2]),
+        reserve=st.integers(min_value=0, max_value=3),
+        functions=st.sampled_from([(NOOP, OTHER), (NOOP, OTHER), (NOOP,), (OTHER,), ()]),
+    )
+    def claim_ahead(self, start: int, reserve: int, functions: tuple[str, ...]) -> None:
+        ready = self.ready()
+        expected_started = [j.id for j in ready[:start]]
+        expected_reserved = [j.id for j in ready[start:] if j.function in functions][:reserve]
+        now = self.now()
+
+        started, reserved = self.storage.claim_ahead(
+            WORKER, start, reserve, now, LEASE, None, list(functions)
+        )
+
+        assert [r.id for r in started] == expected_started, "claim_ahead started other jobs"
+        assert [r.id for r in reserved] == expected_reserved, "claim_ahead reserved other jobs"
+        for record in started:
+            job = self.jobs[record.id]
+            job.status = "running"
+            job.attempts += 1
+            job.claims += 1
+            job.cancel_requested = False
+            job.lease_expires = now + timedelta(seconds=LEASE)
+            assert record.status == JobStatus.RUNNING
+            assert record.attempts == job.attempts
+            assert record.started_at is not None
+            assert record.token
+            assert record.token not in {t for _, t in self.stale}
+            job.token = record.token
+            self.held[record.id] = record.token
+        for record in reserved:
+            job = self.jobs[record.id]
+            job.status = "reserved"
+            job.reserved_with = job.attempts
+            job.lease_expires = now + timedelta(seconds=LEASE)
+            assert record.status == JobStatus.RESERVED
+            assert record.attempts == job.attempts, "a reservation counted an attempt"
+            assert record.started_at is None
+            assert record.token
+            assert record.token not in {t for _, t in self.stale}
+            assert record.token not in self.held.values()
+            job.token = record.token
+            self.reserved[record.id] = record.token
+
+    def pick_reserved(self, data: Any) -> dict[str, str]:
+        """Some of the reserved jobs, with their tokens, and one or two tokens that hold no
+        reservation, of jobs not among them (which must be left alone): stale ones, forged
+        ones of the other reserved jobs, and the tokens of running jobs (already started)."""
+        chosen = data.draw(
+            st.lists(st.sampled_from(self.reserved_ids()), min_size=1, unique=True),
+            label="reserved",
+        )
+        sent = {job_id: self.reserved[job_id] for job_id in chosen}
+        others = (
+            list(self.stale)
+            + [(i, f"forged-{i}") for i in self.reserved_ids()]
+            + [(i, self.held[i]) for i in self.held_ids()]
+        )
+        others = [(i, t) for i, t in others if i not in sent]
+        if others:
+            for job_id, token in data.draw(
+                st.lists(st.sampled_from(others), min_size=1, max_size=2), label="not reserved"
+            ):
+                sent[job_id] = token
+        return sent
+
+    @precondition(lambda self: self.reserved)
+    @rule(data=st.data())
+    def start_reserved(self, data: Any) -> None:
+        sent = self.pick_reserved(data)
+        expected = {i for i in sent if self.reserved.get(i) == sent[i]}
+        # A stale token may be of a job pruned since: get() is None for it.
+        before = {i: self.storage.get(i) for i in sent}
+        now = self.now()
+
+        # The worker hands back the records it holds; a job gone since is no longer held.
+        held = [attrs.evolve(record, token=sent[i]) for i, record in before.items() if record]
+        started = self.storage.start(WORKER, held, now)
+
+        assert {r.id for r in started} == expected, "start started other jobs"
+        assert len(started) == len(expected)
+        for record in started:
+            job = self.jobs[record.id]
+            token = self.reserved.pop(record.id)
+            assert job.attempts == job.reserved_with, "attempts changed while reserved"
+            job.reserved_with = None
+            job.status = "running"
+            job.attempts += 1
+            job.claims += 1
+            job.cancel_requested = False
+            assert record.status == JobStatus.RUNNING
+            assert record.attempts == job.attempts
+            assert record.token == token
+            assert record.started_at == now
+            assert record.lease_expires_at == job.lease_expires
+            self.held[record.id] = token
+            [*_, execution] = self.storage.executions(record.id)
+            assert (execution.status, execution.attempt) == ("running", job.attempts)
+            assert execution.token == token
+        for job_id in set(sent) - expected:
+            assert self.storage.get(job_id) == before[job_id], "start changed a job not held"
+
+    @precondition(lambda self: self.reserved)
+    @rule(data=st.data())
+    def release_reservations(self, data: Any) -> None:
+        sent = self.pick_reserved(data)
+        expected = {i for i in sent if self.reserved.get(i) == sent[i]}
+        # A stale token may be of a job pruned since: get() is None for it.
+        before = {i: self.storage.get(i) for i in sent}
+
+        released = self.storage.release(sent, self.now())
+
+        assert sorted(released) == sorted(expected), "release released other jobs"
+        for job_id in expected:
+            job = self.jobs[job_id]
+            assert job.attempts == job.reserved_with, "attempts changed while reserved"
+            self.release(job)
+            job.status = "pending"
+            record = self.record(job_id)
+            assert record.status == JobStatus.PENDING
+            was = before[job_id]
+            assert was is not None
+            assert (record.attempts, record.handbacks) == (was.attempts, was.handbacks)
+            assert (record.token, record.worker_id, record.lease_expires_at) == (None, None, None)
+        for job_id in set(sent) - expected:
+            assert self.storage.get(job_id) == before[job_id], "release changed a job not held"
 
     def finish(self, job_id: str, outcome: Outcome) -> Any:
         [transition] = self.storage.finish([outcome], self.now())
@@ -402,12 +555,23 @@ class LifecycleMachine(RuleBasedStateMachine):
             assert transition.cancelled == ()
         assert transition.job.status == JobStatus(job.status)
 
-    @precondition(lambda self: self.stale or any(j.status == "running" for j in self.jobs.values()))
-    @rule(data=st.data(), kind=st.sampled_from(["completed", "failed", "timeout", "cancelled"]))
+    @precondition(
+        lambda self: (
+            self.stale or self.reserved or any(j.status == "running" for j in self.jobs.values())
+        )
+    )
+    @rule(
+        data=st.data(),
+        kind=st.sampled_from(["completed", "failed", "timeout", "cancelled", "handed_back"]),
+    )
     def report_with_a_stale_token(self, data: Any, kind: str) -> None:
-        choices = list(self.stale) + [
-            (j.id, f"forged-{j.id}") for j in self.jobs.values() if j.status == "running"
-        ]
+        """A report under a token that holds no running attempt: a stale one, a forged one,
+        or a reservation's (a reserved job never started, so nothing of it is finished)."""
+        choices = (
+            list(self.stale)
+            + [(j.id, f"forged-{j.id}") for j in self.jobs.values() if j.status == "running"]
+            + list(self.reserved.items())
+        )
         job_id, token = data.draw(st.sampled_from(choices), label="stale attempt")
         before = self.storage.get(job_id)
         runs = self.storage.executions(job_id)
@@ -425,7 +589,7 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def heartbeat(self, data: Any) -> None:
-        sent = dict(self.held)
+        sent = {**self.held, **self.reserved}
         stale = [(i, t) for i, t in self.stale if i not in sent]
         if stale:
             for job_id, token in data.draw(
@@ -436,28 +600,49 @@ class LifecycleMachine(RuleBasedStateMachine):
 
         reply = self.storage.heartbeat(WORKER, sent, now, LEASE)
 
-        assert reply.lost == frozenset(i for i in sent if i not in self.held)
+        assert reply.lost == frozenset(
+            i for i in sent if i not in self.held and i not in self.reserved
+        )
         assert reply.cancel_requested == frozenset(
             i for i in self.held if self.jobs[i].cancel_requested
         )
-        for job_id in self.held:
+        for job_id in [*self.held, *self.reserved]:
             self.jobs[job_id].lease_expires = now + timedelta(seconds=LEASE)
 
-    def rescue_now(self) -> None:
+    def rescue_now(self, dead: bool = False) -> None:
+        """A rescue sweep at the current time; `dead`: our worker is known dead."""
         now = self.now()
         expected = sorted(
             (
                 j
                 for j in self.jobs.values()
-                if j.status == "running" and j.lease_expires is not None and j.lease_expires < now
+                if j.status in ("running", "reserved")
+                and (dead or (j.lease_expires is not None and j.lease_expires < now))
             ),
             key=lambda j: j.seq,
         )
 
-        transitions = self.storage.rescue(now)
+        transitions = self.storage.rescue(now, [WORKER] if dead else [])
 
         assert [t.job.id for t in transitions] == [j.id for j in expected]
         for job, transition in zip(expected, transitions, strict=True):
+            if job.status == "reserved":
+                # Never started: pending again, nothing counted (no attempt, no hand-back,
+                # no "worker lost", no execution record).
+                self.release(job)
+                job.status = "pending"
+                assert transition.previous == JobStatus.RESERVED
+                assert transition.job.status == JobStatus.PENDING
+                assert transition.job.attempts == job.attempts
+                assert transition.job.handbacks == job.handbacks
+                assert transition.job.token is None
+                assert transition.job.worker_id is None
+                assert transition.job.lease_expires_at is None
+                assert transition.error is None
+                assert transition.cancelled == ()
+                assert len(self.storage.executions(job.id)) == job.claims
+                continue
+            assert transition.previous == JobStatus.RUNNING
             if job.attempts >= job.max_attempts:
                 self.end(job, "failed")
                 assert {r.id for r in transition.cancelled} == self.cascade(job.id)
@@ -474,14 +659,24 @@ class LifecycleMachine(RuleBasedStateMachine):
     def rescue(self) -> None:
         self.rescue_now()
 
-    @precondition(lambda self: self.held)
+    @precondition(lambda self: self.held or self.reserved)
     @rule()
     def crash(self) -> None:
         """The worker dies: its tokens are forgotten, the leases run out, a sweep rescues."""
         self.held.clear()
+        self.reserved.clear()
         self.clock.advance(LEASE + 1)
         self.rescue_now()
-        assert not any(j.status == "running" for j in self.jobs.values())
+        assert not any(j.status in ("running", "reserved") for j in self.jobs.values())
+
+    @precondition(lambda self: self.held or self.reserved)
+    @rule()
+    def rescue_dead_worker(self) -> None:
+        """A rescuer finds our worker dead before its leases run out."""
+        self.held.clear()
+        self.reserved.clear()
+        self.rescue_now(dead=True)
+        assert not any(j.status in ("running", "reserved") for j in self.jobs.values())
 
     @rule(seconds=gs.clock_steps)
     def advance_clock(self, seconds: float) -> None:
@@ -497,11 +692,15 @@ class LifecycleMachine(RuleBasedStateMachine):
 
         transitions = self.storage.cancel([job_id], self.now(), "stop")
 
-        if job.status == "pending":
+        if job.status in ("pending", "reserved"):
+            # A reserved job never started: it is cancelled at once, like a pending one.
+            previous = JobStatus(job.status)
             self.end(job, "cancelled")
             self.cancelled_by.pop(job_id, None)
             [transition] = transitions
+            assert transition.previous == previous
             assert transition.job.status == JobStatus.CANCELLED
+            assert not transition.job.cancel_requested
             assert {r.id for r in transition.cancelled} == self.cascade(job_id)
         elif job.status == "running" and not job.cancel_requested:
             job.cancel_requested = True
@@ -666,6 +865,7 @@ class LifecycleMachine(RuleBasedStateMachine):
     def reopen(self) -> None:
         self.storage.close()
         self.storage = self._open()
+        assert isinstance(self.storage, Prefetch) == self.prefetch
 
     # -- invariants --------------------------------------------------------------------------
 
@@ -675,6 +875,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         records = {r.id: r for r in self.storage.list_jobs(JobFilter(), limit=100_000)}
         self.statuses_match_the_model(records)
         self.running_only_when_held(records)
+        self.reserved_only_when_reserved(records)
         self.attempts_within_max_attempts(records)
         self.dependents_of_a_broken_job_are_cancelled(records)
         self.at_most_one_active_job_per_unique_key(records)
@@ -690,6 +891,18 @@ class LifecycleMachine(RuleBasedStateMachine):
     def running_only_when_held(self, records: dict[str, JobRecord]) -> None:
         running = {r.id: r.token for r in records.values() if r.status == JobStatus.RUNNING}
         assert running == self.held, "a job runs that the worker does not hold (or not held)"
+
+    def reserved_only_when_reserved(self, records: dict[str, JobRecord]) -> None:
+        """A reserved job is one our worker reserved, under its token and lease, not
+        started, its attempts as they were when it was reserved."""
+        reserved = {r.id: r.token for r in records.values() if r.status == JobStatus.RESERVED}
+        assert reserved == self.reserved, "a reserved job the worker did not reserve (or lost)"
+        for job_id in reserved:
+            record, job = records[job_id], self.jobs[job_id]
+            assert record.started_at is None, record
+            assert record.worker_id == WORKER, record
+            assert record.lease_expires_at == job.lease_expires, record
+            assert record.attempts == job.reserved_with == job.attempts, (record, job)
 
     def attempts_within_max_attempts(self, records: dict[str, JobRecord]) -> None:
         for record in records.values():
@@ -742,7 +955,9 @@ def print_summary(adapter: str) -> None:
     """The one-line summary of the machine's runs on `adapter` (each ended with its ledger
     check, so a mismatch would have failed the run)."""
     tally = TALLY.pop(adapter, collections.Counter())
-    states = ",".join(f"{s}={tally[s]}" for s in ("pending", "running", *FINAL) if tally[s])
+    states = ",".join(
+        f"{s}={tally[s]}" for s in ("pending", "reserved", "running", *FINAL) if tally[s]
+    )
     print(
         f"[lifecycle {adapter}] runs={tally['runs']} jobs={tally['jobs']} {states} "
         f"executions={tally['executions']} mismatches=0"

@@ -15,6 +15,7 @@ from gigq_core.ports import (
     Diagnosable,
     IndependentHandles,
     PermissionChecked,
+    Prefetch,
     Storage,
     Transfer,
     Upgradable,
@@ -29,7 +30,7 @@ def capabilities(storage: object) -> set[str]:
 def test_memory_has_the_storage_roles_and_only_transfer() -> None:
     storage = MemoryStorage()
     assert isinstance(storage, Storage)
-    assert capabilities(storage) == {"Transfer"}
+    assert capabilities(storage) == {"Prefetch", "Transfer"}
 
 
 def test_sqlite_has_every_capability(tmp_path: Path) -> None:
@@ -44,6 +45,7 @@ def test_sqlite_has_every_capability(tmp_path: Path) -> None:
                 Diagnosable,
                 IndependentHandles,
                 PermissionChecked,
+                Prefetch,
                 Transfer,
                 Upgradable,
             )

@@ -629,6 +629,7 @@ def test_stop_from_another_thread_makes_start_return(pm, store):
 def test_job_status_enum_values():
     assert [s.value for s in JobStatus] == [
         "pending",
+        "reserved",
         "running",
         "completed",
         "failed",
