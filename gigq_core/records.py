@@ -92,18 +92,45 @@ class ErrorInfo:
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorInfo:
-        """Describe an exception, with its traceback."""
-        import traceback
-
+        """Describe an exception, with its traceback. Never raises for the exception's own
+        faults: a job's error whose `__str__` raises (or returns no string) is described
+        by its type and a placeholder, so the worker records the failure instead of
+        crashing with the job's error."""
         kind = type(exc)
         name = kind.__qualname__
         if kind.__module__ not in ("builtins", "__main__"):
             name = f"{kind.__module__}.{name}"
-        return cls(
-            type=name,
-            message=str(exc),
-            traceback="".join(traceback.format_exception(exc)),
-        )
+        return cls(type=name, message=_safe_message(exc), traceback=_safe_traceback(exc))
+
+
+def _safe_message(exc: BaseException) -> str:
+    """str(exc), or a placeholder naming its type when that fails."""
+    try:
+        message = str(exc)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # the job's code: whatever it raises, the worker goes on
+        return f"<exception str() failed: {type(exc).__qualname__}>"
+    return message
+
+
+def _safe_traceback(exc: BaseException) -> str:
+    """The formatted traceback, or the stack alone with the placeholder message when
+    formatting the exception itself fails (it calls str() on the exception and its
+    causes; Python guards Exception there, not BaseException)."""
+    import traceback
+
+    try:
+        return "".join(traceback.format_exception(exc))
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # as above: the job's __str__ raising anything
+        try:
+            stack = "".join(traceback.format_tb(exc.__traceback__))
+        except Exception:
+            stack = ""
+        head = "Traceback (most recent call last):\n" if stack else ""
+        return f"{head}{stack}{type(exc).__qualname__}: {_safe_message(exc)}\n"
 
 
 #: The error of an attempt whose worker died.

@@ -51,6 +51,21 @@ def fail_until(attempts: int, value: Any = "ok") -> Any:
     return value
 
 
+class UnprintableError(ValueError):
+    """An error whose str() raises: the worker must record it, not crash on it."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+def fail_unprintable() -> None:
+    """Raise UnprintableError (chained to an error whose str() raises too)."""
+    try:
+        raise UnprintableError()
+    except UnprintableError as cause:
+        raise UnprintableError() from cause
+
+
 def abort(message: str = "give up") -> None:
     """Raise Abort: fail at once, without retry."""
     raise Abort(message)

@@ -190,6 +190,32 @@ def test_job_calling_sys_exit_does_not_kill_the_worker(queue, worker):
     assert status_of(queue, after)["result"] == 2
 
 
+def test_an_error_whose_str_raises_is_recorded_not_raised_inline(queue, worker):
+    job_id = queue.submit(Job("bad str", jobs.fail_unprintable, max_attempts=1))
+
+    assert worker.process_one() is True
+
+    status = status_of(queue, job_id)
+    assert status["status"] == "failed"
+    assert status["error"] == (
+        "tests.jobs.UnprintableError: <exception str() failed: UnprintableError>"
+    )
+    assert "fail_unprintable" in status["executions"][0]["traceback"]
+
+
+@pytest.mark.timeout(30)
+def test_an_error_whose_str_raises_is_recorded_by_the_process_executor(pm, tmp_path):
+    with JobQueue(str(tmp_path / "jobs.db"), plugin_manager=pm) as queue:
+        job_id = queue.submit(Job("bad str", jobs.fail_unprintable, max_attempts=1))
+        Worker(queue, executor="process", polling_interval=0.1).start(burst=True)
+        status = queue.get_status(job_id)
+    assert status["status"] == "failed"
+    assert status["error"] == (
+        "tests.jobs.UnprintableError: <exception str() failed: UnprintableError>"
+    )
+    assert "fail_unprintable" in status["executions"][0]["traceback"]
+
+
 def test_unserializable_result_fails_without_retry(queue, worker):
     job_id = queue.submit(Job("u", jobs.returns_unserializable, retry_delay=0))
 
