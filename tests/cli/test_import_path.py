@@ -102,7 +102,7 @@ def test_other_commands_never_import_from_the_current_directory(folder, args):
 
     result = run(folder, "--db", "jobs.db", *args)
 
-    assert result.returncode in (0, 1), result.stderr  # doctor may warn or fail on tmp
+    assert result.returncode == 0, result.stderr  # a healthy store: doctor warns at most
     assert "Traceback" not in result.stderr
     assert _markers(folder) == []
 

@@ -7,6 +7,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -129,6 +131,37 @@ def test_zombie_fencing(tmp_path: Path) -> None:
     ledger_check(db, ledger, faults=1, submitted=[job_id], name="zombie", stale_stopped_by=path)
 
 
+def test_a_stale_completion_is_refused_by_the_storage_fence_itself(tmp_path: Path) -> None:
+    """The fence without the worker's help: a process that claimed the job (no heartbeat,
+    no loop to notice the loss) reports its stale attempt completed after another worker
+    rescued and completed the job. The storage alone must refuse it."""
+    db, ledger, go = tmp_path / "jobs.db", tmp_path / "ledger", tmp_path / "go"
+    [job_id] = submit(db, [chaos_job("work", ledger=str(ledger))])
+    with Fleet(db, tmp_path) as fleet:
+        stale = fleet.spawn(
+            [sys.executable, "-m", "tests.process._stale_finisher", str(db), str(go)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert stale.stdout is not None
+        claimed_id, token = stale.stdout.readline().split()
+        assert claimed_id == job_id
+        rescuer = fleet.start("rescuer")
+        wait_until(lambda: all_final(db, [job_id]), RESCUE + 3, "the rescue to complete")
+        go.touch()
+        answer = stale.stdout.readline().strip()
+        assert stale.wait(timeout=30) == 0
+        stale.stdout.close()
+        assert stop(rescuer) == 0, rescuer.stderr()
+    assert answer == "fenced", answer
+    job = job_row(db, job_id)
+    assert (job["status"], job["worker_id"], job["attempts"]) == ("completed", "rescuer", 2)
+    assert "stale" not in job["result"]
+    runs = executions(db, job_id)
+    assert (runs[0]["status"], runs[0]["worker_id"], runs[0]["token"]) == ("lost", "zombie", token)
+    assert [r["status"] for r in runs] == ["lost", "completed"]
+
+
 def test_rescued_attempt_result_not_taken_for_the_next_attempt(tmp_path: Path) -> None:
     """A worker frozen past its lease (its job rescued meanwhile by another worker's sweep)
     claims the job again when it resumes. The first attempt's late result must not be
@@ -183,15 +216,22 @@ def test_poison_job(tmp_path: Path) -> None:
     assert [r["status"] for r in executions(db, poison)] == ["lost"] * 3
     assert restarts == 3
     assert all(job_row(db, job_id)["status"] == "completed" for job_id in normal)
+    # A dying worker interrupts its poison job and the jobs whose outcomes waited for the
+    # next group commit (each rescued with a "lost" record); nothing else runs again.
+    rescued = [job_id for job_id in normal if any(
+        r["status"] == "lost" for r in executions(db, job_id)
+    )]  # fmt: skip
+    assert len(rescued) <= restarts * FLUSH_MAX_JOBS, rescued
     ledger_check(
         db,
         ledger,
         faults=restarts,
         submitted=[poison, *normal],
-        # The dying worker also drops the outcomes waiting for its next flush.
-        per_fault=1 + FLUSH_MAX_JOBS,
+        # The poison job's runs after its first, and one re-run per rescued job.
+        allowed_extra=(restarts - 1) + len(rescued),
         expect=None,
         name="poison",
         started=started,
         kills=restarts,
+        rescued=len(rescued),
     )

@@ -102,7 +102,8 @@ def test_a_representative_workload_writes_only_in_begin_immediate(
     cli = create_cli(pm)
     for args in (["doctor"], ["backup", str(tmp_path / "copy.db")], ["upgrade"]):
         result = CliRunner().invoke(cli, ["--db", db, *args])
-        assert result.exit_code in (0, 1), (args, result.output)
+        # A healthy store: doctor may warn (exit 0), never fail; backup and upgrade succeed.
+        assert result.exit_code == 0, (args, result.output)
     assert {"INSERT", "UPDATE", "DELETE"} <= set(write_audit.writes), write_audit.writes
     print(
         f"[begin-immediate in-process] connections={write_audit.connections} "
