@@ -234,7 +234,11 @@ def _bulk(
     target: str,
 ) -> None:
     """Apply `change` to the selected jobs and say how many changed (`target`: the state a
-    changed job ends in)."""
+    changed job ends in). Named jobs left unchanged are listed on stderr, each with its
+    reason; when none of them changed that is a user error (exit 1). A filter that matches
+    nothing changes nothing, and is no error."""
+    from gigq_core.errors import UserError
+
     with obj.open_queue() as queue:
         selected = _select(queue, ids, statuses, queues, name, default_statuses)
         before = {i: r.status.value for i, r in queue.storage.get_many(selected).items()}
@@ -251,16 +255,42 @@ def _bulk(
         running = [i for i in changed if i in after and after[i].status.value == "running"]
         changed_set = set(changed)
         unchanged = [i for i in selected if i not in changed_set]
-        reasons = [f"{i} is {_state(after[i])}" for i in unchanged if i in after]
+        reasons = [_unchanged_reason(queue, i, after.get(i), target) for i in unchanged]
     if obj.json:
         fmt.echo_json({"count": len(changed), "changed": changed, "unchanged": unchanged})
+    else:
+        message = f"{verb.capitalize()} {fmt.plural(len(changed) - len(running), 'job')}."
+        if running:
+            message += f" Asked {fmt.plural(len(running), 'running job')} to stop."
+        if changed or not ids:
+            click.echo(message)
+    if not (ids and reasons):
         return
-    message = f"{verb.capitalize()} {fmt.plural(len(changed) - len(running), 'job')}."
-    if running:
-        message += f" Asked {fmt.plural(len(running), 'running job')} to stop."
-    click.echo(message)
-    if reasons and ids:
-        fmt.echo(f"Not {verb}: " + "; ".join(reasons) + ".")
+    if not changed:
+        raise UserError(f"not {verb}: " + "; ".join(reasons))
+    fmt.echo(f"Not {verb}: " + "; ".join(reasons) + ".", err=True)
+
+
+def _unchanged_reason(queue: JobQueue, job_id: str, record: JobRecord | None, target: str) -> str:
+    """Why a named job did not change: its state, or (for a requeue) the active job that
+    holds its unique key, so the user knows which job to wait for or cancel."""
+    from gigq_core.records import BROKEN_STATUSES, JobFilter, JobStatus, UnreadableJob
+
+    if record is None:
+        return f"{job_id} no longer exists"
+    if (
+        target == "pending"
+        and not isinstance(record, UnreadableJob)
+        and record.status in BROKEN_STATUSES
+        and record.unique_key is not None
+    ):
+        active = (JobStatus.PENDING, JobStatus.RESERVED, JobStatus.RUNNING)
+        holders = queue.storage.list_jobs(
+            JobFilter(statuses=active, unique_key=record.unique_key), limit=1, order="oldest"
+        )
+        if holders and holders[0].id != job_id:
+            return f"the unique key of {job_id} is held by job {holders[0].id}"
+    return f"{job_id} is {_state(record)}"
 
 
 _filter_options = (
@@ -291,6 +321,9 @@ def cancel(
 
     An ID may be any unique prefix of a job id. A pending job is cancelled, with the
     jobs that depend on it; a running job is asked to stop. Finished jobs are left alone.
+
+    Named jobs that could not be cancelled are listed on stderr with the reason: exit 1
+    when none could, exit 0 when some were. A filter that matches nothing exits 0.
     """
     _bulk(
         obj, ids, statuses, queues, name, ("pending", "reserved", "running"),
@@ -312,7 +345,10 @@ def requeue(
     """Requeue failed, timed-out or cancelled jobs, by id or by filter.
 
     They go back to pending. Attempts and results start over; dependents the job's end
-    cancelled are revived.
+    cancelled are revived. A job whose unique key another active job holds stays as it is.
+
+    Named jobs that could not be requeued are listed on stderr with the reason: exit 1
+    when none could, exit 0 when some were. A filter that matches nothing exits 0.
     """
     _bulk(
         obj, ids, statuses, queues, name, ("failed", "timeout", "cancelled"),

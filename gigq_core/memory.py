@@ -643,6 +643,7 @@ class MemoryStorage:
             and (where.queues is None or job.queue in where.queues)
             and (where.name is None or job.name == where.name)
             and (where.workflow_id is None or job.workflow_id == where.workflow_id)
+            and (where.unique_key is None or job.unique_key == where.unique_key)
             and (where.updated_before is None or job.updated_at < where.updated_before)
             and (where.updated_after is None or job.updated_at >= where.updated_after)
         )

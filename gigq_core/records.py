@@ -360,6 +360,8 @@ class JobFilter:
     queues: tuple[str, ...] | None = None
     name: str | None = None
     workflow_id: str | None = None
+    #: Only jobs with this unique key (to name the job that holds one).
+    unique_key: str | None = None
     #: Only jobs whose updated_at is before this instant.
     updated_before: datetime | None = attrs.field(default=None, validator=check_aware)
     #: Only jobs whose updated_at is at or after this instant.

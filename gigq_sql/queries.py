@@ -53,6 +53,7 @@ def where_clause(d: Dialect, where: JobFilter) -> tuple[str, list[Any]]:
     for clause, value in (
         ("name = {p}", where.name),
         ("workflow_id = {p}", where.workflow_id),
+        ("unique_key = {p}", where.unique_key),
         ("updated_at < {p}", d.time_opt(where.updated_before)),
         ("updated_at >= {p}", d.time_opt(where.updated_after)),
     ):
@@ -64,7 +65,7 @@ def where_clause(d: Dialect, where: JobFilter) -> tuple[str, list[Any]]:
 
 def filter_unmatchable(d: Dialect, where: JobFilter) -> bool:
     """True when a filter can match nothing: one of its texts cannot be stored."""
-    return d.unmatchable(where.name, where.workflow_id, *(where.queues or ()))
+    return d.unmatchable(where.name, where.workflow_id, where.unique_key, *(where.queues or ()))
 
 
 def prefix_upper_bound(prefix: str) -> str | None:

@@ -31,10 +31,20 @@ def test_cancel_says_why_a_job_did_not_change(
     done = submit(queue)
     run_one(db, pm)
     result = gigq("cancel", done)
-    assert result.exit_code == 0
-    assert result.stdout == f"Cancelled 0 jobs.\nNot cancelled: {done} is completed.\n"
-    data = json.loads(gigq("--json", "cancel", done).stdout)
+    assert_user_error(result, 1, f"not cancelled: {done} is completed")
+    assert gigq("cancel", done).stderr == f"Error: not cancelled: {done} is completed\n"
+    cancelled = gigq("--json", "cancel", done)
+    assert cancelled.exit_code == 1
+    data = json.loads(cancelled.stdout)
     assert data == {"count": 0, "changed": [], "unchanged": [done]}
+    # Some changed, some not: exit 0, the others named on stderr.
+    pending = submit(queue)
+    result = gigq("cancel", done, pending)
+    assert result.exit_code == 0
+    assert result.stdout == "Cancelled 1 job.\n"
+    assert result.stderr == f"Not cancelled: {done} is completed.\n"
+    # Cancelling what is already cancelled changes nothing: a user error too.
+    assert_user_error(gigq("cancel", pending), 1, f"{pending} is cancelled")
 
 
 def test_cancel_in_bulk_by_filter(gigq: Run, queue: JobQueue) -> None:
@@ -46,7 +56,8 @@ def test_cancel_in_bulk_by_filter(gigq: Run, queue: JobQueue) -> None:
     assert statuses(queue, *a) == ["pending"] * 3
     data = json.loads(gigq("--json", "cancel", "--name", "a").stdout)
     assert data["count"] == 3 and sorted(data["changed"]) == sorted(a)
-    assert gigq("cancel", "--status", "pending").stdout == "Cancelled 0 jobs.\n"
+    nothing = gigq("cancel", "--status", "pending")  # a filter matching nothing: no error
+    assert (nothing.exit_code, nothing.stdout, nothing.stderr) == (0, "Cancelled 0 jobs.\n", "")
 
 
 def test_cancel_of_a_pending_job_cancels_its_dependents(gigq: Run, queue: JobQueue) -> None:
@@ -80,9 +91,22 @@ def test_requeue_by_id_and_in_bulk(
     assert data["changed"] == [failed[1]]
     assert gigq("requeue", "--name", "c").stdout == "Requeued 1 job.\n"
     assert statuses(queue, *failed, cancelled) == ["pending"] * 3
-    assert gigq("requeue", cancelled).stdout == (
-        f"Requeued 0 jobs.\nNot requeued: {cancelled} is pending.\n"
-    )
+    assert_user_error(gigq("requeue", cancelled), 1, f"not requeued: {cancelled} is pending")
+
+
+def test_requeue_names_the_job_holding_the_unique_key(
+    gigq: Run, queue: JobQueue, db: str, pm: pluggy.PluginManager
+) -> None:
+    failed = submit(queue, "tests.jobs:fail", max_attempts=1, unique_key="report")
+    run_one(db, pm)
+    holder = submit(queue, "tests.jobs:noop", unique_key="report")
+    assert holder != failed
+    result = gigq("requeue", failed)
+    assert_user_error(result, 1, f"the unique key of {failed} is held by job {holder}")
+    assert statuses(queue, failed, holder) == ["failed", "pending"]
+    # Once the holder is done with the key, the requeue goes through.
+    queue.cancel(holder)
+    assert gigq("requeue", failed).stdout == "Requeued 1 job.\n"
 
 
 def test_bulk_needs_ids_or_filters_but_not_both(gigq: Run, queue: JobQueue) -> None:

@@ -138,6 +138,22 @@ def test_list_jobs_filters_by_queue_name_and_workflow(storage, clock, make_job):
     assert listed(workflow_id="wf1", name="parse") == []
 
 
+def test_list_jobs_filters_by_unique_key(storage, clock, make_job):
+    held = make_job(unique_key="report")
+    other = make_job(unique_key="other")
+    plain = make_job()
+    storage.insert([held, other, plain], clock.now())
+
+    def listed(**where):
+        return ids(storage.list_jobs(JobFilter(**where), order="oldest"))
+
+    assert listed(unique_key="report") == [held.id]
+    assert listed(unique_key="rep") == []
+    assert listed(unique_key="report", statuses=(JobStatus.RUNNING,)) == []
+    assert listed(unique_key="no\x00key") == []
+    assert nonzero(storage.count(JobFilter(unique_key="other"))) == {"pending": 1}
+
+
 def test_list_jobs_filters_by_updated_before(storage, clock, make_job):
     old = make_job()
     storage.insert([old], clock.now())
