@@ -612,7 +612,8 @@ class MemoryStorage:
             started_at=None,
             completed_at=None,
             cancel_requested=False,
-            run_at=now,
+            # A schedule still in the future is kept.
+            run_at=max(job.run_at, now),
             updated_at=now,
         )
         self._jobs[job.id] = job

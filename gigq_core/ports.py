@@ -137,8 +137,9 @@ class JobStore(Protocol):
         """Put failed, timed-out or cancelled jobs back to pending; returns what changed.
 
         Attempts, result, error, worker and timestamps of the attempt are reset, `run_at`
-        becomes `now`, and the dependents that this job's end cancelled are revived
-        (transitively). Pending, running, completed and unknown jobs are omitted.
+        becomes `now` unless it is still ahead (a schedule is kept), and the dependents that
+        this job's end cancelled are revived (transitively). Pending, running, completed
+        and unknown jobs are omitted.
 
         A job with a dependency still failed, timed out or cancelled would wait forever, so
         it is not requeued (nor revived): it stays cancelled, its error naming that

@@ -165,6 +165,7 @@ class PostgresDialect(Dialect):
     fragments: Mapping[str, str] = {
         "p": "%s",
         "any": "= ANY(%s)",
+        "greatest": "GREATEST",
         # An expression no index holds: with statistics that say no job is running (taken
         # with a backlog), `status = 'running'` would walk jobs_status (or jobs_running)
         # through the dead row versions of every job run since, instead of one id lookup.

@@ -11,12 +11,13 @@ from gigq_sql.connection import Connection
 from gigq_sql.dialect import Dialect
 from gigq_sql.rows import load_jobs
 
-# What requeue resets; `blocked` is recounted, a pruned dependency counting as done.
+# What requeue resets; `blocked` is recounted, a pruned dependency counting as done. A
+# schedule still in the future is kept (a delayed job cancelled and requeued waits again).
 _REQUEUE = """
 UPDATE jobs SET status = 'pending', attempts = 0, handbacks = 0, result = NULL, error = NULL,
     worker_id = NULL, token = NULL, lease_expires_at = NULL, started_at = NULL,
     completed_at = NULL, cancel_requested = {false}, cancelled_by = NULL,
-    run_at = {p}, updated_at = {p}, blocked = {blocked_count}
+    run_at = {greatest}(run_at, {p}), updated_at = {p}, blocked = {blocked_count}
 WHERE id {any} AND {plus}status IN ('failed', 'timeout', 'cancelled')
 """
 

@@ -147,6 +147,7 @@ class SqliteDialect(Dialect):
     fragments: Mapping[str, str] = {
         "p": "?",
         "any": _IN_IDS,
+        "greatest": "max",
         "plus": "+",
         "true": "1",
         "false": "0",

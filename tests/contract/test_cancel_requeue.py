@@ -133,7 +133,7 @@ def test_requeue_puts_an_ended_job_back_to_pending_reset(storage, clock, make_jo
     assert again.attempts == 1
 
 
-def test_requeue_of_a_user_cancelled_pending_job(storage, clock, make_job):
+def test_requeue_of_a_user_cancelled_pending_job_keeps_its_schedule(storage, clock, make_job):
     job = make_job(run_at=clock.now() + seconds(3600))
     storage.insert([job], clock.now())
     storage.cancel([job.id], clock.now(), "oops")
@@ -145,7 +145,10 @@ def test_requeue_of_a_user_cancelled_pending_job(storage, clock, make_job):
     record = stored(storage, job.id)
     assert record.status == JobStatus.PENDING
     assert record.error is None
-    assert record.run_at == clock.now()
+    # Still an hour ahead: the job waits for its time, as it did before the cancel.
+    assert record.run_at == job.run_at
+    assert storage.claim("w1", 1, clock.now(), LEASE) == []
+    clock.advance(3600)
     assert ids(storage.claim("w1", 1, clock.now(), LEASE)) == [job.id]
 
 

@@ -184,7 +184,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         job.status = "pending"
         job.attempts = 0
         job.handbacks = 0
-        job.run_at = self.now()
+        job.run_at = max(job.run_at, self.now())  # a schedule still ahead is kept
         job.final_at = None
         self.release(job)
 
