@@ -100,7 +100,17 @@ def gigq_register_commands(cli: CommandGroup) -> None:
 
 @hookspec
 def gigq_retry_strategies() -> dict[str, Any]:
-    """Return a dict of retry strategy name -> factory taking the strategy's parameters."""
+    """Return a dict of retry strategy name -> strategy or factory.
+
+    A strategy is an object with a method `delay(attempt, error) -> float | None` (seconds
+    before the next attempt; None: don't retry). Each value is either
+
+    - a strategy object, used as it is: a job names it alone (`retry="name"`), with no
+      parameters; or
+    - a factory (a class or a function) that builds one from the job's retry parameters
+      as keyword arguments: `retry=("name", {"param": 1})` gives `factory(param=1)`. A
+      class counts as a factory even when it defines `delay` itself.
+    """
     return {}
 
 

@@ -7,7 +7,7 @@ import importlib.metadata
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -300,12 +300,13 @@ class Hooks:
             raise PluginError(failures["gigq_storage"])
         return answer
 
-    def retry_strategies(self) -> dict[str, Callable[..., Any]]:
-        """Every retry strategy factory by name (plugins may add names)."""
+    def retry_strategies(self) -> dict[str, Any]:
+        """Every retry strategy by name, a strategy object or a factory (plugins may add
+        names)."""
         with collect_failures() as failures:
             answers = self.pm.hook.gigq_retry_strategies()
         self.failed.update(failures)
-        merged: dict[str, Callable[..., Any]] = {}
+        merged: dict[str, Any] = {}
         for answer in reversed(answers):  # the last registered plugin wins a name
             merged.update(answer or {})
         return merged

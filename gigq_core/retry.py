@@ -111,26 +111,46 @@ BUILTIN: dict[str, Callable[..., Any]] = {
 }
 
 
-def build_strategy(
-    factories: dict[str, Callable[..., Any]], name: str, params: dict[str, Any]
-) -> Any:
-    """Build the named strategy with its parameters, or raise InvalidJobError."""
+def is_strategy_object(entry: Any) -> bool:
+    """Whether a `gigq_retry_strategies` entry is a ready strategy (an object with a
+    `delay` method) rather than a factory: a class is always a factory, even one that
+    defines `delay`."""
+    return not isinstance(entry, type) and callable(getattr(entry, "delay", None))
+
+
+def build_strategy(factories: dict[str, Any], name: str, params: dict[str, Any]) -> Any:
+    """The named strategy: a registered strategy object as it is (it takes no parameters),
+    or what a registered factory builds from the parameters; else InvalidJobError."""
     factory = factories.get(name)
     if factory is None:
         known = ", ".join(sorted(factories))
         raise InvalidJobError(f"unknown retry strategy '{name}' (known: {known})")
+    if is_strategy_object(factory):
+        if params:
+            raise InvalidJobError(
+                f"retry strategy '{name}' is a ready strategy object and takes no "
+                f"parameters, got {', '.join(sorted(params))}"
+            )
+        return factory
+    if not callable(factory):
+        raise InvalidJobError(
+            f"retry strategy '{name}' is neither a strategy object (with a delay method) "
+            f"nor a factory: {factory!r}"
+        )
     try:
         return factory(**params)
     except TypeError as err:
         raise InvalidJobError(f"bad parameters for retry strategy '{name}': {err}") from None
 
 
-def describe_strategy(
-    factories: dict[str, Callable[..., Any]], strategy: Any
-) -> tuple[str, dict[str, Any]]:
+def describe_strategy(factories: dict[str, Any], strategy: Any) -> tuple[str, dict[str, Any]]:
     """The (name, JSON parameters) that rebuild a strategy object, so any worker can apply
-    it; InvalidJobError when its class is not a registered strategy or its fields are not
-    plain parameters."""
+    it: the name of the object itself when it is registered as is, else of its class with
+    its fields; InvalidJobError when neither is registered or its fields are not plain
+    parameters."""
+    same = [name for name, entry in factories.items() if entry is strategy]
+    if same:
+        return same[0], {}
     names = [name for name, factory in factories.items() if factory is type(strategy)]
     if not names or not attrs.has(type(strategy)):
         raise InvalidJobError(

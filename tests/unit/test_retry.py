@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gigq_core import InvalidJobError
+from gigq_core import InvalidJobError, hookimpl
 from gigq_core.records import ErrorInfo
 from gigq_core.retry import (
     BUILTIN,
@@ -188,3 +188,75 @@ def test_an_unregistered_strategy_object_is_refused_at_submit(pm, store):
         with pytest.raises(InvalidJobError, match="cannot be stored"):
             queue.submit(Job("x", "tests.jobs:noop", retry=Custom()))
         assert queue.stats()["total"] == 0
+
+
+class _Halving:
+    """A plugin's strategy: `start`, then half as long before each later retry."""
+
+    def __init__(self, start: float = 8.0) -> None:
+        self.start = start
+
+    def delay(self, attempt, error):
+        return self.start / 2 ** (attempt - 1)
+
+
+_READY = _Halving(start=40.0)
+
+
+def _make_halving(start: float = 8.0) -> _Halving:
+    return _Halving(start=start)
+
+
+class _Strategies:
+    """A plugin offering a strategy object, a factory function and a value that is neither."""
+
+    @hookimpl
+    def gigq_retry_strategies(self):
+        return {"ready": _READY, "halving": _make_halving, "broken": 42}
+
+
+@pytest.fixture
+def plugin_pm(pm):
+    pm.register(_Strategies(), name="strategies")
+    return pm
+
+
+@pytest.mark.parametrize(
+    ("retry", "first_delay"),
+    [("ready", 40), (_READY, 40), (("halving", {"start": 6}), 6), ("halving", 8)],
+    ids=["object-by-name", "object-itself", "factory-with-params", "factory-defaults"],
+)
+def test_a_plugin_strategy_may_be_an_object_or_a_factory(
+    plugin_pm, clock, store, retry, first_delay
+):
+    from gigq import JobQueue
+    from gigq_core import Job, Worker
+    from tests import jobs as job_functions
+
+    with JobQueue(f"memory://{store}", plugin_manager=plugin_pm, clock=clock) as queue:
+        job_id = queue.submit(Job("x", job_functions.fail, retry=retry, max_attempts=3))
+        worker = Worker(queue, executor="inline")
+        delays = []
+        for _ in range(2):
+            assert worker.process_one()
+            delays.append((queue.get_job(job_id).run_at - clock.now()).total_seconds())
+            clock.advance(delays[-1])
+        assert delays == [first_delay, first_delay / 2]
+
+
+def test_a_plugin_strategy_object_refuses_parameters_and_a_non_strategy_is_refused(
+    plugin_pm, store
+):
+    from gigq_core import Job, JobQueue
+
+    with JobQueue(f"memory://{store}", plugin_manager=plugin_pm) as queue:
+        with pytest.raises(InvalidJobError, match="'ready' is a ready strategy object"):
+            queue.submit(Job("x", "tests.jobs:noop", retry=("ready", {"start": 1})))
+        with pytest.raises(InvalidJobError, match="'broken' is neither a strategy object"):
+            queue.submit(Job("x", "tests.jobs:noop", retry="broken"))
+        assert queue.stats()["total"] == 0
+
+
+def test_a_strategy_class_is_a_factory_even_though_it_has_delay():
+    assert build_strategy(BUILTIN, "fixed", {"delay": 3}) == Fixed(delay=3)
+    assert build_strategy({"ready": _READY}, "ready", {}) is _READY

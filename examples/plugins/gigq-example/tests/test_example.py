@@ -6,12 +6,21 @@ import importlib.metadata
 import json
 import logging
 import tomllib
+import uuid
 from pathlib import Path
 
 import example_jobs
 import pytest
 from click.testing import CliRunner
-from gigq.plugin import ErrorInfo, InvalidJobError, Job, Worker, make_plugin_manager
+from gigq.plugin import (
+    ErrorInfo,
+    FakeClock,
+    InvalidJobError,
+    Job,
+    JobQueue,
+    Worker,
+    make_plugin_manager,
+)
 from gigq_cli import create_cli
 
 from gigq_example import Fibonacci
@@ -132,6 +141,39 @@ def test_gigq_plugins_shows_the_installed_plugin_version():
     _installed_entry_point()
 
     assert _listed()["example"]["version"] == importlib.metadata.version("gigq-example")
+
+
+@pytest.mark.parametrize(
+    ("retry", "delays"),
+    [(("fibonacci", {"unit": 2}), [2, 2, 4]), ("fibonacci_minutes", [60, 60, 120])],
+    ids=["factory", "strategy-object"],
+)
+def test_the_installed_plugin_strategies_retry_jobs(retry, delays):
+    _installed_entry_point()
+    pm = make_plugin_manager()  # the installed plugin, loaded by its entry point
+    with JobQueue(f"memory://installed_{uuid.uuid4().hex}", plugin_manager=pm,
+                  clock=FakeClock()) as queue:  # fmt: skip
+        job_id = queue.submit(
+            Job("flaky", example_jobs.flaky, params={"failures": 3}, max_attempts=5, retry=retry)
+        )
+        worker = Worker(queue, worker_id="w1")
+        try:
+            seen = []
+            for _ in delays:
+                assert worker.process_one()
+                record = queue.get_job(job_id)
+                seen.append((record.run_at - queue.clock.now()).total_seconds())
+                queue.clock.advance(seen[-1])
+            assert worker.process_one()
+        finally:
+            worker.close()
+        assert seen == delays
+        assert queue.get_result(job_id) == "ok"
+
+
+def test_a_strategy_object_takes_no_parameters(queue):
+    with pytest.raises(InvalidJobError, match=r"fibonacci_minutes.*no parameters"):
+        queue.submit(Job("x", example_jobs.broken, retry=("fibonacci_minutes", {"unit": 1})))
 
 
 def test_the_installed_plugin_can_be_disabled(monkeypatch):

@@ -1,7 +1,11 @@
 """gigq-example: a small plugin to copy from.
 
-It adds the retry strategy "fibonacci" (an extension hook) and logs every job that failed for
-good (a lifecycle hook). Its entry point in pyproject.toml is all that links it to GigQ.
+It adds retry strategies (an extension hook) and logs every job that failed for good (a
+lifecycle hook). Its entry point in pyproject.toml is all that links it to GigQ.
+
+A strategy is offered in one of two ways: as a factory that each job's parameters build
+("fibonacci", the class), or as a ready strategy object that jobs name alone
+("fibonacci_minutes").
 """
 
 from __future__ import annotations
@@ -41,10 +45,15 @@ class Fibonacci:
         return min(self.cap, self.unit * current)
 
 
+#: A ready strategy: 1, 1, 2, 3, 5, ... minutes, at most an hour.
+FIBONACCI_MINUTES = Fibonacci(unit=60.0)
+
+
 @hookimpl
 def gigq_retry_strategies() -> dict[str, Any]:
-    """Offer "fibonacci"; a job picks it with `retry=("fibonacci", {"unit": 2})`."""
-    return {"fibonacci": Fibonacci}
+    """Offer "fibonacci", a factory: a job picks it with `retry=("fibonacci", {"unit": 2})`;
+    and "fibonacci_minutes", a strategy object: `retry="fibonacci_minutes"`, no parameters."""
+    return {"fibonacci": Fibonacci, "fibonacci_minutes": FIBONACCI_MINUTES}
 
 
 @hookimpl
@@ -61,4 +70,4 @@ def gigq_job_failed(job: Any, error: Any, final: bool) -> None:
         )
 
 
-__all__ = ["Fibonacci"]
+__all__ = ["FIBONACCI_MINUTES", "Fibonacci"]
