@@ -95,10 +95,11 @@ def resume(obj: CliContext, names: tuple[str, ...]) -> None:
 
 
 def _worker_state(info: WorkerInfo, now: datetime, lease: float) -> str:
-    """ "live", "stopped", or "lost" (no heartbeat for a lease, not yet found by a rescuer)."""
+    """ "live", "stopped", or "lost" (no heartbeat for a lease, or its process on this host
+    is gone; not yet found by a rescuer)."""
     if info.stopped_at is not None:
         return "stopped"
-    if (now - info.last_heartbeat).total_seconds() > lease:
+    if (now - info.last_heartbeat).total_seconds() > lease or info.process_gone():
         return "lost"
     return "live"
 

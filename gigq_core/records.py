@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import os
+import socket
 from datetime import UTC, datetime
 from typing import Any
 
@@ -339,6 +341,19 @@ class WorkerInfo:
     stopped_at: datetime | None = attrs.field(default=None, validator=check_aware)
     #: Ids of the jobs it is running (filled in by the storage when listing).
     current_jobs: tuple[str, ...] = ()
+
+    def process_gone(self) -> bool:
+        """True when the worker ran on this host and its process no longer exists (a
+        worker of another host, or of another user, cannot be told from here: False)."""
+        if self.host != socket.gethostname() or self.pid == os.getpid():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, OverflowError):
+            return False  # alive under another user; or a pid no process can have
+        return False
 
 
 @attrs.frozen(kw_only=True)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import socket
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -88,18 +86,11 @@ class Maintenance:
 
     def _dead_neighbours(self) -> list[str]:
         """Registered workers of this host whose process is gone (rescued at once, D3)."""
-        host = socket.gethostname()
-        dead = []
-        for info in self.storage.list_workers():
-            if info.host != host or info.id == self.worker_id or info.pid == os.getpid():
-                continue
-            try:
-                os.kill(info.pid, 0)
-            except ProcessLookupError:
-                dead.append(info.id)
-            except PermissionError:
-                pass  # alive, another user's
-        return dead
+        return [
+            info.id
+            for info in self.storage.list_workers()
+            if info.id != self.worker_id and info.process_gone()
+        ]
 
     def rescue(self) -> list[Transition]:
         """Return the jobs of dead workers to pending now; fires their hooks."""

@@ -51,3 +51,31 @@ def test_requeue_keeps_a_schedule_still_ahead(folder: Path) -> None:
     ran = gigq(folder, "worker", "--burst")
     assert ran.returncode == 0, ran.stderr
     assert json.loads(gigq(folder, "--json", "status", job_id).stdout)["status"] == "pending"
+
+
+def test_a_worker_whose_process_is_gone_is_shown_lost_at_once(folder: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIGQ_")}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "gigq_cli", "--db", "jobs.db", "worker", "--worker-id", "w-killed"],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert worker.stderr is not None
+        while "started" not in worker.stderr.readline():
+            assert worker.poll() is None, "the worker exited"
+        listed = json.loads(gigq(folder, "--db", "jobs.db", "--json", "workers").stdout)
+        assert [(w["id"], w["state"]) for w in listed] == [("w-killed", "live")]
+    finally:
+        worker.kill()
+        worker.wait()
+        if worker.stderr is not None:
+            worker.stderr.close()
+    # Killed a moment ago: its heartbeat is still fresh, but its process is gone.
+    listed = json.loads(gigq(folder, "--db", "jobs.db", "--json", "workers").stdout)
+    assert [(w["id"], w["state"]) for w in listed] == [("w-killed", "lost")]
+    shown = gigq(folder, "--db", "jobs.db", "workers")
+    assert "lost" in shown.stdout and "live" not in shown.stdout.replace("Live", ""), shown.stdout
