@@ -29,11 +29,11 @@ def test_queue_list_pause_and_resume(
 
     lines = gigq("queue", "list").stdout.splitlines()
     assert lines[0].split() == [
-        "queue", "state", "pending", "running", "completed", "failed", "cancelled", "timeout",
-        "total",
+        "queue", "state", "pending", "reserved", "running", "completed", "failed", "cancelled",
+        "timeout", "total",
     ]  # fmt: skip
-    assert lines[2].split() == ["default", "active", "1", "0", "0", "0", "0", "0", "1"]
-    assert lines[3].split() == ["slow", "paused", "1", "0", "0", "0", "0", "0", "1"]
+    assert lines[2].split() == ["default", "active", "1", "0", "0", "0", "0", "0", "0", "1"]
+    assert lines[3].split() == ["slow", "paused", "1", "0", "0", "0", "0", "0", "0", "1"]
 
     assert run_one(db, pm)  # the default queue's job
     assert not run_one(db, pm)  # nothing is claimed from the paused queue
