@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
 from gigq_core.execution import AttemptResult, PermanentError, load_function, run_attempt
@@ -97,11 +97,33 @@ class InlineExecutor:
         return None
 
     def shutdown(self) -> None:
-        """Ask what still runs to stop, and stop taking outcomes from late job threads
-        (they commit their own from now on)."""
-        self.worker.leases.stop_all()
-        self.worker._looping = False
+        """Ask what still runs to stop, stop taking outcomes from late job threads (they
+        commit their own from now on), and wait for them.
+
+        A thread cannot be killed, so a job still running past the grace period is never
+        handed back: another worker would run it while its thread goes on here. It stays
+        under its lease, which the heartbeat keeps renewing, and its thread commits its
+        outcome when it ends. A second signal exits the process at once: the job's thread
+        dies with it, and the rescue returns the job once its lease expires (counting
+        the attempt)."""
+        worker = self.worker
+        worker.leases.stop_all()
+        worker._looping = False
         self.threads.shutdown(wait=False, cancel_futures=True)
+        late = {f for f in self.futures if not f.done()}
+        if late:
+            log.warning(
+                "worker %s: %d inline job(s) still running past the grace period; an "
+                "inline job cannot be stopped or handed back while its thread runs, so "
+                "the worker waits for it (a second signal exits at once and leaves the "
+                "job to the rescue)",
+                worker.worker_id,
+                len(late),
+            )
+        while late:
+            # Short waits: the main thread stays free to take a second signal.
+            _, pending = wait(late, timeout=0.2)
+            late = set(pending)
 
     def _run_guarded(self, record: JobRecord) -> None:
         try:

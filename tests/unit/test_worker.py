@@ -764,7 +764,7 @@ def test_stopping_past_the_grace_fails_a_job_whose_counted_hand_back_took_its_la
     pm.register(rec, name="rec")
     worker = Worker(
         f"memory://{store}",
-        executor="inline",
+        executor="process",  # an inline job is never handed back while its thread runs
         grace=0.1,
         polling_interval=0.1,
         plugin_manager=pm,
@@ -792,6 +792,28 @@ def test_stopping_past_the_grace_fails_a_job_whose_counted_hand_back_took_its_la
     assert "handed back 4 times" in status["error"]
     [failed] = [kwargs for name, kwargs in rec.kwargs if name == "gigq_job_failed"]
     assert failed["final"] is True and failed["error"].type == "HandedBack"
+
+
+@pytest.mark.timeout(30)
+def test_an_inline_job_running_past_the_grace_is_waited_for_not_handed_back(pm, tmp_path):
+    with JobQueue(str(tmp_path / "jobs.db"), plugin_manager=pm) as queue:
+        job_id = queue.submit(Job("long", jobs.sleep, {"seconds": 1.5}))
+        worker = Worker(queue, executor="inline", grace=0.1, polling_interval=0.1)
+        thread = threading.Thread(target=worker.start, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while queue.get_status(job_id)["status"] != "running":
+            assert time.monotonic() < deadline, "the job did not start"
+            time.sleep(0.01)
+        worker.stop()
+        time.sleep(0.5)  # past the grace period, the job's thread still sleeping
+        assert thread.is_alive()
+        assert queue.get_status(job_id)["status"] == "running"  # still held, not handed back
+        thread.join(timeout=15)
+        assert not thread.is_alive()
+        status = queue.get_status(job_id)
+    assert (status["status"], status["attempts"]) == ("completed", 1)
+    assert [e["status"] for e in status["executions"]] == ["completed"]
 
 
 @pytest.mark.timeout(30)
