@@ -12,12 +12,15 @@ from gigq_core.hookspecs import hookimpl
 
 
 def _parse_param(text: str) -> tuple[str, Any]:
-    """`key=value`, the value as JSON when it parses, else as a string; a user error if bad."""
+    """`key=value`, the value as JSON when it parses, else as a string (`key=@PATH`: the
+    file's text, as JSON when it parses); a user error if bad."""
     from gigq_core.errors import InvalidJobError
 
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise InvalidJobError(f"--param {text!r} is not of the form key=value")
+    if raw.startswith("@") and len(raw) > 1:
+        raw = _read_text(raw[1:], f"--param {key}")
     try:
         return key, json.loads(raw)
     except ValueError:
@@ -26,6 +29,65 @@ def _parse_param(text: str) -> tuple[str, Any]:
         raise InvalidJobError(
             f"--param {key!r} is JSON nested too deeply to read (see the max_nesting_depth setting)"
         ) from None
+
+
+def _read_text(path: str, what: str) -> str:
+    """The text of file `path` (`-`: standard input), for `what` (named in errors)."""
+    import sys
+
+    from gigq_core.errors import InvalidJobError
+
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read()
+    except UnicodeDecodeError:
+        raise InvalidJobError(f"{what}: {path} is not UTF-8 text") from None
+    except OSError as err:
+        raise InvalidJobError(f"{what}: cannot read {path}: {err.strerror}") from None
+
+
+def _params_object(text: str, what: str) -> dict[str, Any]:
+    """A JSON object of params, or a user error naming `what`."""
+    from gigq_core.errors import InvalidJobError
+
+    try:
+        values = json.loads(text)
+    except ValueError as err:
+        raise InvalidJobError(f"{what} is not valid JSON: {err}") from None
+    except RecursionError:
+        raise InvalidJobError(
+            f"{what} is nested too deeply to read (see the max_nesting_depth setting)"
+        ) from None
+    if not isinstance(values, dict):
+        raise InvalidJobError(f"{what} must be a JSON object, like '{{\"a\": 1}}'")
+    return values
+
+
+def _run_at(text: str) -> Any:
+    """An ISO 8601 time (a zone offset, or UTC when none is given) as an aware datetime."""
+    from datetime import UTC, datetime
+
+    from gigq_core.errors import InvalidJobError
+
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidJobError(
+            f"--run-at {text!r} is not an ISO 8601 time, like 2030-01-31T09:00:00+01:00"
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _retry(text: str) -> tuple[str, dict[str, Any]]:
+    """`NAME` or `NAME:{json parameters}` (e.g. `fixed:{"delay": 10}`)."""
+    name, sep, raw = text.partition(":")
+    if not name:
+        from gigq_core.errors import InvalidJobError
+
+        raise InvalidJobError(f"--retry {text!r} names no strategy")
+    return name, (_params_object(raw, f"--retry {name}'s parameters") if sep else {})
 
 
 def _check_importable(path: str) -> None:
@@ -45,14 +107,40 @@ def _check_importable(path: str) -> None:
 @click.command()
 @click.argument("function")
 @click.option("--name", help="Job name (default: the function's name).")
-@click.option("--param", "-p", "params", multiple=True, help="key=value; JSON when it parses.")
-@click.option("--params-json", help="All params as one JSON object.")
+@click.option(
+    "--param",
+    "-p",
+    "params",
+    multiple=True,
+    help="key=value; JSON when it parses; key=@PATH reads the value from a file.",
+)
+@click.option("--params-json", help="All params as one JSON object ('-': read it from stdin).")
+@click.option(
+    "--params-file",
+    type=click.Path(dir_okay=False),
+    help="All params as one JSON object in this file.",
+)
 @click.option("--priority", type=int, default=0, show_default=True)
 @click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--timeout", type=float, default=300, show_default=True, help="Seconds.")
 @click.option("--description", default="")
 @click.option("--retry-delay", type=click.FloatRange(min=0), help="Fixed seconds between tries.")
+@click.option(
+    "--retry",
+    "retry_spec",
+    metavar="NAME[:JSON]",
+    help='Retry strategy and its parameters, e.g. exponential or fixed:{"delay": 10}.',
+)
 @click.option("--delay", type=click.FloatRange(min=0), help="Run no sooner than this many s.")
+@click.option("--run-at", help="Run no sooner than this ISO 8601 time (UTC unless a zone).")
+@click.option("--unique-key", help="Refuse a second job with this key while one is active.")
+@click.option(
+    "--unique-scope",
+    type=click.Choice(["active", "success"]),
+    default="active",
+    show_default=True,
+    help="active: while pending or running; success: also once completed.",
+)
 @click.option("--queue", default="default", show_default=True)
 @click.option("--depends-on", multiple=True, help="Id (or unique prefix) of a dependency.")
 @pass_cli
@@ -62,12 +150,17 @@ def submit(
     name: str | None,
     params: tuple[str, ...],
     params_json: str | None,
+    params_file: str | None,
     priority: int,
     max_attempts: int,
     timeout: float,
     description: str,
     retry_delay: float | None,
+    retry_spec: str | None,
     delay: float | None,
+    run_at: str | None,
+    unique_key: str | None,
+    unique_scope: str,
     queue: str,
     depends_on: tuple[str, ...],
 ) -> None:
@@ -76,17 +169,13 @@ def submit(
     from gigq_core.jobs import Job
 
     values: dict[str, Any] = {}
+    if params_json is not None and params_file is not None:
+        raise InvalidJobError("give --params-json or --params-file, not both")
     if params_json is not None:
-        try:
-            values = json.loads(params_json)
-        except ValueError as err:
-            raise InvalidJobError(f"--params-json is not valid JSON: {err}") from None
-        except RecursionError:
-            raise InvalidJobError(
-                "--params-json is nested too deeply to read (see the max_nesting_depth setting)"
-            ) from None
-        if not isinstance(values, dict):
-            raise InvalidJobError("--params-json must be a JSON object, like '{\"a\": 1}'")
+        text = _read_text("-", "--params-json") if params_json == "-" else params_json
+        values = _params_object(text, "--params-json")
+    elif params_file is not None:
+        values = _params_object(_read_text(params_file, "--params-file"), "--params-file")
     values.update(_parse_param(p) for p in params)
     obj.add_cwd_to_path()
     _check_importable(function)
@@ -102,11 +191,20 @@ def submit(
             timeout=timeout,
             description=description,
             retry_delay=retry_delay,
+            retry=None if retry_spec is None else _retry(retry_spec),
             delay=delay,
+            run_at=None if run_at is None else _run_at(run_at),
+            unique_key=unique_key,
+            unique_scope=unique_scope,
             queue=queue,
         )
         job_id = jobs.submit(job)
-    click.echo(json.dumps(job_id) if obj.json else f"Job submitted: {job_id}")
+    if obj.json:
+        click.echo(json.dumps(job_id))
+    elif job_id != job.id:  # the unique key is held: the job holding it is the answer
+        click.echo(f"Already queued with unique key {unique_key!r}: {job_id}")
+    else:
+        click.echo(f"Job submitted: {job_id}")
 
 
 @click.command()

@@ -79,3 +79,50 @@ def test_a_worker_whose_process_is_gone_is_shown_lost_at_once(folder: Path) -> N
     assert [(w["id"], w["state"]) for w in listed] == [("w-killed", "lost")]
     shown = gigq(folder, "--db", "jobs.db", "workers")
     assert "lost" in shown.stdout and "live" not in shown.stdout.replace("Live", ""), shown.stdout
+
+
+def test_submit_takes_what_the_python_api_takes(folder: Path) -> None:
+    (folder / "params.json").write_text('{"a": 1, "b": 2}')
+    (folder / "big.txt").write_text("x" * 100_000)
+    first = gigq(
+        folder, "--json", "submit", "tasks:add", "--params-file", "params.json",
+        "--unique-key", "k1", "--unique-scope", "success",
+        "--run-at", "2030-01-01T09:00:00+01:00", "--retry", 'fixed:{"delay": 5}',
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    job_id = json.loads(first.stdout)
+    info = json.loads(gigq(folder, "--json", "status", job_id).stdout)
+    assert info["params"] == {"a": 1, "b": 2}
+    assert (info["unique_key"], info["unique_scope"]) == ("k1", "success")
+    assert info["run_at"] == "2030-01-01T08:00:00+00:00"
+    assert (info["retry"], info["retry_params"]) == ("fixed", {"delay": 5})
+
+    again = gigq(folder, "submit", "tasks:add", "-p", "a=1", "-p", "b=1", "--unique-key", "k1")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == f"Already queued with unique key 'k1': {job_id}"
+
+    piped = subprocess.run(
+        [sys.executable, "-m", "gigq_cli", "--json", "submit", "tasks:add", "--params-json", "-",
+         "-p", "b=@big.txt"],
+        cwd=folder, input='{"a": "y"}', capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert piped.returncode == 0, piped.stderr
+    params = json.loads(gigq(folder, "--json", "status", json.loads(piped.stdout)).stdout)["params"]
+    assert params == {"a": "y", "b": "x" * 100_000}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--run-at", "tomorrow"), "--run-at 'tomorrow' is not an ISO 8601 time"),
+        (("--retry", "fixed:{bad"), "--retry fixed's parameters is not valid JSON"),
+        (("--params-file", "missing.json"), "--params-file: cannot read missing.json"),
+        (("--params-json", "{}", "--params-file", "p.json"), "not both"),
+        (("-p", "a=@missing.txt"), "--param a: cannot read missing.txt"),
+    ],
+)
+def test_bad_submit_options_get_one_sentence(folder: Path, args: tuple[str, ...], message: str):
+    result = gigq(folder, "submit", "tasks:add", *args)
+    assert result.returncode == 1
+    assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not (folder / "gigq.db").exists() or "submitted" not in result.stdout
