@@ -6,7 +6,8 @@ a timeout or cancel kills the job and every process it started, even one in a se
 own (`gigq_core._isolation`). It closes the pipes and sockets it inherited but its own
 channel, drops GigQ's secrets from its environment, runs one job at a time, and reports the
 attempt's result through a pipe. A child is replaced after it is killed, after
-`max_jobs_per_child` jobs, or when its resident memory passes `max_child_memory` MiB.
+`max_jobs_per_child` jobs, or when its resident memory passes `max_child_memory` MiB (read
+from /proc, or from the peak `getrusage` reports where there is no /proc).
 """
 
 from __future__ import annotations
@@ -252,11 +253,26 @@ def _killpg(pid: int) -> None:
 
 
 def _rss_mib() -> float:
+    """This process's resident memory in MiB: the current size where /proc has it (Linux),
+    else the peak size `getrusage` keeps (macOS, the BSDs), so `max_child_memory` recycles
+    a child there too rather than silently never. A peak that passed the limit is reason
+    enough: freed memory rarely goes back to the system."""
     try:
-        with open("/proc/self/statm") as handle:  # Linux; elsewhere recycling by memory is off
+        with open("/proc/self/statm") as handle:
             return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
+    except (OSError, ValueError, IndexError):
+        return _peak_rss_mib()
+
+
+def _peak_rss_mib() -> float:
+    """The peak resident memory of this process in MiB (`ru_maxrss`: bytes on macOS,
+    KiB elsewhere), or 0.0 without the `resource` module."""
+    try:
+        import resource
+    except ImportError:
         return 0.0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 def _child_main(
