@@ -34,3 +34,41 @@ def test_every_test_the_guarantees_name_exists() -> None:
         elif name and name not in _names(path):
             missing.append(f"{file}::{name}")
     assert not missing, f"docs/guarantees.md names tests that do not exist: {missing}"
+
+
+#: A `pip install` line of a README, with its trailing comment.
+_PIP = re.compile(r"^pip install (?P<args>[^#\n]+?)\s*(?:#\s*(?P<note>.*))?$", re.M)
+
+#: The distributions in this repository; none is on PyPI.
+_LOCAL = {"gigq", *(p.name for p in (ROOT / "plugins").iterdir() if p.is_dir())}
+
+
+def _readmes() -> list[Path]:
+    return [
+        ROOT / "README.md",
+        *ROOT.glob("plugins/*/README.md"),
+        *ROOT.glob("examples/**/README.md"),
+    ]
+
+
+def test_readmes_install_only_what_can_be_installed_from_where_they_say() -> None:
+    problems = []
+    for readme in _readmes():
+        for match in _PIP.finditer(readme.read_text()):
+            args, note = match["args"].split(), match["note"] or ""
+            if "-e" not in args:
+                named = {a.split("[")[0] for a in args if not a.startswith("-")}
+                if named & _LOCAL:
+                    problems.append(f"{readme}: {match[0]!r} (not on PyPI)")
+                continue
+            target = args[args.index("-e") + 1].strip("'\"").split("[")[0]
+            base = readme.parent if "this folder" in note else ROOT
+            if not (base / target).is_dir():
+                problems.append(f"{readme}: {match[0]!r}: no {target} from {base}")
+    assert not problems, problems
+
+
+def test_the_readme_says_that_ci_may_install_and_configure_postgresql() -> None:
+    text = (ROOT / "README.md").read_text()
+    paragraph = text[text.index("`.ci/run` does the same") :].split("\n\n", 1)[0]
+    assert "apt-get" in paragraph and "PostgreSQL" in paragraph, paragraph
