@@ -31,8 +31,15 @@ class CliContext:
 
     def open_queue(self, create: bool = False, **settings: Any) -> JobQueue:
         """Open the queue; `create=False` (read-only commands) refuses a missing database."""
+        from gigq_core.errors import UserError
         from gigq_core.queue import JobQueue
 
+        if "://" not in self.target and os.path.isdir(self.target):
+            # SQLite would only say "unable to open database file" (an I/O error, 74).
+            raise UserError(
+                f"--db {self.target} is a directory; give the path of a database file in it, "
+                f"e.g. --db {os.path.join(self.target, 'gigq.db')}"
+            )
         return JobQueue(self.target, plugin_manager=self.pm, create=create, **settings)
 
     def add_cwd_to_path(self) -> None:

@@ -126,3 +126,16 @@ def test_bad_submit_options_get_one_sentence(folder: Path, args: tuple[str, ...]
     assert result.returncode == 1
     assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert not (folder / "gigq.db").exists() or "submitted" not in result.stdout
+
+
+@pytest.mark.parametrize("command", [("list",), ("submit", "tasks:add"), ("worker", "--burst")])
+def test_a_directory_given_as_the_database_gets_one_sentence(
+    folder: Path, command: tuple[str, ...]
+) -> None:
+    (folder / "data").mkdir()
+    result = gigq(folder, "--db", "data", *command)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == (
+        "Error: --db data is a directory; give the path of a database file in it, "
+        "e.g. --db data/gigq.db"
+    )
