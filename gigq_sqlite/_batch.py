@@ -23,7 +23,7 @@ from datetime import datetime
 from gigq_core.errors import GigQError, StorageError, StorageIOError
 from gigq_core.records import JobRecord
 from gigq_sqlite._connection import Database
-from gigq_sqlite._errors import translate
+from gigq_sqlite._errors import SQLITE_FULL, primary_code, translate
 
 #: Most requests one transaction takes.
 MAX_BATCH = 64
@@ -91,7 +91,7 @@ class InsertBatcher:
         # Submitters bound the WAL too: with many of them and busy workers, the sweep alone
         # would check too rarely to keep it under 64 MB (a stat() a second, no more). After
         # the wake-ups: the batch's callers do not wait for it.
-        self._db.maybe_checkpoint(min_interval=1.0)
+        self._db.maybe_checkpoint()
 
     def _run(self, batch: list[_Request]) -> None:
         written = False  # every request's rows written: what fails next is the COMMIT
@@ -132,7 +132,8 @@ class InsertBatcher:
         except StorageIOError as err:
             # Nothing was committed, unless the I/O error was the disk failing the commit's
             # own sync: then the log holds the rows, and a later recovery may bring them back.
-            if alone and written:
+            # A full disk refusing the log's write (SQLITE_FULL) comes before any sync.
+            if alone and written and not _log_write_refused(err):
                 self._unconfirmed(batch, err)
             else:
                 self._failed(batch, err)
@@ -163,6 +164,13 @@ class InsertBatcher:
         for request in batch:
             if request.ids is not None:
                 request.ids, request.error = None, stored
+
+
+def _log_write_refused(err: StorageIOError) -> bool:
+    """Whether SQLite failed the commit when writing the log (SQLITE_FULL), before its sync:
+    then the log holds none of the transaction."""
+    cause = err.__cause__
+    return isinstance(cause, sqlite3.Error) and primary_code(cause) == SQLITE_FULL
 
 
 __all__ = ["MAX_BATCH", "InsertBatcher"]

@@ -64,7 +64,7 @@ def translate(err: sqlite3.Error, path: str) -> StorageError:
     detail = str(err)
     if code in (SQLITE_BUSY, SQLITE_LOCKED):
         return BusyError(f"database {path} stayed locked past the busy timeout ({detail})")
-    if code == SQLITE_FULL:
+    if code == SQLITE_FULL or (code == SQLITE_IOERR and _no_room(path)):
         return DiskFullError(f"the disk is full (or the database size limit reached): {path}")
     if code == SQLITE_READONLY:
         return ReadOnlyError(f"database {path} is read-only ({detail})")
@@ -83,6 +83,28 @@ def translate(err: sqlite3.Error, path: str) -> StorageError:
     if isinstance(err, sqlite3.ProgrammingError) and "closed" in detail:
         return StorageError(f"the storage for {path} is closed")
     return StorageError(f"SQLite failed on {path}: {detail}")
+
+
+#: Bytes free below which an I/O error is taken for a full disk: with this much, SQLite
+#: could still grow its shared-memory index (32 KiB at a time) and write a few log pages.
+_NO_ROOM = 64 * 1024
+
+
+def _no_room(path: str) -> bool:
+    """Whether the file system holding the database at `path` is (all but) full.
+
+    SQLite reports ENOSPC as SQLITE_FULL only when it writes the database or its log;
+    growing the shared-memory index (which opening a database no process holds open
+    does) or syncing the log fails with a plain I/O error, whatever the cause. Blocks kept
+    for root count as free for root, who may use them."""
+    try:
+        info = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return False
+    if not info.f_blocks:  # a file system that gives no sizes tells nothing
+        return False
+    blocks = info.f_bfree if os.geteuid() == 0 else info.f_bavail
+    return blocks * info.f_frsize < _NO_ROOM
 
 
 def _cannot_open(path: str, detail: str) -> StorageError:
