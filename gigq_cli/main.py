@@ -34,11 +34,12 @@ class CliContext:
         from gigq_core.errors import UserError
         from gigq_core.queue import JobQueue
 
-        if "://" not in self.target and os.path.isdir(self.target):
+        target = self.target
+        if target is not None and "://" not in target and os.path.isdir(target):
             # SQLite would only say "unable to open database file" (an I/O error, 74).
             raise UserError(
-                f"--db {self.target} is a directory; give the path of a database file in it, "
-                f"e.g. --db {os.path.join(self.target, 'gigq.db')}"
+                f"--db {target} is a directory; give the path of a database file in it, "
+                f"e.g. --db {os.path.join(target, 'gigq.db')}"
             )
         return JobQueue(self.target, plugin_manager=self.pm, create=create, **settings)
 
