@@ -3,6 +3,10 @@ plugin's name, in the way its hook asks, and the call goes on with the others.
 
 `GigQPluginManager` puts each implementation of a GigQ hook in one of these guards when it
 registers a plugin; pluggy then calls the guarded twins as it would the originals.
+
+Inside a worker's loop (`bounded_hooks`), lifecycle implementations also run under a
+deadline, on a helper thread (`HookRunner`): one that hangs costs the loop a bounded wait,
+never its heartbeats, its shutdown or the jobs it holds.
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ import contextlib
 import contextvars
 import functools
 import logging
+import queue
+import threading
+import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -24,6 +31,128 @@ log = logging.getLogger("gigq.plugins")
 _call_failures: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
     "gigq_call_failures", default=None
 )
+
+
+class Abandoned(Exception):
+    """A bounded implementation did not return in time, or its plugin hung before: the call
+    goes on without it."""
+
+
+class HookRunner:
+    """Runs the lifecycle hook implementations a worker's loop calls on a helper thread, and
+    waits for each at most `timeout` seconds, and no longer than the grace period of a
+    stopping worker (`grace_left` says how much of it is left, None while the worker runs).
+
+    One that has not returned by then is reported once and left on its thread (Python
+    cannot stop a thread), and its plugin's lifecycle hooks are skipped from then on: the
+    loop goes on with its jobs, the heartbeat thread never waited for it, and SIGTERM still
+    ends the worker within its grace period. Its next hook call gets a fresh helper thread.
+    """
+
+    #: Least wait for an implementation called once a stopping worker's grace period is
+    #: over (the last hooks: the final commit's, the hand-back's, gigq_worker_stopped).
+    LAST_CALLS = 1.0
+    #: How often the wait looks at the grace period (a signal may have started it).
+    SLICE = 0.05
+
+    def __init__(self, timeout: float, grace_left: Callable[[], float | None]) -> None:
+        self.timeout = timeout
+        self._grace_left = grace_left
+        #: Plugin name -> the hook it hung in.
+        self.hung: dict[str, str] = {}
+        self._tasks: queue.SimpleQueue[_Task | None] | None = None
+
+    def call(self, hook: str, plugin: str, function: Callable[..., Any], *args: Any) -> Any:
+        """`function(*args)` on the helper thread: its value, or what it raised (re-raised
+        here); Abandoned when the plugin hung now or before."""
+        if plugin in self.hung:
+            raise Abandoned(plugin)
+        tasks = self._tasks
+        if tasks is None:
+            tasks = self._tasks = queue.SimpleQueue()
+            thread = threading.Thread(target=_serve, args=(tasks,), name="gigq-hooks")
+            thread.daemon = True  # a hung hook must not keep the process alive
+            thread.start()
+        task = _Task(function, args)
+        tasks.put(task)
+        started = time.monotonic()
+        while not task.done.acquire(timeout=self.SLICE):
+            waited = time.monotonic() - started
+            left = self._grace_left()
+            over = left is not None and left <= 0 and waited >= self.LAST_CALLS
+            if waited >= self.timeout or over:
+                self._abandon(hook, plugin, tasks, waited)
+                raise Abandoned(plugin)
+        if task.error is not None:
+            raise task.error
+        return task.value
+
+    def _abandon(
+        self, hook: str, plugin: str, tasks: queue.SimpleQueue[_Task | None], waited: float
+    ) -> None:
+        self.hung[plugin] = hook
+        tasks.put(None)  # the stuck thread ends if its call ever returns
+        self._tasks = None
+        log.error(
+            "plugin '%s' has not returned from %s after %.1f s; the worker goes on without "
+            "it and calls none of its lifecycle hooks again (a thread stays inside it)",
+            plugin,
+            hook,
+            waited,
+        )
+
+    def close(self) -> None:
+        """Let the helper thread end."""
+        if self._tasks is not None:
+            self._tasks.put(None)
+            self._tasks = None
+
+
+class _Task:
+    """One call for the helper thread, and its outcome."""
+
+    def __init__(self, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.function = function
+        self.args = args
+        self.value: Any = None
+        self.error: BaseException | None = None
+        #: Held until the call has ended (a bare lock: the cheapest hand-over there is).
+        self.done = threading.Lock()
+        self.done.acquire()
+
+    def run(self) -> None:
+        try:
+            self.value = self.function(*self.args)
+        # Everything goes back to the caller, which reports it as the plugin's.
+        except BaseException as error:
+            self.error = error
+        finally:
+            self.done.release()
+
+
+def _serve(tasks: queue.SimpleQueue[_Task | None]) -> None:
+    """The helper thread: run calls until told to end."""
+    while (task := tasks.get()) is not None:
+        task.run()
+
+
+#: The runner bounding the lifecycle hook calls made in this context (a worker's loop), or
+#: None: implementations run in the caller's thread, unbounded.
+_runner: contextvars.ContextVar[HookRunner | None] = contextvars.ContextVar(
+    "gigq_hook_runner", default=None
+)
+
+
+@contextlib.contextmanager
+def bounded_hooks(runner: HookRunner) -> Iterator[HookRunner]:
+    """Inside the block, lifecycle hook implementations called from this thread run on
+    `runner` (threads started meanwhile do not inherit it); closes it after."""
+    token = _runner.set(runner)
+    try:
+        yield runner
+    finally:
+        _runner.reset(token)
+        runner.close()
 
 
 class Guard:
@@ -44,15 +173,28 @@ class Guard:
         """Report `error`; True when the call goes on."""
         raise NotImplementedError
 
+    def runner(self) -> HookRunner | None:
+        """Where the implementation runs, when not in the caller's thread."""
+        return None
+
 
 class LifecycleGuard(Guard):
-    """A lifecycle hook: an Exception is logged with its traceback; the job is not touched."""
+    """A lifecycle hook: an Exception is logged with its traceback; the job is not touched.
+
+    Inside a worker's loop the implementation runs on the loop's `HookRunner`, so whatever
+    it raises there, KeyboardInterrupt and SystemExit too, is the plugin's own (the worker
+    handles SIGINT itself) and is logged the same way; elsewhere those two go on to the
+    caller, who may have pressed Ctrl-C.
+    """
 
     def report(self, error: BaseException, state: object) -> bool:
-        if not isinstance(error, Exception):
+        if not isinstance(error, Exception) and _runner.get() is None:
             return False
         log.error("plugin '%s' raised in %s", self.plugin, self.hook, exc_info=error)
         return True
+
+    def runner(self) -> HookRunner | None:
+        return _runner.get()
 
 
 class ExtensionGuard(Guard):
@@ -122,8 +264,11 @@ def _guarded_call(function: Callable[..., Any], guard: Guard) -> Callable[..., A
     @functools.wraps(function)
     def call(*args: Any, **kwargs: Any) -> Any:
         state = guard.prepare(args, kwargs)
+        step = _stepper(guard)
         try:
-            return function(*args, **kwargs)
+            return step(functools.partial(function, *args, **kwargs))
+        except Abandoned:  # it hung: reported once by the runner
+            return None
         # Plugin isolation: the guard reports the failure and says whether the call goes on.
         except BaseException as error:
             if not guard.report(error, state):
@@ -144,10 +289,13 @@ def _guarded_wrapper(
     @functools.wraps(function)
     def call(*args: Any, **kwargs: Any) -> Generator[None, Any, Any]:
         state = guard.prepare(args, kwargs)
+        step = _stepper(guard)
         try:
             teardown = function(*args, **kwargs)
-            if next(teardown, _DONE) is _DONE:
+            if step(functools.partial(next, teardown, _DONE)) is _DONE:
                 raise RuntimeError(f"hook wrapper {name} did not yield")
+        except Abandoned:
+            return (yield)
         except BaseException as error:  # plugin isolation, as in _guarded_call
             if not guard.report(error, state):
                 raise
@@ -164,9 +312,11 @@ def _guarded_wrapper(
             raise
         state = guard.prepare(args, kwargs)
         try:
-            teardown.send(received)
+            step(functools.partial(teardown.send, received))
         except StopIteration as stop:
             return stop.value
+        except Abandoned:
+            return received
         except BaseException as error:  # plugin isolation, as in _guarded_call
             if not guard.report(error, state):
                 raise
@@ -184,11 +334,27 @@ def _guarded_wrapper(
 _DONE = object()
 
 
+def _stepper(guard: Guard) -> Callable[[Callable[[], Any]], Any]:
+    """How the guarded code of one call runs: on the guard's runner (bounded), or here."""
+    runner = guard.runner()
+    if runner is None:
+        return _here
+    return functools.partial(runner.call, guard.hook, guard.plugin)
+
+
+def _here(step: Callable[[], Any]) -> Any:
+    """Run `step` in the caller's thread."""
+    return step()
+
+
 __all__ = [
+    "Abandoned",
     "CommandsGuard",
     "ExtensionGuard",
     "Guard",
+    "HookRunner",
     "LifecycleGuard",
+    "bounded_hooks",
     "collect_failures",
     "guarded_impl",
 ]

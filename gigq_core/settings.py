@@ -90,6 +90,9 @@ class Settings:
     sweep_interval: float = 5.0
     #: Seconds a stopping worker lets running jobs finish.
     grace: float = 25.0
+    #: Longest a worker's loop waits for one plugin's lifecycle hook (run on a helper
+    #: thread): one that has not returned by then is reported and not called again.
+    hook_timeout: float = 30.0
     #: Longest a worker holds finished jobs' outcomes before one durable commit records them
     #: all (group commit, docs/guarantees.md); 0 commits each outcome at once.
     flush_interval: float = 0.005
@@ -332,6 +335,7 @@ def _check_durations(settings: Settings) -> None:
         ("heartbeat", settings.heartbeat),
         ("sweep_interval", settings.sweep_interval),
         ("polling_interval", settings.polling_interval),
+        ("hook_timeout", settings.hook_timeout),
     ):
         check_positive_seconds(key, value)
     if not _is_seconds(settings.retention) or settings.retention < 0:

@@ -61,7 +61,10 @@ def run_loop(worker: Worker, executor: Executor) -> None:
     while True:
         stopping = worker._stop.is_set()
         if stopping and stop_at is None:
-            stop_at = worker.clock.monotonic() + worker.grace
+            # The grace period runs from the stop request (a hook may have held the loop
+            # since; see `HookRunner`).
+            left = worker.grace_left()
+            stop_at = worker.clock.monotonic() + (worker.grace if left is None else left)
             # What never started goes back at once, uncounted, for another worker.
             worker.claims.hand_back_reserved()
             if executor.running():

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from gigq_core._guards import HookRunner, bounded_hooks
 from gigq_core.errors import (
     ConfigError,
     GigQError,
@@ -111,6 +112,7 @@ class Worker:
         self.heartbeat_interval = float(self.settings.heartbeat)
         self.sweep_interval = float(self.settings.sweep_interval)
         self.grace = float(self.settings.grace)
+        self.hook_timeout = float(self.settings.hook_timeout)
         self.flush_interval = float(self.settings.flush_interval)
         if isinstance(queues, str):
             queues = [queues]
@@ -129,6 +131,9 @@ class Worker:
         )
         self._check_permissions()
         self._stop = threading.Event()
+        #: When stop() was first called (the clock's monotonic time): the grace period
+        #: runs from then.
+        self._stop_asked: float | None = None
         #: Set while the loop could start another job now (a free child or thread).
         self._idle = threading.Event()
         self._pool: ProcessPool | None = None
@@ -244,9 +249,26 @@ class Worker:
 
         `burst=True` also returns once nothing is running and no job is ready (jobs
         scheduled for later are left for another worker), like RQ's burst mode.
+
+        The lifecycle hooks fired meanwhile from this thread run on a helper thread, each
+        waited for at most `hook_timeout` seconds and never past the grace period (see
+        `HookRunner`): a plugin that hangs never holds the worker.
         """
+        with bounded_hooks(HookRunner(self.hook_timeout, self.grace_left)):
+            self._run(burst)
+
+    def grace_left(self) -> float | None:
+        """Seconds left of a stopping worker's grace period (negative once it is over), or
+        None while the worker has not been asked to stop."""
+        asked = self._stop_asked
+        if asked is None:
+            return None
+        return asked + self.grace - self.clock.monotonic()
+
+    def _run(self, burst: bool) -> None:
         self._burst = burst
         self._stop.clear()
+        self._stop_asked = None
         self._signals = 0
         self.wakeup.open()
         restore = self._install_signals()
@@ -330,6 +352,8 @@ class Worker:
     def stop(self) -> None:
         """Ask `start()` to return: claim nothing more, finish or hand back running jobs.
         Returns at once."""
+        if self._stop_asked is None:
+            self._stop_asked = self.clock.monotonic()
         self._stop.set()
         self.wakeup.wake()
 
