@@ -25,6 +25,7 @@ from gigq_core.errors import (
     GigQError,
     PermissionDeniedError,
     StorageError,
+    StorageIOError,
 )
 from gigq_sqlite._errors import is_busy, translate
 from gigq_sqlite._trust import check_journals, check_link, check_new_file
@@ -539,6 +540,10 @@ def _prepare_file(path: str, settings: Settings) -> None:
         size: int | None = os.stat(path).st_size
     except FileNotFoundError:
         size = None
+    except NotADirectoryError:
+        raise StorageIOError(
+            f"cannot open database {path}: a file stands where one of its folders should be"
+        ) from None
     if not size and (settings.read_only or not settings.create):
         what = "does not exist" if size is None else "is empty"
         raise DatabaseNotFoundError(f"the database {path} {what}")
@@ -579,9 +584,15 @@ def _make_folder(folder: str) -> None:
         try:
             os.mkdir(item, 0o700)
         except FileExistsError:
-            continue
+            if os.path.isdir(item):
+                continue  # another process created it first
+            raise StorageIOError(
+                f"cannot create the database's folder {item}: a file of that name is there"
+            ) from None
         except PermissionError as err:
             raise PermissionDeniedError(f"permission denied creating folder {item}") from err
+        except OSError as err:
+            raise StorageIOError(f"cannot create folder {item}: {err.strerror}") from err
         os.chmod(item, 0o700)
 
 

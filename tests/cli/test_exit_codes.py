@@ -104,9 +104,17 @@ def test_74_disk_full(gigq: Run, queue: JobQueue, db: str, monkeypatch: pytest.M
 
 
 def test_74_io_error(gigq: Run, tmp_path: Path) -> None:
+    # The database's folder is a file: the open fails in the operating system.
+    (tmp_path / "a-file").write_text("")
+    assert_user_error(
+        gigq("submit", "tests.jobs:noop", db=str(tmp_path / "a-file" / "q.db")), 74, "cannot open"
+    )
+
+
+def test_1_a_directory_given_as_the_database(gigq: Run, tmp_path: Path) -> None:
     folder = tmp_path / "a-folder.db"
     folder.mkdir()
-    assert_user_error(gigq("list", db=str(folder)), 74, "cannot open")
+    assert_user_error(gigq("list", db=str(folder)), 1, "is a directory")
 
 
 def test_75_busy_past_the_deadline(gigq: Run, queue: JobQueue, db: str) -> None:
