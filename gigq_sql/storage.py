@@ -55,7 +55,7 @@ T = TypeVar("T")
 class Writing:
     """What an adapter may know of a write transaction, to run it the cheapest safe way."""
 
-    #: A label for test-only crash points ("claim", "finish", ...).
+    #: A label for test-only crash points ("claim", "finish", ...; gigq_sql.crash).
     op: str | None = None
     #: False when losing the commit on power loss only makes a job run again.
     durable: bool = True
@@ -304,7 +304,9 @@ class SqlStorage:
         wanted = sorted({JobStatus(status).value for status in statuses})
         if not wanted:
             return 0
-        deleted = self._write(lambda conn, _: prune_jobs(conn, self.dialect, before, wanted))
+        deleted = self._write(
+            lambda conn, _: prune_jobs(conn, self.dialect, before, wanted), Writing(op="prune")
+        )
         if deleted:
             self._reclaim_space()
         return deleted
@@ -443,14 +445,16 @@ class SqlStorage:
             f"{{upsert_worker}} ({WORKER_COLUMNS}) VALUES ({', '.join(['{p}'] * 8)})"
             "{upsert_worker_end}"
         )
-        self._write(lambda conn, _: conn.execute(sql, values), Writing(single=True))
+        self._write(lambda conn, _: conn.execute(sql, values), Writing(op="register", single=True))
 
     def deregister_worker(self, worker_id: str, now: datetime) -> None:
         """Mark the worker stopped at `now`."""
         d = self.dialect
         sql = d.render("UPDATE workers SET stopped_at = {p} WHERE id = {p}")
         params = (d.time(now), worker_id)
-        self._write(lambda conn, _: conn.execute(sql, params), Writing(single=True))
+        self._write(
+            lambda conn, _: conn.execute(sql, params), Writing(op="deregister", single=True)
+        )
 
     def list_workers(self, since: datetime | None = None) -> list[WorkerInfo]:
         """Workers still registered, or stopped at or after `since`; with their jobs."""
@@ -467,7 +471,7 @@ class SqlStorage:
                 conn.execute(d.render("DELETE FROM paused_queues WHERE queue = {p}"), (queue,))
                 self._wake(conn)
 
-        self._write(work)
+        self._write(work, Writing(op="pause" if paused else "resume"))
 
     def paused_queues(self) -> frozenset[str]:
         """Names of the paused queues."""
@@ -494,7 +498,7 @@ class SqlStorage:
         else:
             sql = d.render("{upsert_kv}")
             params = (namespace, key, value)
-        self._write(lambda conn, _: conn.execute(sql, params), Writing(single=True))
+        self._write(lambda conn, _: conn.execute(sql, params), Writing(op="kv", single=True))
 
     def kv_items(self, namespace: str) -> dict[str, str]:
         """All keys and values of a namespace, sorted by key."""
@@ -520,7 +524,7 @@ class SqlStorage:
             self._wake(conn)
             return counts
 
-        return self._write(work)
+        return self._write(work, Writing(op="import"))
 
 
 __all__ = ["PLAIN", "SqlStorage", "Work", "Writing"]

@@ -26,6 +26,7 @@ from gigq_core.errors import BusyError, GigQError, StorageError
 from gigq_postgres._errors import connect_failure, is_conflict, is_connection_lost, translate
 from gigq_postgres._options import Settings
 from gigq_postgres.schema import ensure_schema
+from gigq_sql.crash import crash_at, crash_points
 
 T = TypeVar("T")
 
@@ -121,6 +122,10 @@ class Database:
         self._listen_lock = threading.Lock()
         self._wake = threading.Condition()
         self._wake_generation = 0
+        #: Test-only crash points ("claim:after", ...; gigq_sql.crash); empty in production.
+        self.crash_points = crash_points()
+        #: The labels of each thread's write transaction in progress (with crash points).
+        self._labels = threading.local()
         conn = self._connect(first=True)
         self._reached = True
         self._release(conn)
@@ -246,7 +251,13 @@ class Database:
 
     # -- transactions ----------------------------------------------------------------------
 
-    def run(self, work: Callable[[psycopg.Connection, int], T], *, single: bool = False) -> T:
+    def run(
+        self,
+        work: Callable[[psycopg.Connection, int], T],
+        *,
+        single: bool = False,
+        op: str | None = None,
+    ) -> T:
         """Run `work(conn, attempt)` in one transaction and commit; returns its result.
 
         `single`: `work` runs one statement, atomic by itself, so it runs without
@@ -257,6 +268,10 @@ class Database:
         until `busy_timeout` has passed. `attempt` counts the tries (0 first): a retry
         after a commit whose acknowledgement was lost must not apply the work twice, so
         `work` functions are written to be safe to repeat.
+
+        `op` labels the transaction for the test-only crash points: with GIGQ_TEST_CRASH
+        set, a labelled write always runs between BEGIN and COMMIT, so that the process can
+        die with its statements sent and not committed (the server rolls them back).
         """
         deadline: float | None = None
         pause = 0.02
@@ -265,6 +280,8 @@ class Database:
             conn: psycopg.Connection | None = None
             try:
                 conn = self._acquire()
+                if self.crash_points:
+                    return self._run_labelled(conn, work, attempt, single=single, op=op)
                 if single:
                     return work(conn, attempt)
                 with conn.transaction():
@@ -300,6 +317,38 @@ class Database:
             time.sleep(pause)
             pause = min(pause * 2, MAX_PAUSE)
             attempt += 1
+
+    def label(self, op: str) -> None:
+        """Add a crash-point label to this thread's write transaction in progress (e.g.
+        "rescue" when a sweep rescued jobs); a no-op unless crash points are set."""
+        labels: set[str] | None = getattr(self._labels, "current", None)
+        if labels is not None:
+            labels.add(op)
+
+    def _run_labelled(
+        self,
+        conn: psycopg.Connection,
+        work: Callable[[psycopg.Connection, int], T],
+        attempt: int,
+        *,
+        single: bool,
+        op: str | None,
+    ) -> T:
+        """`run`'s transaction with the test-only crash points: the process exits right
+        before or right after the COMMIT of a transaction labelled as a crash point names,
+        if it wrote anything (a claim that found no job is no claim)."""
+        if single and op is None:
+            return work(conn, attempt)
+        labels: set[str] = {op} if op else set()
+        self._labels.current = labels
+        with conn.transaction():
+            result = work(conn, attempt)
+            wrote = bool(labels) and _wrote(conn)
+            if wrote:
+                crash_at(self.crash_points, labels, "before")
+        if wrote:
+            crash_at(self.crash_points, labels, "after")
+        return result
 
     @staticmethod
     def _is_connect_error(err: GigQError) -> bool:
@@ -385,6 +434,12 @@ class Database:
             return True
 
     _listener_opened_before = False
+
+
+def _wrote(conn: psycopg.Connection) -> bool:
+    """Whether the transaction in progress wrote anything (it has a transaction id)."""
+    row = conn.execute("SELECT txid_current_if_assigned()").fetchone()
+    return row is not None and row[0] is not None
 
 
 def _is_idle(conn: psycopg.Connection) -> bool:

@@ -43,8 +43,11 @@ class PostgresStorage(SqlStorage):
 
     def _write(self, work: Work[T], how: Writing = PLAIN) -> T:
         return self._db.run(
-            lambda raw, attempt: work(SqlConnection(raw), attempt), single=how.single
+            lambda raw, attempt: work(SqlConnection(raw), attempt), single=how.single, op=how.op
         )
+
+    def _label(self, op: str) -> None:
+        self._db.label(op)
 
     def _wake(self, conn: Connection) -> None:
         assert isinstance(conn, SqlConnection)
