@@ -89,8 +89,9 @@ class InsertBatcher:
             if successor is not None:
                 successor.wake.set()  # not done: its thread leads the next batch
         # Submitters bound the WAL too: with many of them and busy workers, the sweep alone
-        # would check too rarely to keep it under 64 MB (a stat() a second, no more). After
-        # the wake-ups: the batch's callers do not wait for it.
+        # would check too rarely to keep it under 64 MB, and no connection checkpoints on
+        # its own (automatic checkpoints are off). A stat() per batch, a checkpoint only
+        # past the threshold. After the wake-ups: the batch's callers do not wait for it.
         self._db.maybe_checkpoint()
 
     def _run(self, batch: list[_Request]) -> None:

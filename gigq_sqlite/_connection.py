@@ -64,14 +64,21 @@ CRASH_OPERATIONS = frozenset(
     {"submit", "claim", "heartbeat", "finish", "release", "cancel", "rescue", "requeue"}
 )
 CRASH_EXIT_CODE = 137
-#: Seconds a process waits after a failed TRUNCATE checkpoint (unless the log gets all
-#: copied meanwhile).
-_TRUNCATE_BACKOFF = 1.0
-#: Seconds a TRUNCATE checkpoint may keep writers waiting.
-_TRUNCATE_PATIENCE = 0.05
-#: Frames at the end of the log that a PASSIVE checkpoint may leave uncopied (the commits
-#: of the last moments, still read by live transactions) without a reader counting as
-#: pinning an old snapshot: 4 MiB at the default page size.
+#: Seconds a checkpoint waits for the write lock, and then for readers to leave the log.
+#: SQLite runs a TRUNCATE checkpoint that cannot get the write lock in time as a PASSIVE
+#: one, which is what the WAL-reset bug of SQLite 3.7.0-3.51.2 needs (see
+#: `maybe_checkpoint`): long enough that GigQ's own short transactions never keep it out,
+#: short enough that a reader holding an old snapshot keeps writers waiting only briefly.
+_CHECKPOINT_WAIT = 1.0
+#: Seconds a process waits after a checkpoint that did not get through for a moment's
+#: reason (another process checkpointing, readers of the latest commits).
+_CHECKPOINT_RETRY = 0.2
+#: Longest pause between attempts while a reader keeps the log from being copied: the
+#: pause doubles from `_CHECKPOINT_RETRY` with each attempt that reader defeats.
+_PINNED_BACKOFF_MAX = 60.0
+#: Frames at the end of the log that a checkpoint may leave uncopied (the commits of the
+#: last moments, still read by live transactions) without a reader counting as pinning an
+#: old snapshot: 4 MiB at the default page size.
 _RECENT_FRAMES = 1024
 
 
@@ -111,8 +118,10 @@ class Database:
         self._conn: sqlite3.Connection | None = None
         self._closed = False
         self._last_checkpoint_check = 0.0
-        #: No TRUNCATE attempt before this (monotonic) time unless the log is all copied.
-        self._truncate_after = 0.0
+        #: No checkpoint attempt before this (monotonic) time.
+        self._checkpoint_after = 0.0
+        #: The pause after the last failed attempt (0 after a success).
+        self._checkpoint_backoff = 0.0
         #: Commits made through this object that changed rows (PRAGMA data_version only
         #: sees other connections' commits).
         self.local_commits = 0
@@ -384,33 +393,38 @@ class Database:
 
     # -- maintenance -----------------------------------------------------------------------
 
-    def _truncate(self, conn: sqlite3.Connection, pinned: bool) -> bool:
-        """A TRUNCATE checkpoint (the log reset to empty); True if it succeeded.
+    def checkpoint(self) -> tuple[int, int, int]:
+        """A TRUNCATE checkpoint: (busy, frames in the log, frames copied), as SQLite's
+        `PRAGMA wal_checkpoint` reports it; busy is 0 when the log was copied and emptied.
 
-        It needs the write lock and then every reader gone from the log; writers wait
-        meanwhile, 50 ms at most in all. With a reader pinning an old snapshot, one try
-        (SQLite's busy handler waits for it). Without one (PASSIVE copied nearly all),
-        what is in the way is other writers and short transactions: the busy handler
-        sleeps 1, 2, 5... ms between its tries and, under unpaced load, writers that retry
-        sooner take the lock every time while the log grows. So it tries as often as they
-        do, each try waiting 2 ms at most for the readers of the moment.
+        This is the only checkpoint GigQ runs (every connection has automatic checkpoints
+        off, see `open_connection`). SQLite 3.7.0-3.51.2 can corrupt the database when a
+        checkpoint that does not hold the write lock starts while another connection's
+        commit resets the log; a TRUNCATE checkpoint takes the write lock first and keeps
+        it to the end, so no commit can reset the log under it. It waits up to
+        `_CHECKPOINT_WAIT` for that lock (SQLite would run it without the lock, as a PASSIVE
+        checkpoint, if it gave up sooner), then copies the log and waits for the readers of
+        it to leave. Writers wait meanwhile: for the copy, and at most `_CHECKPOINT_WAIT`
+        in all for a reader that holds an old snapshot.
         """
-        deadline = time.monotonic() + _TRUNCATE_PATIENCE
-        conn.execute(f"PRAGMA busy_timeout = {50 if pinned else 2}")
-        try:
-            while True:
-                done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-                if not done[0]:
-                    return True
-                if pinned or time.monotonic() >= deadline:
-                    return False
-                time.sleep(random.uniform(0.0001, 0.0005))
-        finally:
-            # Back to the short slices of _connect, not the full busy timeout.
-            conn.execute(f"PRAGMA busy_timeout = {_LOCK_SLICE_MS}")
+        wait = min(_CHECKPOINT_WAIT, self.settings.busy_timeout)
+        with self.locked() as conn:
+            conn.execute(f"PRAGMA busy_timeout = {max(1, int(wait * 1000))}")
+            try:
+                busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                # Back to the short slices of _connect, not the full busy timeout.
+                conn.execute(f"PRAGMA busy_timeout = {_LOCK_SLICE_MS}")
+        return int(busy), int(frames), int(copied)
 
     def maybe_checkpoint(self, min_interval: float = 0.0) -> bool:
-        """Checkpoint and truncate the WAL if it passed the threshold; True if it ran."""
+        """Checkpoint and truncate the WAL if it passed the threshold; True if it did.
+
+        A failed attempt is not repeated at once: after a moment (`_CHECKPOINT_RETRY`) when
+        what was in the way passes quickly (another process checkpointing, readers of the
+        last commits), after a pause that doubles each time when a reader holds an old
+        snapshot (each attempt keeps writers waiting while it waits for that reader).
+        """
         if self.settings.read_only:
             return False
         now = time.monotonic()
@@ -422,29 +436,43 @@ class Database:
             size = os.path.getsize(self.wal_path)
         except OSError:
             return False
-        if size <= self.settings.checkpoint_threshold:
+        if size <= self.settings.checkpoint_threshold or now < self._checkpoint_after:
             return False
         try:
-            with self.locked() as conn:
-                # PASSIVE first: it never blocks writers. While a reader holds an old
-                # snapshot, it cannot copy the whole log, and TRUNCATE could only wait for
-                # that reader while blocking every writer (heartbeats included, so live
-                # workers would lose their leases): leave it to a later check.
-                busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                pinned = busy or copied < frames - _RECENT_FRAMES
-                if now < self._truncate_after and (busy or copied < frames):
-                    # A recent TRUNCATE failed and the log is still not all copied: not
-                    # again yet (once it is, whatever was in the way has gone).
-                    return False
-                if not self._truncate(conn, pinned):
-                    self._truncate_after = now + _TRUNCATE_BACKOFF
-                    return False
+            busy, frames, copied = self.checkpoint()
         except StorageError as err:
             # The write that called this has committed: a failed checkpoint must not make it
             # look failed (its caller would retry it). The next check tries again.
             logger.warning("checkpoint of %s failed: %s", self.path, err)
             return False
-        return True
+        if not busy:
+            self._checkpoint_backoff = 0.0
+            return True
+        if frames < 0:
+            # Another connection is checkpointing (SQLite runs one at a time and reports
+            # no frames to the others): it waits for the write lock, which unpaced writers
+            # keep taking while the log grows. Step aside until it is done.
+            self._stand_aside(size)
+        if copied < frames - _RECENT_FRAMES:  # a reader holds an old snapshot
+            backoff = min(max(2 * self._checkpoint_backoff, _CHECKPOINT_RETRY), _PINNED_BACKOFF_MAX)
+        else:
+            backoff = _CHECKPOINT_RETRY
+        self._checkpoint_backoff = backoff
+        self._checkpoint_after = time.monotonic() + backoff
+        return False
+
+    def _stand_aside(self, size: int) -> None:
+        """Write nothing through this connection until the WAL shrinks below `size` (the
+        checkpoint in progress elsewhere emptied it), `_CHECKPOINT_WAIT` at most."""
+        deadline = time.monotonic() + _CHECKPOINT_WAIT
+        with self.locked():
+            while time.monotonic() < deadline:
+                time.sleep(0.001)
+                try:
+                    if os.path.getsize(self.wal_path) < size:
+                        return
+                except OSError:
+                    return
 
 
 def _undecodable(err: sqlite3.OperationalError) -> bool:
@@ -461,8 +489,13 @@ def _text_or_bytes(data: bytes) -> str | bytes:
 
 
 def open_connection(uri: str, busy_timeout: float) -> sqlite3.Connection:
-    """The one place GigQ opens an SQLite connection (tests wrap it to trace statements)."""
-    return sqlite3.connect(
+    """The one place GigQ opens an SQLite connection (tests wrap it to trace statements).
+
+    Automatic checkpoints are off on every connection: they are PASSIVE, run without the
+    write lock, and can meet SQLite's WAL-reset bug (3.7.0-3.51.2) when another process
+    commits. GigQ checkpoints only with `Database.checkpoint`, which holds the write lock.
+    """
+    conn = sqlite3.connect(
         uri,
         uri=True,
         timeout=busy_timeout,
@@ -470,6 +503,12 @@ def open_connection(uri: str, busy_timeout: float) -> sqlite3.Connection:
         check_same_thread=False,
         cached_statements=256,
     )
+    try:
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+    except sqlite3.Error:
+        conn.close()
+        raise
+    return conn
 
 
 def crash_points_from(value: str) -> frozenset[str]:
