@@ -20,13 +20,13 @@ import attrs
 
 from gigq_core.errors import (
     BusyError,
-    ConfigError,
     DatabaseNotFoundError,
     GigQError,
     PermissionDeniedError,
     StorageError,
     StorageIOError,
 )
+from gigq_sql.crash import CRASH_ENV, crash_at, crash_points_from
 from gigq_sqlite._errors import is_busy, translate
 from gigq_sqlite._trust import check_journals, check_link, check_new_file
 from gigq_sqlite.schema import check_sqlite_version, ensure_schema
@@ -54,16 +54,9 @@ _LIVE: weakref.WeakSet[Database] = weakref.WeakSet()
 _FORK_HOOK_LOCK = threading.Lock()
 _fork_hook_registered = False
 
-#: Test only (tests/reliability/test_crash_points.py): "OP:WHEN[,OP:WHEN...]" makes the
-#: process os._exit(137) right before or right after the COMMIT of a transaction labelled OP
-#: that changed rows.
-#: Read once per Database; never set it in production.
-CRASH_ENV = "GIGQ_TEST_CRASH"
-#: The labels storage.py gives its transactions (see SqliteStorage).
-CRASH_OPERATIONS = frozenset(
-    {"submit", "claim", "heartbeat", "finish", "release", "cancel", "rescue", "requeue"}
-)
-CRASH_EXIT_CODE = 137
+#: Crash-point labels whose transactions change pages but no rows (`total_changes` misses
+#: them): a crash point there fires at every commit.
+_PAGE_ONLY_OPERATIONS = frozenset({"vacuum"})
 #: Seconds a checkpoint waits for the write lock, and then for readers to leave the log.
 #: SQLite runs a TRUNCATE checkpoint that cannot get the write lock in time as a PASSIVE
 #: one, which is what the WAL-reset bug of SQLite 3.7.0-3.51.2 needs (see
@@ -366,25 +359,23 @@ class Database:
         try:
             result = work(conn)
             version = _data_version(conn) if mark_wait else 0
-            if self.crash_points and conn.total_changes != changes:
-                self._crash_at("before")
+            if self.crash_points and (
+                conn.total_changes != changes or self._labels & _PAGE_ONLY_OPERATIONS
+            ):
+                crash_at(self.crash_points, self._labels, "before")
             conn.execute("COMMIT")
         except BaseException:
             _rollback(conn)
             raise
+        if self.crash_points and (
+            conn.total_changes != changes or self._labels & _PAGE_ONLY_OPERATIONS
+        ):
+            crash_at(self.crash_points, self._labels, "after")
         if conn.total_changes != changes:
-            if self.crash_points:
-                self._crash_at("after")
             self.local_commits += 1
         if mark_wait:
             self.wait_mark = (version, self.local_commits)
         return result
-
-    def _crash_at(self, when: str) -> None:
-        """Test only: die like a SIGKILLed process if a crash point names this commit."""
-        if any(f"{op}:{when}" in self.crash_points for op in self._labels):
-            logger.warning("crash point %s:%s reached: exiting", sorted(self._labels), when)
-            os._exit(CRASH_EXIT_CODE)
 
     def change_marker(self) -> tuple[int, int]:
         """Something that changes whenever any connection commits to the database."""
@@ -509,20 +500,6 @@ def open_connection(uri: str, busy_timeout: float) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
-
-
-def crash_points_from(value: str) -> frozenset[str]:
-    """Parse GIGQ_TEST_CRASH ("claim:after,finish:before"); a typo is a ConfigError, so a
-    test never passes because its crash point silently never fired."""
-    points = frozenset(part.strip() for part in value.split(",") if part.strip())
-    for point in points:
-        op, _, when = point.partition(":")
-        if op not in CRASH_OPERATIONS or when not in ("before", "after"):
-            raise ConfigError(
-                f"{CRASH_ENV}={value!r}: each item must be OPERATION:before or "
-                f"OPERATION:after, OPERATION one of {', '.join(sorted(CRASH_OPERATIONS))}"
-            )
-    return points
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

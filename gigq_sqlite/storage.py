@@ -109,9 +109,7 @@ class SqliteStorage(SqlStorage):
 
     def _reclaim_space(self) -> None:
         # Return some free pages to the file system (auto_vacuum is INCREMENTAL).
-        self._db.write(
-            lambda conn: conn.execute(f"PRAGMA incremental_vacuum({VACUUM_PAGES})").fetchall()
-        )
+        self._db.write(_reclaim_free_pages, op="vacuum")
 
     # -- jobs ------------------------------------------------------------------------------
 
@@ -445,6 +443,15 @@ def _insert(conn: sqlite3.Connection, jobs: Sequence[JobRecord], now: datetime) 
     except sqlite3.IntegrityError:
         refuse_taken_ids(conn, SQLITE, [job.id for job in jobs])
         raise
+
+
+def _reclaim_free_pages(conn: sqlite3.Connection) -> None:
+    """Give up to VACUUM_PAGES free pages back to the file system. Each step of
+    `incremental_vacuum` frees one page, and Python's sqlite3 steps a statement that returns
+    no columns only once: one execution per page (a single one would free a single page)."""
+    (free,) = conn.execute("PRAGMA freelist_count").fetchone()
+    for _ in range(min(int(free), VACUUM_PAGES)):
+        conn.execute("PRAGMA incremental_vacuum")
 
 
 def _live_workers(workers: Sequence[WorkerInfo], now: float) -> list[WorkerInfo]:

@@ -1,7 +1,8 @@
 """A one-shot queue client for the crash-point tests:
 `python -m tests.reliability._client ACTION DB JOB_ID [LEDGER]`.
 
-ACTION is `submit` (a `chaos_jobs.work` job with that id), `cancel` or `requeue`. Run with
+ACTION is `submit` (a `chaos_jobs.work` job with that id), `cancel`, `requeue` or `kv` (sets
+the key-value entry crash/key to "value"; JOB_ID is not used). Run with
 GIGQ_TEST_CRASH set, it dies (exit 137) at the named commit; otherwise it exits 0.
 """
 
@@ -24,6 +25,8 @@ def main(action: str, db: str, job_id: str, ledger: str = "") -> None:
             assert queue.cancel(job_id)
         elif action == "requeue":
             assert queue.requeue_job(job_id)
+        elif action == "kv":
+            queue.storage.kv_set("crash", "key", "value")
         else:
             raise SystemExit(f"unknown action {action!r}")
 
