@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 
 from gigq_core.context import JobContext, reset_current_job, set_current_job
-from gigq_core.errors import Abort, DisallowedFunctionError, GigQError
+from gigq_core.errors import Abort, DisallowedFunctionError, GigQError, InvalidJobError
 from gigq_core.jobs import MAX_SECONDS, resolve_function
 from gigq_core.ports import Serializer
 from gigq_core.records import ErrorInfo, JobRecord, Outcome
@@ -67,6 +67,36 @@ def load_function(record: JobRecord | str, allowed_modules: Sequence[str]) -> Ca
 def may_want_parent_results(record: JobRecord) -> bool:
     """Whether `parent_results` may be passed at all (the function decides the rest)."""
     return bool(record.dependencies) and record.pass_parent_results is not False
+
+
+def check_params_fit(
+    function: Callable[..., Any], params: dict[str, Any], record: JobRecord
+) -> None:
+    """Refuse (InvalidJobError) params the function cannot be called with, as a worker
+    would call it (the params as keywords, plus `parent_results` where the function takes
+    it and will get it), so a typo fails at submit instead of burning every attempt on a
+    TypeError. A function whose signature cannot be read is not checked, nor is
+    `pass_parent_results=True` to a function without that parameter (the original GigQ
+    stores such a job; its attempts say why they fail)."""
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):
+        return
+    call = dict(params)
+    if "parent_results" in signature.parameters and wants_parent_results(function, record):
+        call.setdefault("parent_results", {})
+    try:
+        signature.bind(**call)
+    except TypeError as err:
+        shown = signature.replace(  # names and defaults only: annotations may be any text
+            parameters=[
+                p.replace(annotation=inspect.Parameter.empty) for p in signature.parameters.values()
+            ],
+            return_annotation=inspect.Signature.empty,
+        )
+        raise InvalidJobError(
+            f"the params of job '{record.name}' do not fit {record.function}{shown}: {err}"
+        ) from None
 
 
 def wants_parent_results(function: Callable[..., Any], record: JobRecord) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Self
@@ -50,6 +51,18 @@ def _remember(checked: set[Any], key: Any) -> None:
     if len(checked) >= _CHECKED_CACHE_SIZE:
         checked.clear()
     checked.add(key)
+
+
+def _function_here(function: Any, path: str) -> Any:
+    """The job's function when this process already has it (given as a function, or its
+    module imported), to check the params against; None otherwise: submit never imports a
+    module for it."""
+    if callable(function):
+        return function
+    module_name, _, name = path.partition(":")
+    module = sys.modules.get(module_name)
+    found = getattr(module, name, None) if module is not None else None
+    return found if callable(found) else None
 
 
 #: The most rows a listing asks for (SQL LIMIT and OFFSET are 64-bit).
@@ -177,7 +190,7 @@ class JobQueue:
         if (name, retry_params) not in self._valid_retries:
             build_strategy(self._strategies, name, options)
             _remember(self._valid_retries, (name, retry_params))
-        return JobRecord(
+        record = JobRecord(
             id=job.id,
             name=job.name,
             function=path,
@@ -199,6 +212,12 @@ class JobQueue:
             created_at=now,
             updated_at=now,
         )
+        function = _function_here(job.function, path)
+        if function is not None:
+            from gigq_core.execution import check_params_fit  # (not on `import gigq`'s path)
+
+            check_params_fit(function, job.params, record)
+        return record
 
     # -- steering ----------------------------------------------------------------------------
 

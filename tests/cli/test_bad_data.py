@@ -20,13 +20,18 @@ from gigq_core import Job, JobQueue, Workflow
 from .conftest import Run
 from .helpers import assert_user_error, submit
 
+#: Params that fit tests.jobs:add.
+AB = {"a": 1, "b": 1}
+
 
 def chain(queue: JobQueue, length: int, name: str = "chain") -> Workflow:
     """A workflow of `length` jobs, each depending on the one before."""
     flow = Workflow(name)
     previous = None
     for index in range(length):
-        previous = flow.add_job(Job(f"j{index}", "tests.jobs:add"), depends_on=previous)
+        previous = flow.add_job(
+            Job(f"j{index}", "tests.jobs:add", params={"a": 1, "b": 1}), depends_on=previous
+        )
     flow.submit_all(queue)
     return flow
 
@@ -57,11 +62,11 @@ def test_workflow_show_of_a_wide_and_deep_tree_keeps_the_recursive_order(
     gigq: Run, queue: JobQueue, pm: pluggy.PluginManager
 ) -> None:
     flow = Workflow("tree")
-    root = flow.add_job(Job("root", "tests.jobs:add"))
-    left = flow.add_job(Job("left", "tests.jobs:add"), depends_on=root)
-    flow.add_job(Job("left.1", "tests.jobs:add"), depends_on=left)
-    right = flow.add_job(Job("right", "tests.jobs:add"), depends_on=root)
-    flow.add_job(Job("both", "tests.jobs:add"), depends_on=[left, right])
+    root = flow.add_job(Job("root", "tests.jobs:add", params=AB))
+    left = flow.add_job(Job("left", "tests.jobs:add", params=AB), depends_on=root)
+    flow.add_job(Job("left.1", "tests.jobs:add", params=AB), depends_on=left)
+    right = flow.add_job(Job("right", "tests.jobs:add", params=AB), depends_on=root)
+    flow.add_job(Job("both", "tests.jobs:add", params=AB), depends_on=[left, right])
     flow.submit_all(queue)
     ids = {j.name: j.id[:8] for j in flow.jobs}
 
@@ -290,7 +295,7 @@ def test_the_other_commands_say_which_row_is_unreadable(
         gigq("migrate", "--to", str(tmp_path / "copy.db")), 65, f"job '{a_id}' cannot be read"
     )
     assert_user_error(
-        gigq("submit", "tests.jobs:add", "--depends-on", a_id),
+        gigq("submit", "tests.jobs:add", "-p", "a=1", "-p", "b=2", "--depends-on", a_id),
         65,
         f"job '{a_id}' cannot be read: status is 'bogus', not a job state",
     )

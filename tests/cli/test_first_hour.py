@@ -139,3 +139,17 @@ def test_a_directory_given_as_the_database_gets_one_sentence(
         "Error: --db data is a directory; give the path of a database file in it, "
         "e.g. --db data/gigq.db"
     )
+
+
+def test_params_that_do_not_fit_the_function_are_refused_at_submit(folder: Path) -> None:
+    result = gigq(folder, "submit", "tasks:add", "-p", "a=1", "-p", "c=2")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "Error: the params of job 'add' do not fit tasks:add(a, b): "
+        "missing a required argument: 'b'"
+    )
+    assert "No jobs found." in gigq(folder, "list").stdout  # nothing stored
+    extra = gigq(folder, "submit", "tasks:add", "-p", "a=1", "-p", "b=2", "-p", "c=3")
+    assert extra.returncode == 1
+    assert "got an unexpected keyword argument 'c'" in extra.stderr
+    assert gigq(folder, "submit", "tasks:add", "-p", "a=1", "-p", "b=2").returncode == 0

@@ -313,7 +313,7 @@ def test_unknown_url_scheme_is_a_config_error(pm, clock):
 def test_submitted_passes_the_job_as_stored(queue, rec):
     # A job without dependencies is passed as built; one whose dependency was cancelled is
     # read back, as the storage stores it cancelled.
-    parent_id = queue.submit(Job("p", jobs.noop, params={"x": 1}, priority=5))
+    parent_id = queue.submit(Job("p", jobs.echo, params={"x": 1}, priority=5))
     queue.cancel(parent_id)
     child_id = queue.submit(Job("c", jobs.noop, dependencies=[parent_id]))
 
