@@ -24,6 +24,7 @@ submitted. The table compares each size with the smallest (ratio large/small).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import statistics
 import sys
@@ -55,7 +56,14 @@ def fill(queue: JobQueue, kind: str, size: int, book: Path) -> set[str]:
     ready: set[str] = set()
     blocker: str | None = None
     if kind == "waiting":
-        blocker = queue.submit(Job("blocker", noop, delay=timedelta(days=365)))
+        blocker = queue.submit(
+            Job(
+                "blocker",
+                noop,
+                params={"id": "blocker", "ledger": os.devnull},
+                delay=timedelta(days=365),
+            )
+        )
     left = size
     while left:
         count = min(FILL_BATCH, left)

@@ -15,6 +15,7 @@ import contextlib
 import contextvars
 import functools
 import logging
+import os
 import queue
 import threading
 import time
@@ -56,6 +57,8 @@ class HookRunner:
     SLICE = 0.05
 
     def __init__(self, timeout: float, grace_left: Callable[[], float | None]) -> None:
+        #: The process it serves: a process forked from it (a job's) has no helper thread.
+        self.pid = os.getpid()
         self.timeout = timeout
         self._grace_left = grace_left
         #: Plugin name -> the hook it hung in.
@@ -143,6 +146,13 @@ _runner: contextvars.ContextVar[HookRunner | None] = contextvars.ContextVar(
 )
 
 
+def _active_runner() -> HookRunner | None:
+    """The runner of this thread's worker loop; None outside one, and in a process forked
+    from it (a job process submitting jobs), where its helper thread does not exist."""
+    runner = _runner.get()
+    return runner if runner is not None and runner.pid == os.getpid() else None
+
+
 @contextlib.contextmanager
 def bounded_hooks(runner: HookRunner) -> Iterator[HookRunner]:
     """Inside the block, lifecycle hook implementations called from this thread run on
@@ -188,13 +198,13 @@ class LifecycleGuard(Guard):
     """
 
     def report(self, error: BaseException, state: object) -> bool:
-        if not isinstance(error, Exception) and _runner.get() is None:
+        if not isinstance(error, Exception) and _active_runner() is None:
             return False
         log.error("plugin '%s' raised in %s", self.plugin, self.hook, exc_info=error)
         return True
 
     def runner(self) -> HookRunner | None:
-        return _runner.get()
+        return _active_runner()
 
 
 class ExtensionGuard(Guard):
