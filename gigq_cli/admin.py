@@ -133,6 +133,10 @@ def stats(obj: CliContext) -> None:
         lease = float(jobs.settings.lease)
         live = [w for w in jobs.workers() if _worker_state(w, now, lease) == "live"]
     age = None if oldest is None else (now - oldest).total_seconds()
+    # Workers claim nothing from a paused queue: its jobs are not waiting for a worker, and
+    # are left out of the oldest ready job; the output says so, with how many they are.
+    held = {r["queue"]: r["counts"]["pending"] for r in queues if r["paused"]}
+    held = {name: count for name, count in held.items() if count}
     if obj.json:
         fmt.echo_json(
             {
@@ -141,6 +145,7 @@ def stats(obj: CliContext) -> None:
                 "throughput": throughput,
                 "oldest_ready_since": oldest,
                 "oldest_ready_age": age,
+                "pending_in_paused_queues": sum(held.values()),
                 "live_workers": len(live),
             }
         )
@@ -153,10 +158,14 @@ def stats(obj: CliContext) -> None:
         f"{throughput['completed_last_hour']} in the last hour "
         f"({throughput['failed_last_hour']} failed in the last hour)."
     )
-    if age is None:
-        click.echo("Oldest ready job: none waiting.")
-    else:
-        click.echo(f"Oldest ready job: waiting for {fmt.duration(age)}.")
+    oldest_line = "none waiting" if age is None else f"waiting for {fmt.duration(age)}"
+    if held:
+        names = ", ".join(f"'{name}'" for name in held)
+        oldest_line += (
+            f" (paused queues not counted: {fmt.plural(sum(held.values()), 'pending job')} "
+            f"in {names})"
+        )
+    fmt.echo(f"Oldest ready job: {oldest_line}.")
     click.echo(f"Live workers: {len(live)}.")
 
 

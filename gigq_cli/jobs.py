@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -127,9 +129,12 @@ def status(
     with obj.open_queue() as queue:
         record = queue.get_job(queue.resolve_id(job_id))
         info = status_dict(record, queue.executions(record.id), queue.serializer)
-    if obj.json:
-        fmt.echo_json(info)
-        return
+        if obj.json:
+            fmt.echo_json(info)
+            return
+        found = queue.storage.get_many(record.dependencies) if record.dependencies else {}
+        depends = [(d, found.get(d)) for d in record.dependencies]
+        paused = record.queue in queue.storage.paused_queues()
     reference = fmt.now()
     fields: list[tuple[str, Any]] = [
         ("Job", f"{info['name']} ({info['id']})"),
@@ -139,7 +144,7 @@ def status(
         ("Priority", info["priority"]),
         ("Attempts", _attempts(info)),
         ("Timeout", fmt.NONE if info["timeout"] is None else f"{info['timeout']:g} s"),
-        ("Dependencies", ", ".join(info["dependencies"]) or fmt.NONE),
+        ("Dependencies", _dependency_lines(depends) or fmt.NONE),
     ]
     if info["workflow_id"]:
         fields.append(("Workflow", f"{info['workflow_name'] or ''} ({info['workflow_id']})"))
@@ -151,6 +156,7 @@ def status(
     ]
     if info["status"] == "pending":
         fields.append(("Run at", fmt.when(info["run_at"], reference)))
+        fields.append(("Waiting", _waiting(record, depends, paused, reference)))
     fields += [
         ("Started", fmt.when(info["started_at"], reference)),
         ("Completed", fmt.when(info["completed_at"], reference)),
@@ -159,6 +165,8 @@ def status(
     if info["error"]:
         fields.append(("Error", fmt.lines(info["error"])))
     click.echo(fmt.fields(fields))
+    if info["error"]:
+        _echo_last_traceback(info)
     if show_params:
         click.echo("\nParams:\n" + fmt.to_json(info["params"]))
     if show_result:
@@ -166,6 +174,73 @@ def status(
     if show_executions:
         click.echo("\nExecutions:")
         click.echo(_executions_table(info["executions"], reference) or "(none)")
+
+
+#: Most dependencies `status` lists, those not completed first.
+_SHOWN_DEPENDENCIES = 20
+
+#: Most lines of a traceback `status` prints, the last ones (where the error is raised).
+_TRACEBACK_LINES = 20
+
+
+def _dependency_lines(depends: Sequence[tuple[str, JobRecord | None]]) -> tuple[str, ...]:
+    """One line per dependency, "id-prefix  name  status", those that hold the job back
+    first; past _SHOWN_DEPENDENCIES, how many more there are."""
+    ordered = sorted(depends, key=lambda d: d[1] is not None and _state(d[1]) == "completed")
+    lines = [
+        f"{dep_id[:8]}  {found.name}  {_state(found)}"
+        if found is not None
+        else f"{dep_id[:8]}  (deleted)"
+        for dep_id, found in ordered[:_SHOWN_DEPENDENCIES]
+    ]
+    if len(ordered) > _SHOWN_DEPENDENCIES:
+        lines.append(f"... and {len(ordered) - _SHOWN_DEPENDENCIES} more")
+    return tuple(lines)
+
+
+def _waiting(
+    record: JobRecord,
+    depends: Sequence[tuple[str, JobRecord | None]],
+    paused: bool,
+    reference: Any,
+) -> tuple[str, ...]:
+    """Why a pending job is not running yet: each thing that holds it back, one a line."""
+    reasons = []
+    unfinished = sum(1 for _, d in depends if d is None or _state(d) != "completed")
+    if unfinished:
+        reasons.append(
+            f"{unfinished} of {len(depends)} dependencies not completed"
+            if len(depends) > 1
+            else "its dependency is not completed"
+        )
+    if paused:
+        resume = f"gigq queue resume {shlex.quote(record.queue)}"
+        reasons.append(f"its queue '{record.queue}' is paused (`{resume}` lets workers claim it)")
+    if record.run_at > reference:
+        utc = record.run_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        ahead = (record.run_at - reference).total_seconds()
+        reasons.append(f"scheduled for {utc}, in {fmt.duration(ahead)}")
+    return tuple(reasons) or (f"nothing: ready for a worker of queue '{record.queue}'",)
+
+
+def _echo_last_traceback(info: dict[str, Any]) -> None:
+    """The traceback of the last attempt that has one, its last _TRACEBACK_LINES lines,
+    indented: the error's message ends it, and a line of that must not pass for output of
+    its own."""
+    last = next((e for e in reversed(info["executions"]) if e["traceback"]), None)
+    if last is None:
+        return
+    lines = last["traceback"].rstrip("\n").split("\n")
+    title = f"Traceback of attempt {last['attempt']}"
+    if len(lines) > _TRACEBACK_LINES:
+        title += (
+            f" (its last {_TRACEBACK_LINES} of {len(lines)} lines; "
+            f"`gigq --json status {info['id']}` has it whole)"
+        )
+        lines = lines[-_TRACEBACK_LINES:]
+    click.echo()
+    fmt.echo(f"{title}:")
+    click.echo("\n".join(f"  {fmt.clean(line)}" for line in lines))
 
 
 def _executions_table(executions: Sequence[dict[str, Any]], reference: Any) -> str:

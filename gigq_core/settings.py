@@ -33,6 +33,9 @@ EXECUTORS = ("process", "inline")
 #: must not fork thousands of processes; more work wants more workers.
 MAX_CONCURRENCY = 1024
 
+#: The levels `retry_log_level` may name (any case).
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
 #: Longest duration a setting may name, in seconds (about 31 years): datetimes a worker
 #: computes from it stay far from the calendar's end.
 MAX_SECONDS = 1e9
@@ -82,6 +85,9 @@ class Settings:
     polling_interval: float = 5.0
     #: Jobs a worker runs at once.
     concurrency: int = 1
+    #: Level (one of LOG_LEVELS) of a worker's log record of a failed attempt that will be
+    #: retried; a job failing for good is logged at ERROR whatever this says.
+    retry_log_level: str = "WARNING"
     #: Seconds a claimed job belongs to its worker without a heartbeat.
     lease: float = 30.0
     #: Seconds between heartbeats.
@@ -318,6 +324,11 @@ def check(settings: Settings) -> None:
         raise ConfigError(
             f"setting 'executor' must be one of {', '.join(EXECUTORS)}, got {settings.executor!r}"
         )
+    level = settings.retry_log_level
+    if not isinstance(level, str) or level.upper() not in LOG_LEVELS:
+        raise ConfigError(
+            f"setting 'retry_log_level' must be one of {', '.join(LOG_LEVELS)}, got {level!r}"
+        )
     for key, value in (
         ("max_jobs_per_child", settings.max_jobs_per_child),
         ("max_child_memory", settings.max_child_memory),
@@ -366,6 +377,7 @@ def _check_durations(settings: Settings) -> None:
 __all__ = [
     "DEFAULTS",
     "EXECUTORS",
+    "LOG_LEVELS",
     "MAX_SECONDS",
     "Option",
     "Settings",

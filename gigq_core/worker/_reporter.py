@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
@@ -12,6 +13,7 @@ import attrs
 from gigq_core.errors import GigQError
 from gigq_core.execution import AttemptResult, decide
 from gigq_core.limits import clip_error
+from gigq_core.logs import printable
 from gigq_core.plugins import Hooks
 from gigq_core.ports import Clock, DeferredFinish, Serializer, Storage
 from gigq_core.records import ErrorInfo, JobRecord, JobStatus, Outcome, Transition
@@ -23,6 +25,38 @@ log = logging.getLogger("gigq")
 #: Most outcomes one flush holds (the SIGKILL chaos test of docs/guarantees.md counts them
 #: as extra executions a kill may cause).
 FLUSH_MAX_JOBS = 32
+
+
+def _log_with_traceback(level: int, traceback: str, message: str, *args: object) -> None:
+    """Log one record whose traceback (the text an attempt stored, not an exception of this
+    process) follows the message on lines of its own, as `log.exception` shows one.
+
+    The text goes in the record's `exc_text`, which every `logging.Formatter` appends; it is
+    made printable here, since no formatter escapes an `exc_text` it did not make itself,
+    and each line is indented: the error's message ends a traceback, and a line of it that
+    looks like a log record must not pass for one.
+    """
+    if not log.isEnabledFor(level):
+        return
+    path, lineno, function, _ = log.findCaller(stacklevel=2)
+    record = log.makeRecord(log.name, level, path, lineno, message, args, None, function)
+    text = printable(traceback.rstrip("\n"), keep_newlines=True)
+    record.exc_text = "\n".join(f"  {line}" for line in text.split("\n")) if text else None
+    log.handle(record)
+
+
+def _retry_when(run_at: datetime, now: datetime) -> str:
+    """When a retried job runs again: "at once", or "in 2.5 s (at 2024-05-01 14:03:22 UTC)"."""
+    seconds = (run_at - now).total_seconds()
+    if seconds < 0.001:
+        return "at once"
+    for unit, size in (("days", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            amount = f"{seconds / size:.3g} {unit}"
+            break
+    else:
+        amount = f"{seconds:.3g} s"
+    return f"in {amount} (at {run_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC)"
 
 
 class Reporter:
@@ -47,6 +81,7 @@ class Reporter:
         max_error_length: int,
         flush_interval: float,
         wake: Callable[[], None],
+        retry_log_level: int = logging.WARNING,
     ) -> None:
         self.worker_id = worker_id
         self.storage = storage
@@ -57,6 +92,9 @@ class Reporter:
         self.strategies = strategies
         self.max_error_length = max_error_length
         self.flush_interval = flush_interval
+        #: The level of the log record of a failed attempt that will be retried (setting
+        #: `retry_log_level`); a failure for good is always logged at ERROR.
+        self.retry_log_level = retry_log_level
         self._wake = wake
         #: Outcomes decided but not yet committed, and when they are due.
         self._unflushed: list[Report] = []
@@ -221,15 +259,46 @@ class Reporter:
                 outcome.status,
             )
             return
-        log.info(
-            "job %s (%r) attempt %d %s in %.3f s",
-            record.id,
-            record.name,
-            record.attempts,
-            transition.job.status.value if outcome.status == "completed" else outcome.status,
-            attempt.duration,
-        )
+        self._log_outcome(record, attempt, outcome, transition)
         self._fire(transition, attempt, delay)
+
+    def _log_outcome(
+        self, record: JobRecord, attempt: AttemptResult, outcome: Outcome, transition: Transition
+    ) -> None:
+        """One record per committed outcome: a failure for good at ERROR with its error and
+        traceback, a failure to be retried at `retry_log_level` with its error and when it
+        runs again, anything else at INFO. Without the error in the log, a failing job is
+        invisible to whoever watches the worker. The error is made printable in the message
+        (a job's author wrote it), so any handler gets the message as one line."""
+        job = transition.job
+        error = transition.error or outcome.error or attempt.error
+        ended = "timed out" if outcome.status == "timeout" else outcome.status
+        head = "job %s (%r) attempt %d/%d"
+        args: tuple[object, ...] = (record.id, record.name, record.attempts, record.max_attempts)
+        if job.status in (JobStatus.FAILED, JobStatus.TIMEOUT) and error is not None:
+            _log_with_traceback(
+                logging.ERROR,
+                error.traceback,
+                f"{head} %s for good in %.3f s: %s",
+                *args,
+                ended,
+                attempt.duration,
+                printable(str(error)),
+            )
+        elif job.status is JobStatus.PENDING and error is not None:
+            log.log(
+                self.retry_log_level,
+                f"{head} %s in %.3f s: %s; retry %s",
+                *args,
+                ended,
+                attempt.duration,
+                printable(str(error)),
+                _retry_when(job.run_at, self.clock.now()),
+            )
+        else:
+            status = job.status.value if outcome.status == "completed" else outcome.status
+            why = f": {printable(str(error))}" if error is not None else ""
+            log.info(f"{head} %s in %.3f s%s", *args, status, attempt.duration, why)
 
     def _fire(self, transition: Transition, attempt: AttemptResult, delay: float | None) -> None:
         job = transition.job
@@ -277,8 +346,8 @@ class Reporter:
                 continue
             # A counted hand-back took the job's last attempt (docs/guarantees.md D4).
             job = transition.job
-            log.warning("job %s (%r) failed for good: %r", job.id, job.name, job.error)
             error = ErrorInfo(type="HandedBack", message=job.error or "handed back")
+            log.error("job %s (%r) failed for good: %s", job.id, job.name, printable(str(error)))
             self.hooks.job_failed(job, error, final=True)
             self._fire_cascade(transition)
 
@@ -293,12 +362,16 @@ class Reporter:
                     job.name,
                 )
                 continue
-            log.info(
-                "rescued job %s (%r) from worker %r: worker lost, now %s",
+            # Like an attempt's failure: for good at ERROR, to be retried at retry_log_level.
+            final = job.status in (JobStatus.FAILED, JobStatus.TIMEOUT)
+            log.log(
+                logging.ERROR if final else self.retry_log_level,
+                "rescued job %s (%r) from worker %r: worker lost, now %s%s",
                 job.id,
                 job.name,
                 job.worker_id,
                 job.status.value,
+                " for good" * final,
             )
             if transition.error is not None:
                 self.hooks.job_failed(job, transition.error, final=job.status is JobStatus.FAILED)

@@ -157,6 +157,7 @@ class Worker:
             max_error_length=self.settings.max_error_length,
             flush_interval=self.flush_interval,
             wake=self.wakeup.wake,
+            retry_log_level=logging.getLevelName(self.settings.retry_log_level.upper()),
         )
         self.claims = Claims(
             worker_id=self.worker_id,

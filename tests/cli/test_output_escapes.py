@@ -273,9 +273,11 @@ def test_a_worker_logs_each_record_on_one_line_whatever_the_job_name(db, queue):
     assert_no_raw_controls(output)
     lines = output.decode().splitlines()
     records = [line for line in lines if line[:4].isdigit()]
-    assert len(records) == len(lines), lines
-    [done] = [line for line in records if " attempt 1 failed " in line]
+    # The final failure's traceback follows its record, each line indented.
+    assert all(line.startswith("  ") for line in lines if line not in records), lines
+    [done] = [line for line in records if " attempt 1/1 failed for good " in line]
     assert "('x\\x1b]52;c;aGk=\\x07\\x1b[2J\\x1b]0;pwned\\x07\\nforged line" in done
+    assert done.endswith(f"ValueError: {printable(EVIL)}")
 
 
 def test_names_and_errors_are_logged_quoted_for_any_handler(queue, pm, caplog):
