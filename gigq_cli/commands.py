@@ -255,6 +255,12 @@ def submit(
 @click.option("--heartbeat", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--grace", type=click.FloatRange(min=0), default=None)
 @click.option(
+    "--reload",
+    is_flag=True,
+    help="Development: restart the job processes when a Python file of your code changes "
+    "(needs pip install 'gigq[reload]').",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     default="INFO",
@@ -277,13 +283,24 @@ def worker(
     lease: float | None,
     heartbeat: float | None,
     grace: float | None,
+    reload: bool,
     log_level: str,
 ) -> None:
-    """Run a worker until SIGTERM/SIGINT (or one job with --once)."""
+    """Run a worker until SIGTERM/SIGINT (or one job with --once).
+
+    A worker runs the code it started with: restart it after changing your jobs' code, or
+    run it with --reload while developing."""
     from gigq_core.logs import setup_logging
     from gigq_core.worker import Worker
 
     names, limits = _parse_queues(queues)
+    if reload:
+        from gigq_core.errors import UserError
+        from gigq_core.reload import require_watchfiles
+
+        if once:
+            raise UserError("--reload does not go with --once, which runs one job in this process")
+        require_watchfiles()
     obj.add_cwd_to_path()
     setup_logging(log_level)
     # Given to the queue too, so the settings chain checks them together (heartbeat < lease).
@@ -316,7 +333,10 @@ def worker(
         prefetch_window=prefetch_window,
         prefetch_max=prefetch_max,
     )
+    watcher = None
     try:
+        if reload:
+            watcher = _watch_code(runner)
         if once:
             ran = _process_one(runner)
             if obj.json:
@@ -326,8 +346,31 @@ def worker(
         else:
             runner.start(burst=burst)
     finally:
+        if watcher is not None:
+            watcher.stop()
         runner.close()
         jobs.close()
+
+
+def _watch_code(runner: Any) -> Any:
+    """`--reload`: start watching the folders of the user's code (a `CodeWatcher`)."""
+    import logging
+
+    from gigq_core.errors import UserError
+    from gigq_core.reload import CodeWatcher, code_folders
+
+    if runner.executor != "process":
+        raise UserError(
+            "--reload restarts the job processes, so it needs the process executor "
+            f"(this worker's executor is {runner.executor!r})"
+        )
+    folders = code_folders()
+    logging.getLogger("gigq").info(
+        "worker %s: --reload watches %s", runner.worker_id, ", ".join(folders)
+    )
+    watcher = CodeWatcher(runner, folders)
+    watcher.start()
+    return watcher
 
 
 def _process_one(runner: Any) -> bool:

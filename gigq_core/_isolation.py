@@ -5,7 +5,8 @@ its own channel, the files the worker logs to and regular files (close-on-exec),
 pipe or socket, and its environment has none of GigQ's secrets. On Linux it is a child
 subreaper, so a process its job starts stays its descendant even when it leaves the job's
 process group or session, or its parent exits (a daemon); ending a job ends that whole
-tree. Elsewhere only the process group is ended.
+tree, and so does a job's return (what it left running gets SIGTERM, then SIGKILL). Elsewhere
+a timeout or cancel ends only the process group, and a return nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import signal
 import stat
 import sys
+import time
 from collections.abc import Callable, Collection, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -30,6 +32,10 @@ _PR_SET_CHILD_SUBREAPER = 36
 _ROUNDS = 16
 #: Most exited children reaped between two jobs.
 _REAP_MAX = 1024
+#: Longest wait between two looks for the leftovers of a job that are still running.
+_LEFTOVER_POLL = 0.05
+#: Most leftovers a log line names.
+_NAMED_MAX = 5
 #: GigQ's switches that hold no secret, besides its settings (`GIGQ_<SETTING>`).
 _SWITCHES = frozenset({"GIGQ_DISABLE_PLUGINS", "GIGQ_TRACE_PLUGINS"})
 #: Query parameters of a database URL that carry credentials.
@@ -194,9 +200,10 @@ def reap_exited() -> None:
             return
 
 
-def _parents() -> dict[int, int]:
-    """The parent of every process (Linux /proc); empty where there is no /proc."""
-    found: dict[int, int] = {}
+def _processes() -> dict[int, tuple[int, bytes]]:
+    """The parent and state (R, S, Z...) of every process (Linux /proc); empty where there
+    is no /proc."""
+    found: dict[int, tuple[int, bytes]] = {}
     try:
         entries = os.listdir("/proc")
     except OSError:
@@ -207,25 +214,28 @@ def _parents() -> dict[int, int]:
         try:
             with open(f"/proc/{entry}/stat", "rb") as handle:
                 data = handle.read()
-            found[int(entry)] = int(data.rpartition(b")")[2].split()[1])
+            fields = data.rpartition(b")")[2].split()
+            found[int(entry)] = (int(fields[1]), fields[0])
         except (OSError, ValueError, IndexError):
             continue  # gone meanwhile
     return found
 
 
-def descendants(roots: Collection[int]) -> list[int]:
-    """Every process below the `roots` (exited ones not yet reaped included), from one look
-    at /proc."""
+def descendants(roots: Collection[int], *, running: bool = False) -> list[int]:
+    """Every process below the `roots` (exited ones not yet reaped included, unless
+    `running`), from one look at /proc."""
     children: dict[int, list[int]] = {}
-    parents = _parents()
-    for pid, parent in parents.items():
+    processes = _processes()
+    for pid, (parent, _) in processes.items():
         children.setdefault(parent, []).append(pid)
     found: list[int] = []
     stack = list(roots)
-    while stack and len(found) <= len(parents):
+    while stack and len(found) <= len(processes):
         for child in children.get(stack.pop(), ()):
             found.append(child)
             stack.append(child)
+    if running:
+        return [pid for pid in found if processes[pid][1] not in (b"Z", b"X")]
     return found
 
 
@@ -259,6 +269,56 @@ def end_descendants(roots: Collection[int]) -> None:
             _signal(pid, signal.SIGKILL)
 
 
+def command_line(pid: int) -> str:
+    """What process `pid` runs, as a log line shows it (its arguments, else its name in
+    brackets, at most 80 characters), or "?" where /proc does not tell."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            text = handle.read().rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
+        if not text:
+            with open(f"/proc/{pid}/comm", "rb") as handle:
+                text = f"[{handle.read().strip().decode(errors='replace')}]"
+    except OSError:
+        return "?"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def end_leftovers(grace: float) -> list[tuple[int, str]]:
+    """End every process still running below this one (a subreaper, so whatever its group
+    or session): SIGTERM first, so it may clean up, then after `grace` seconds SIGKILL
+    (`end_descendants`) for what is still there; reap them. Returns what was running, as
+    (pid, command line). One look at /proc when nothing is left."""
+    me = os.getpid()
+    reap_exited()
+    found = descendants([me], running=True)
+    described = [(pid, command_line(pid)) for pid in found]
+    told: set[int] = set()
+    deadline = time.monotonic() + grace
+    while found:
+        for pid in found:
+            if pid not in told:  # one SIGTERM each, and a SIGCONT should it be stopped
+                _signal(pid, signal.SIGTERM)
+                _signal(pid, signal.SIGCONT)
+                told.add(pid)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            end_descendants([me])
+            break
+        time.sleep(min(left, _LEFTOVER_POLL))
+        reap_exited()
+        found = descendants([me], running=True)
+    reap_exited()
+    return described
+
+
+def describe(processes: Collection[tuple[int, str]]) -> str:
+    """`processes` as (pid, command line) for a log line: "pid 123: sleep 20, ...", the
+    first few named."""
+    named = [f"pid {pid}: {command}" for pid, command in list(processes)[:_NAMED_MAX]]
+    more = len(processes) - len(named)
+    return ", ".join(named) + (f" and {more} more" if more > 0 else "")
+
+
 def end_trees(roots: Collection[int]) -> None:
     """SIGKILL each process of `roots` (each the leader of its own process group), its
     group, and every process below it. Stopped first, so a job forks nothing meanwhile."""
@@ -276,8 +336,11 @@ def end_trees(roots: Collection[int]) -> None:
 __all__ = [
     "clean_environment",
     "close_inherited",
+    "command_line",
     "descendants",
+    "describe",
     "end_descendants",
+    "end_leftovers",
     "end_trees",
     "has_children",
     "log_descriptors",

@@ -5,7 +5,8 @@ supervisor, becomes the leader of its own process group and (on Linux) a child s
 a timeout or cancel kills the job and every process it started, even one in a session of its
 own (`gigq_core._isolation`). It closes the pipes and sockets it inherited but its own
 channel, drops GigQ's secrets from its environment, runs one job at a time, and reports the
-attempt's result through a pipe. A child is replaced after it is killed, after
+attempt's result through a pipe, after ending what the job left running (Linux; see
+`_end_leftovers`). A child is replaced after it is killed, after
 `max_jobs_per_child` jobs, or when its resident memory passes `max_child_memory` MiB (read
 from /proc, or from the peak `getrusage` reports where there is no /proc).
 """
@@ -46,6 +47,8 @@ class Child:
     #: The token of the attempt it runs, or None when idle.
     token: str | None = None
     jobs_done: int = 0
+    #: The pool's code generation it was forked at (see `ProcessPool.renew`).
+    generation: int = 0
 
 
 class ProcessPool:
@@ -61,6 +64,8 @@ class ProcessPool:
         max_child_memory: int = 0,
         *,
         plugin_settings: Sequence[str] = (),
+        kill_leftovers: bool = True,
+        leftover_grace: float = 2.0,
     ) -> None:
         self.size = size
         self.serializer = serializer
@@ -70,6 +75,9 @@ class ProcessPool:
         self.max_child_memory = max_child_memory
         #: Settings plugins declare, whose `GIGQ_<NAME>` variables children keep.
         self.plugin_settings = tuple(plugin_settings)
+        #: Whether a child ends what a job left running when it returns, and how many
+        #: seconds it gives those processes between SIGTERM and SIGKILL.
+        self.leftovers = (kill_leftovers, leftover_grace)
         self.children: list[Child] = []
         #: One poll set for the pool's life (children's pipes and the caller's extra fds):
         #: cheaper than building a selector for every wait.
@@ -79,6 +87,13 @@ class ProcessPool:
         self.woken = False
         #: Makes a child a subreaper (Linux); found once, before the first fork.
         self._subreaper: Callable[[], bool] | None = None
+        #: The code generation asked for (`renew`, from any thread), the one this process's
+        #: modules are ready for (new children are forked at it), the folders whose modules
+        #: to forget for the next, and whether a child of an older one may be left.
+        self.generation = 0
+        self._ready = 0
+        self._forget: tuple[str, ...] = ()
+        self._stale = False
 
     # -- supervisor side -----------------------------------------------------------------
 
@@ -108,9 +123,10 @@ class ProcessPool:
                 self._subreaper,
                 keep,
                 self.plugin_settings,
+                self.leftovers,
             )
         child_end.close()
-        child = Child(pid=pid, conn=parent_end)
+        child = Child(pid=pid, conn=parent_end, generation=self._ready)
         fd = parent_end.fileno()
         self._by_fd[fd] = child
         self._poller.register(fd, select.POLLIN)
@@ -194,6 +210,34 @@ class ProcessPool:
                 self._reap(child)
                 self._replace(child)
                 return
+
+    def renew(self, folders: Sequence[str] = ()) -> None:
+        """Ask for children that run the code as it is now (a development reload): see
+        `renew_stale`, which the supervisor's loop calls. Safe from any thread."""
+        self._forget = tuple(folders)
+        self.generation += 1
+
+    def renew_stale(self) -> None:
+        """Replace the idle children forked before the last `renew`, after this process
+        forgot the modules loaded from its folders (so the new children import them again);
+        a busy one is replaced once its job ends (a later call). One comparison when nothing
+        was asked."""
+        wanted = self.generation
+        if wanted != self._ready:
+            from gigq_core.reload import forget_modules
+
+            forget_modules(self._forget)
+            self._ready = wanted
+            self._stale = True
+        if not self._stale:
+            return
+        for child in [c for c in self.children if c.token is None]:
+            if child.generation != self._ready:
+                with contextlib.suppress(OSError):
+                    _send(child.conn, ("exit",))
+                self._reap(child)
+                self._replace(child)
+        self._stale = any(c.generation != self._ready for c in self.children)
 
     def _reap(self, child: Child) -> str:
         fd = child.conn.fileno() if not child.conn.closed else -1
@@ -285,6 +329,7 @@ def _child_main(
     subreaper: Callable[[], bool] | None,
     keep: list[int],
     plugin_settings: tuple[str, ...] = (),
+    leftovers: tuple[bool, float] = (True, 2.0),
 ) -> None:
     """Run jobs sent by the supervisor until told to exit; never returns."""
     global _child_pid
@@ -318,6 +363,11 @@ def _child_main(
             _, task, worker_id, params = message
             token = task[0]
             result = _run_in_child(task, worker_id, params, serializer, max_payload, allowed)
+            # Before the outcome is reported: once it is recorded (and a dependent job may
+            # start), nothing the job started still runs. One system call when nothing is
+            # left, the usual case.
+            if adopts and _isolation.has_children():
+                _end_leftovers(task, leftovers)
             done += 1
             # Said with the result, so the supervisor never sends a job to a leaving child.
             retiring = bool(
@@ -340,8 +390,6 @@ def _child_main(
             )
             if retiring:
                 break
-            if adopts:
-                _isolation.reap_exited()  # a daemon's orphan, adopted and since ended
     except (EOFError, OSError, KeyboardInterrupt):
         code = 0
     except BaseException:  # the child must never fall back into the supervisor's code
@@ -360,6 +408,27 @@ def _child_main(
 
 #: The pid of this process when it is a pool child (0 in the supervisor).
 _child_pid = 0
+
+
+def _end_leftovers(task: tuple[str, str, str, str, int], leftovers: tuple[bool, float]) -> None:
+    """End what the job of `task` left running below this child, with a warning naming it,
+    unless `leftovers` says not to (then only the exited ones, such as a daemon's orphan
+    adopted since, are reaped: nobody else waits for them)."""
+    kill, grace = leftovers
+    if not kill:
+        _isolation.reap_exited()
+        return
+    ended = _isolation.end_leftovers(grace)
+    if ended:
+        _, job_id, name, _, _ = task
+        log.warning(
+            "job %s (%r) left %d process%s running (%s); terminated",
+            job_id,
+            name,
+            len(ended),
+            "" if len(ended) == 1 else "es",
+            _isolation.describe(ended),
+        )
 
 
 def _leave_to_the_supervisor(signum: int, frame: Any) -> None:

@@ -115,6 +115,11 @@ class Settings:
     max_jobs_per_child: int = 0
     #: MiB of resident memory past which a child process is recycled (0: never).
     max_child_memory: int = 0
+    #: End what a job left running when it returns (process executor, Linux): nothing a
+    #: job started outlives its attempt unless this is off.
+    kill_leftovers: bool = True
+    #: Seconds those leftovers get between SIGTERM and SIGKILL.
+    leftover_grace: float = 2.0
     #: Patterns of the modules whose functions workers may run.
     allowed_modules: tuple[str, ...] = ()
     #: Seconds after which workers delete completed and cancelled jobs (0: never).
@@ -320,6 +325,10 @@ def check(settings: Settings) -> None:
             f"setting 'concurrency' must be a whole number from 1 to {MAX_CONCURRENCY}, "
             f"got {concurrency!r}"
         )
+    if not isinstance(settings.kill_leftovers, bool):
+        raise ConfigError(
+            f"setting 'kill_leftovers' must be true or false, got {settings.kill_leftovers!r}"
+        )
     if settings.executor not in EXECUTORS:
         raise ConfigError(
             f"setting 'executor' must be one of {', '.join(EXECUTORS)}, got {settings.executor!r}"
@@ -362,11 +371,12 @@ def _check_durations(settings: Settings) -> None:
         raise ConfigError(
             f"setting 'prefetch_window' must be between 0 (off) and 1 second, got {window!r}"
         )
-    if not _is_seconds(settings.grace) or settings.grace < 0:
-        raise ConfigError(
-            f"setting 'grace' must be zero or a number of seconds up to {MAX_SECONDS:g}, "
-            f"got {settings.grace!r}"
-        )
+    for key, value in (("grace", settings.grace), ("leftover_grace", settings.leftover_grace)):
+        if not _is_seconds(value) or value < 0:
+            raise ConfigError(
+                f"setting '{key}' must be zero or a number of seconds up to {MAX_SECONDS:g}, "
+                f"got {value!r}"
+            )
     if settings.heartbeat >= settings.lease:
         raise ConfigError(
             f"setting 'heartbeat' ({settings.heartbeat}) must be shorter than "

@@ -33,6 +33,8 @@ class ProcessExecutor:
             settings.max_jobs_per_child,
             settings.max_child_memory,
             plugin_settings=tuple(worker._declared),
+            kill_leftovers=bool(settings.kill_leftovers),
+            leftover_grace=float(settings.leftover_grace),
         )
         # What the process holds now goes out of the collector's way (gc.freeze: fewer
         # full collections here, no copy-on-write of the whole heap in the children);
@@ -58,6 +60,8 @@ class ProcessExecutor:
     def submit(self, records: Sequence[JobRecord]) -> list[Ended]:
         """Send claimed jobs to idle children."""
         worker, pool = self.worker, self.pool
+        # A reload asked for since the last poll: no job goes to a child with the old code.
+        pool.renew_stale()
         failed: list[Ended] = []
         for child, record in zip(pool.idle(), records, strict=False):
             assert record.token is not None
@@ -108,6 +112,7 @@ class ProcessExecutor:
                 )
         if self.pool.woken:
             self.worker.wakeup.drain()
+        self.pool.renew_stale()
         return ended
 
     def kill(self, token: str) -> JobRecord | None:

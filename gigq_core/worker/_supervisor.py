@@ -358,6 +358,17 @@ class Worker:
         self._stop.set()
         self.wakeup.wake()
 
+    def reload(self, folders: Sequence[str] = ()) -> None:
+        """Have the job processes start again with the code as it is on disk now (`gigq
+        worker --reload`): idle ones at once, busy ones when their job ends. Modules loaded
+        from under `folders` are forgotten by this process first, so the new ones import
+        them again. Safe from any thread; nothing happens with the inline executor, or
+        while `start()` does not run."""
+        pool = self._pool
+        if pool is not None:
+            pool.renew(folders)
+            self.wakeup.wake()
+
     def _install_signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
             return {}

@@ -199,6 +199,8 @@ def test_bad_environment_value_is_a_config_error(project, monkeypatch, pm, varia
         ({"polling_interval": -1}, "polling_interval"),
         ({"sweep_interval": 0}, "sweep_interval"),
         ({"grace": -1}, "grace"),
+        ({"leftover_grace": -1}, "leftover_grace"),
+        ({"kill_leftovers": 2}, "kill_leftovers"),
         ({"heartbeat": 30, "lease": 30}, "shorter than"),
         ({"max_payload": 0}, "max_payload"),
         ({"max_payload": 16 * 1024 * 1024 + 1}, "max_payload"),
