@@ -68,10 +68,9 @@ def when(value: datetime | str | None, reference: datetime | None = None) -> str
 
 
 def short_error(text: str | None, width: int = 60) -> str:
-    """The first line of an error, cut to `width` characters."""
-    if not text:
-        return ""
-    line = text.strip().splitlines()[0] if text.strip() else ""
+    """The first line of an error, cut to `width` characters. Only "\n" ends the line, as
+    in `lines`: a carriage return, form feed or tab is shown escaped, not taken as the end."""
+    line = (text or "").strip().split("\n")[0]
     return line if len(line) <= width else line[: width - 1] + "…"
 
 

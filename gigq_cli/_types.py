@@ -18,4 +18,22 @@ class FiniteFloat(click.FloatRange):
         return number
 
 
-__all__ = ["FiniteFloat"]
+#: The most a count option takes: SQL LIMIT and OFFSET are 64-bit.
+_MOST = 2**63 - 1
+
+
+class Count(click.IntRange):
+    """A whole number of at least `min` (a `--limit`). Past 64 bits it is refused, but
+    `--help` shows only the lower bound: 9223372036854775807 there tells a reader nothing."""
+
+    def __init__(self, min: int = 1) -> None:
+        super().__init__(min=min)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if number > _MOST:
+            self.fail(f"{number} is too large.", param, ctx)
+        return number
+
+
+__all__ = ["Count", "FiniteFloat"]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from gigq_cli import _format as fmt
-from gigq_cli._types import FiniteFloat
+from gigq_cli._types import Count, FiniteFloat
 from gigq_cli.main import CliContext, pass_cli
 
 if TYPE_CHECKING:
@@ -58,7 +58,9 @@ def _attempts(info: dict[str, Any]) -> str:
 @click.option("--status", "statuses", multiple=True, help="Only jobs in this state (repeatable).")
 @click.option("--queue", "queues", multiple=True, help="Only jobs of this queue (repeatable).")
 @click.option("--name", help="Only jobs with this exact name.")
-@click.option("--limit", type=click.IntRange(min=1, max=2**63 - 1), default=100, show_default=True)
+@click.option(
+    "--limit", type=Count(), default=100, show_default=True, help="Show at most this many jobs."
+)
 @click.option(
     "--sort",
     type=click.Choice(["newest", "oldest", "priority"]),
@@ -76,6 +78,7 @@ def list_jobs(
     sort: str,
 ) -> None:
     """List jobs, newest first."""
+    from gigq_core.queue import make_filter
     from gigq_core.views import listed_job_dict
 
     check_statuses(statuses)
@@ -84,6 +87,9 @@ def list_jobs(
             list(statuses) or None, limit, queue=list(queues) or None, name=name, order=sort
         )
         jobs = [listed_job_dict(record, queue.serializer) for record in records]
+        # Counted only when the listing stopped at its limit: then it may have left some out.
+        where = make_filter(list(statuses) or None, list(queues) or None, name)
+        total = sum(queue.storage.count(where).values()) if len(jobs) >= limit else len(jobs)
     if obj.json:
         fmt.echo_json(jobs)
         return
@@ -109,6 +115,8 @@ def list_jobs(
     for j in jobs:
         if j["status"] == _UNREADABLE:
             fmt.echo(f"Job {j['id']} cannot be read: {j['error']}.", err=True)
+    if total > len(jobs):
+        click.echo(f"{len(jobs)} of {total} jobs shown; use --limit to see more.", err=True)
 
 
 @click.command(short_help="Show a job.")

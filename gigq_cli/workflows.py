@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from gigq_cli import _format as fmt
+from gigq_cli._types import Count
 from gigq_cli.main import CliContext, pass_cli
 
 if TYPE_CHECKING:
@@ -35,12 +36,17 @@ def workflow() -> None:
 
 
 @workflow.command("list")
-@click.option("--limit", type=click.IntRange(min=1, max=2**63 - 1), default=50, show_default=True)
+@click.option(
+    "--limit", type=Count(), default=50, show_default=True, help="Show at most this many."
+)
 @pass_cli
 def list_workflows(obj: CliContext, limit: int) -> None:
     """Workflows, newest first, with their jobs per status."""
     with obj.open_queue() as queue:
-        flows = queue.workflows(limit)
+        # One more than shown tells whether the limit left some out.
+        flows = queue.workflows(min(limit + 1, 2**63 - 1))
+    more = len(flows) > limit
+    flows = flows[:limit]
     if obj.json:
         fmt.echo_json(
             [
@@ -63,6 +69,9 @@ def list_workflows(obj: CliContext, limit: int) -> None:
         for f in flows
     ]
     click.echo(fmt.table(rows, ("id", "name", "jobs", "states", "created")))
+    if more:
+        shown = fmt.plural(limit, "workflow")
+        click.echo(f"{shown} shown, and there are more; use --limit to see more.", err=True)
 
 
 def tree_lines(jobs: Sequence[JobRecord]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import sys
@@ -67,6 +68,36 @@ def _function_here(function: Any, path: str) -> Any:
 
 #: The most rows a listing asks for (SQL LIMIT and OFFSET are 64-bit).
 _MAX_ROWS = 2**63 - 1
+
+#: How many of the ids an ambiguous prefix matches its error shows, and how many it counts
+#: (a range scan of the id index, cheap at that size; past it the error says "more than").
+_SHOWN_MATCHES = 5
+_COUNTED_MATCHES = 1000
+#: Shown ids are cut to a prefix of at least this length that no other match shares.
+_SHORT_ID = 8
+
+
+def _shared(a: str, b: str) -> int:
+    """How many characters `a` and `b` share at their start."""
+    return next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
+
+
+def ambiguous(what: str, prefix: str, matches: Sequence[str], total: int | None) -> str:
+    """The error for a prefix several ids start with: the first matches (`matches`, sorted,
+    one more than shown when there are more), each cut to a prefix that picks it alone, and
+    how many match in all (`total`; None: more than `_COUNTED_MATCHES`)."""
+    shown = list(matches[:_SHOWN_MATCHES])
+    # In sorted ids the longest prefix one shares with any other is shared with a neighbour,
+    # and `matches` holds the next one after the last shown.
+    common = max(_shared(a, b) for a, b in itertools.pairwise(matches[: len(shown) + 1]))
+    length = max(_SHORT_ID, len(prefix) + 1, common + 1)
+    cut = [i if len(i) <= length else i[:length] + "…" for i in shown]
+    text = f"{what} prefix '{prefix}' is ambiguous: {', '.join(cut)}"
+    if total is None:
+        return f"{text} ({len(shown)} of more than {_COUNTED_MATCHES} shown)"
+    return text if total <= len(shown) else f"{text} ({len(shown)} of {total} shown)"
 
 
 class JobQueue:
@@ -282,11 +313,12 @@ class JobQueue:
         """The full id of the one job whose id starts with `prefix`."""
         if self.storage.get(prefix) is not None:
             return prefix
-        found = self.storage.find_ids(prefix, limit=2) if prefix else []
+        found = self.storage.find_ids(prefix, limit=_COUNTED_MATCHES + 1) if prefix else []
         if not found:
             raise JobNotFoundError(f"no job with id '{prefix}'")
         if len(found) > 1:
-            raise AmbiguousIdError(f"id prefix '{prefix}' matches more than one job")
+            total = len(found) if len(found) <= _COUNTED_MATCHES else None
+            raise AmbiguousIdError(ambiguous("id", prefix, found, total))
         return found[0]
 
     def get_job(self, job_id: str) -> JobRecord:
@@ -383,7 +415,8 @@ class JobQueue:
         if len(prefixed) == 1:
             return prefixed[0]
         if len(prefixed) > 1:
-            raise AmbiguousIdError(f"workflow id prefix '{name_or_id}' matches more than one")
+            matches = sorted(f.id for f in prefixed)
+            raise AmbiguousIdError(ambiguous("workflow id", name_or_id, matches, len(matches)))
         raise JobNotFoundError(f"no workflow with name or id '{name_or_id}'")
 
     def workflow_jobs(self, workflow_id: str) -> list[JobRecord]:

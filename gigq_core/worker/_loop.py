@@ -52,6 +52,23 @@ class Executor(Protocol):
         ...
 
 
+def _log_waiting(worker: Worker, running: int, seconds: float) -> None:
+    """Say what a stopping worker waits for, how long at most, and (when a signal stopped
+    it) that a second one stops it at once: someone who pressed Ctrl-C and sees nothing
+    happen should not have to guess."""
+    seconds = max(seconds, 0.0)
+    shown = f"{seconds:.0f}" if seconds >= 10 else f"{seconds:.2g}"
+    jobs = "1 running job" if running == 1 else f"{running} running jobs"
+    hint = worker.second_signal_hint()
+    log.info(
+        "worker %s: stopping: waiting up to %s s for %s%s",
+        worker.worker_id,
+        shown,
+        jobs,
+        f"; {hint}" if hint else "",
+    )
+
+
 def run_loop(worker: Worker, executor: Executor) -> None:
     """Claim, start, collect and report until the worker stops, then wait out the grace
     period for what still runs (the caller shuts the executor down and hands back what is
@@ -68,12 +85,7 @@ def run_loop(worker: Worker, executor: Executor) -> None:
             # What never started goes back at once, uncounted, for another worker.
             worker.claims.hand_back_reserved()
             if executor.running():
-                log.info(
-                    "worker %s: waiting up to %g s for %d running job(s)",
-                    worker.worker_id,
-                    worker.grace,
-                    executor.running(),
-                )
+                _log_waiting(worker, executor.running(), stop_at - worker.clock.monotonic())
         if stopping and (not executor.running() or worker.clock.monotonic() >= (stop_at or 0)):
             return
         worker.maintenance.maybe_tick()

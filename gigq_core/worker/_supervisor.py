@@ -141,6 +141,8 @@ class Worker:
         #: Whether start()'s inline loop runs (its job threads leave outcomes to it).
         self._looping = False
         self._signals = 0
+        #: The signal that asked the worker to stop, if one did (what its log names).
+        self._stop_signal: int | None = None
         #: Wakes the loop from other threads (open while start() runs).
         self.wakeup = Wakeup()
         self._beat_thread: Heartbeat | None = None
@@ -271,6 +273,7 @@ class Worker:
         self._stop.clear()
         self._stop_asked = None
         self._signals = 0
+        self._stop_signal = None
         self.wakeup.open()
         restore = self._install_signals()
         self._register()
@@ -386,7 +389,17 @@ class Worker:
         log.info(
             "worker %s: %s received, shutting down", self.worker_id, signal.Signals(signum).name
         )
+        self._stop_signal = signum
         self.stop()
+
+    def second_signal_hint(self) -> str:
+        """How to stop at once, for the log line of a worker a signal is stopping ("" when
+        no signal asked it to stop)."""
+        if self._stop_signal == signal.SIGINT:
+            return "press Ctrl-C again to stop at once"
+        if self._stop_signal == signal.SIGTERM:
+            return "a second SIGTERM or Ctrl-C stops it at once"
+        return ""
 
     def close(self) -> None:
         """Stop the heartbeat thread of process_one(), and close the worker's queue unless

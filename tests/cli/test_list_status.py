@@ -138,7 +138,7 @@ def test_short_ids_and_ambiguous_prefixes(gigq: Run, queue: JobQueue) -> None:
     queue.submit(Job("two", "tests.jobs:noop", id="abc456-2"))
     assert json.loads(gigq("--json", "status", "abc1").stdout)["id"] == one
     assert json.loads(gigq("--json", "status", one).stdout)["id"] == one
-    assert_user_error(gigq("status", "abc"), 1, "more than one job")
+    assert_user_error(gigq("status", "abc"), 1, "ambiguous: abc123-1, abc456-2")
     assert_user_error(gigq("status", "zzz"), 1, "no job with id 'zzz'")
-    assert_user_error(gigq("cancel", "abc"), 1, "more than one job")
-    assert_user_error(gigq("wait", "abc"), 1, "more than one job")
+    assert_user_error(gigq("cancel", "abc"), 1, "ambiguous: abc123-1, abc456-2")
+    assert_user_error(gigq("wait", "abc"), 1, "ambiguous: abc123-1, abc456-2")
