@@ -11,12 +11,12 @@ never its heartbeats, its shutdown or the jobs it holds.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 import functools
 import logging
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
@@ -40,20 +40,24 @@ class Abandoned(Exception):
 
 
 class HookRunner:
-    """Runs the lifecycle hook implementations a worker's loop calls on a helper thread, and
-    waits for each at most `timeout` seconds, and no longer than the grace period of a
-    stopping worker (`grace_left` says how much of it is left, None while the worker runs).
+    """Runs the lifecycle hook implementations a worker's loop calls on a helper thread,
+    so that one that hangs never holds the worker.
 
-    One that has not returned by then is reported once and left on its thread (Python
-    cannot stop a thread), and its plugin's lifecycle hooks are skipped from then on: the
-    loop goes on with its jobs, the heartbeat thread never waited for it, and SIGTERM still
-    ends the worker within its grace period. Its next hook call gets a fresh helper thread.
+    A plain implementation is posted (`post`) and the loop goes on at once: implementations
+    run in the order they were posted, each after the commit it reports. One that has run
+    for more than `timeout` seconds is given up on (`check`, called with each post and while
+    closing): it is reported once and left on its thread (Python cannot stop a thread), its
+    plugin's lifecycle hooks are skipped from then on, and the calls waiting behind it move
+    to a fresh helper thread. A wrapper (rare) needs its answer, so `call` waits for it, as
+    long as `timeout`. Closing waits for what was posted, but never past the grace period of
+    a stopping worker (`grace_left` says how much of it is left, None while the worker
+    runs), and then only `LAST_CALLS` seconds more.
     """
 
-    #: Least wait for an implementation called once a stopping worker's grace period is
-    #: over (the last hooks: the final commit's, the hand-back's, gigq_worker_stopped).
+    #: Least wait for what is left once a stopping worker's grace period is over (the last
+    #: hooks: the final commit's, the hand-back's, gigq_worker_stopped).
     LAST_CALLS = 1.0
-    #: How often the wait looks at the grace period (a signal may have started it).
+    #: How often a wait looks at the clock and the grace period.
     SLICE = 0.05
 
     def __init__(self, timeout: float, grace_left: Callable[[], float | None]) -> None:
@@ -63,83 +67,151 @@ class HookRunner:
         self._grace_left = grace_left
         #: Plugin name -> the hook it hung in.
         self.hung: dict[str, str] = {}
-        self._tasks: queue.SimpleQueue[_Task | None] | None = None
+        self._lock = threading.Condition()
+        self._helper: _Helper | None = None
+
+    def post(self, hook: str, plugin: str, function: Callable[[], Any]) -> None:
+        """Run `function()` on the helper thread, after what was posted before; what it
+        raises is logged as the plugin's failure there."""
+        self.check()
+        if plugin in self.hung:
+            return
+        with self._lock:
+            self._current().tasks.append(_Task(hook, plugin, function, wanted=False))
+            self._lock.notify_all()
 
     def call(self, hook: str, plugin: str, function: Callable[..., Any], *args: Any) -> Any:
-        """`function(*args)` on the helper thread: its value, or what it raised (re-raised
-        here); Abandoned when the plugin hung now or before."""
+        """`function(*args)` on the helper thread, waited for: its value, or what it raised
+        (re-raised here); Abandoned when the plugin hung now or before."""
+        self.check()
         if plugin in self.hung:
             raise Abandoned(plugin)
-        tasks = self._tasks
-        if tasks is None:
-            tasks = self._tasks = queue.SimpleQueue()
-            thread = threading.Thread(target=_serve, args=(tasks,), name="gigq-hooks")
-            thread.daemon = True  # a hung hook must not keep the process alive
-            thread.start()
-        task = _Task(function, args)
-        tasks.put(task)
+        task = _Task(hook, plugin, functools.partial(function, *args), wanted=True)
+        with self._lock:
+            self._current().tasks.append(task)
+            self._lock.notify_all()
         started = time.monotonic()
-        while not task.done.acquire(timeout=self.SLICE):
-            waited = time.monotonic() - started
+        while not task.done.wait(self.SLICE):
             left = self._grace_left()
-            over = left is not None and left <= 0 and waited >= self.LAST_CALLS
-            if waited >= self.timeout or over:
-                self._abandon(hook, plugin, tasks, waited)
+            over = left is not None and left <= 0 and time.monotonic() - started >= self.LAST_CALLS
+            if self.check(force=over) or plugin in self.hung:
                 raise Abandoned(plugin)
         if task.error is not None:
             raise task.error
         return task.value
 
-    def _abandon(
-        self, hook: str, plugin: str, tasks: queue.SimpleQueue[_Task | None], waited: float
-    ) -> None:
-        self.hung[plugin] = hook
-        tasks.put(None)  # the stuck thread ends if its call ever returns
-        self._tasks = None
+    def check(self, force: bool = False) -> bool:
+        """Give up on the call running past `timeout` (at once with `force`); True if one
+        was given up on."""
+        with self._lock:
+            helper = self._helper
+            running = helper.running if helper is not None else None
+            if helper is None or running is None:
+                return False
+            waited = time.monotonic() - helper.since
+            if waited < self.timeout and not force:
+                return False
+            self.hung[running.plugin] = running.hook
+            # The calls waiting behind it go on in a fresh helper; the stuck thread ends if
+            # its call ever returns.
+            waiting = [t for t in helper.tasks if t.plugin not in self.hung]
+            helper.retired = True
+            helper.tasks.clear()
+            self._helper = None
+            if waiting:
+                self._current().tasks.extend(waiting)
+            self._lock.notify_all()
         log.error(
             "plugin '%s' has not returned from %s after %.1f s; the worker goes on without "
             "it and calls none of its lifecycle hooks again (a thread stays inside it)",
-            plugin,
-            hook,
+            running.plugin,
+            running.hook,
             waited,
         )
+        return True
 
     def close(self) -> None:
-        """Let the helper thread end."""
-        if self._tasks is not None:
-            self._tasks.put(None)
-            self._tasks = None
+        """Wait for what was posted (bounded as the class says), then let the helper end."""
+        started = time.monotonic()
+        while True:
+            with self._lock:
+                helper = self._helper
+                if helper is None or (not helper.tasks and helper.running is None):
+                    break
+            left = self._grace_left()
+            over = left is not None and left <= 0 and time.monotonic() - started >= self.LAST_CALLS
+            self.check(force=over)
+            time.sleep(0.005)
+        with self._lock:
+            if self._helper is not None:
+                self._helper.retired = True
+                self._helper = None
+            self._lock.notify_all()
+
+    def _current(self) -> _Helper:
+        """The live helper (started on first use); call with the lock held."""
+        if self._helper is None:
+            self._helper = _Helper(self._lock)
+        return self._helper
 
 
 class _Task:
     """One call for the helper thread, and its outcome."""
 
-    def __init__(self, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    def __init__(self, hook: str, plugin: str, function: Callable[[], Any], wanted: bool) -> None:
+        self.hook = hook
+        self.plugin = plugin
         self.function = function
-        self.args = args
+        #: Whether a caller waits for the outcome (else a failure is logged here).
+        self.wanted = wanted
         self.value: Any = None
         self.error: BaseException | None = None
-        #: Held until the call has ended (a bare lock: the cheapest hand-over there is).
-        self.done = threading.Lock()
-        self.done.acquire()
+        self.done = threading.Event()
 
     def run(self) -> None:
         try:
-            self.value = self.function(*self.args)
-        # Everything goes back to the caller, which reports it as the plugin's.
+            self.value = self.function()
+        # A waiting caller reports it as the plugin's; a posted call's is logged here.
         except BaseException as error:
-            self.error = error
+            if self.wanted:
+                self.error = error
+            else:
+                log.error("plugin '%s' raised in %s", self.plugin, self.hook, exc_info=error)
         finally:
-            self.done.release()
+            self.done.set()
 
 
-def _serve(tasks: queue.SimpleQueue[_Task | None]) -> None:
-    """The helper thread: run calls until told to end."""
-    while (task := tasks.get()) is not None:
-        task.run()
+class _Helper:
+    """A helper thread and the calls waiting for it."""
+
+    def __init__(self, lock: threading.Condition) -> None:
+        self._lock = lock
+        self.tasks: collections.deque[_Task] = collections.deque()
+        #: The call it runs now, and since when.
+        self.running: _Task | None = None
+        self.since = 0.0
+        #: Set when it was given up on (or closed): it takes no more calls.
+        self.retired = False
+        thread = threading.Thread(target=self._serve, name="gigq-hooks")
+        thread.daemon = True  # a hung hook must not keep the process alive
+        thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            with self._lock:
+                while not self.tasks and not self.retired:
+                    self._lock.wait()
+                if self.retired:
+                    return
+                task = self.tasks.popleft()
+                self.running, self.since = task, time.monotonic()
+            task.run()
+            with self._lock:
+                if self.running is task:
+                    self.running = None
+                self._lock.notify_all()
 
 
-#: The runner bounding the lifecycle hook calls made in this context (a worker's loop), or
 #: None: implementations run in the caller's thread, unbounded.
 _runner: contextvars.ContextVar[HookRunner | None] = contextvars.ContextVar(
     "gigq_hook_runner", default=None
@@ -273,6 +345,10 @@ def _guarded_call(function: Callable[..., Any], guard: Guard) -> Callable[..., A
 
     @functools.wraps(function)
     def call(*args: Any, **kwargs: Any) -> Any:
+        runner = guard.runner()
+        if runner is not None:  # a worker's loop: posted, never waited for
+            runner.post(guard.hook, guard.plugin, functools.partial(function, *args, **kwargs))
+            return None
         state = guard.prepare(args, kwargs)
         step = _stepper(guard)
         try:
