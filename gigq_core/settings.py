@@ -96,8 +96,8 @@ class Settings:
     sweep_interval: float = 5.0
     #: Seconds a stopping worker lets running jobs finish.
     grace: float = 25.0
-    #: Longest a worker's loop waits for one plugin's lifecycle hook (run on a helper
-    #: thread): one that has not returned by then is reported and not called again.
+    #: Longest one plugin's lifecycle hook may run in a worker (on its hook thread, which
+    #: the loop does not wait for): one still running then is reported and not called again.
     hook_timeout: float = 30.0
     #: Longest a worker holds finished jobs' outcomes before one durable commit records them
     #: all (group commit, docs/guarantees.md); 0 commits each outcome at once.
