@@ -143,6 +143,11 @@ def _check_importable(path: str) -> None:
 )
 @click.option("--queue", default="default", show_default=True)
 @click.option("--depends-on", multiple=True, help="Id (or unique prefix) of a dependency.")
+@click.option(
+    "--create-folders",
+    is_flag=True,
+    help="Create the missing folders of a new database's path (a mistyped one is refused).",
+)
 @pass_cli
 def submit(
     obj: CliContext,
@@ -163,8 +168,11 @@ def submit(
     unique_scope: str,
     queue: str,
     depends_on: tuple[str, ...],
+    create_folders: bool,
 ) -> None:
-    """Submit a job that calls FUNCTION (package.module:function)."""
+    """Submit a job that calls FUNCTION (package.module:function).
+
+    Creates the database if it does not exist (saying so on stderr)."""
     from gigq_core.errors import InvalidJobError
     from gigq_core.jobs import Job
 
@@ -179,25 +187,26 @@ def submit(
     values.update(_parse_param(p) for p in params)
     obj.add_cwd_to_path()
     _check_importable(function)
-    with obj.open_queue(create=True) as jobs:
-        deps = [jobs.resolve_id(d) for d in depends_on]
-        job = Job(
-            name or function.replace(":", ".").rsplit(".", 1)[-1],
-            function,
-            params=values,
-            priority=priority,
-            dependencies=deps,
-            max_attempts=max_attempts,
-            timeout=timeout,
-            description=description,
-            retry_delay=retry_delay,
-            retry=None if retry_spec is None else _retry(retry_spec),
-            delay=delay,
-            run_at=None if run_at is None else _run_at(run_at),
-            unique_key=unique_key,
-            unique_scope=unique_scope,
-            queue=queue,
-        )
+    # Built before the queue is opened: a job refused for its own values (a timeout of 0,
+    # text that is not UTF-8) creates no database.
+    job = Job(
+        name or function.replace(":", ".").rsplit(".", 1)[-1],
+        function,
+        params=values,
+        priority=priority,
+        max_attempts=max_attempts,
+        timeout=timeout,
+        description=description,
+        retry_delay=retry_delay,
+        retry=None if retry_spec is None else _retry(retry_spec),
+        delay=delay,
+        run_at=None if run_at is None else _run_at(run_at),
+        unique_key=unique_key,
+        unique_scope=unique_scope,
+        queue=queue,
+    )
+    with obj.open_queue(create=True, create_folders=create_folders) as jobs:
+        job.dependencies = [jobs.resolve_id(d) for d in depends_on]
         job_id = jobs.submit(job)
     if obj.json:
         click.echo(json.dumps(job_id))
@@ -261,6 +270,13 @@ def submit(
     "(needs pip install 'gigq[reload]').",
 )
 @click.option(
+    "--create",
+    is_flag=True,
+    envvar="GIGQ_CREATE",
+    help="Create the database if it does not exist (by default only submit does); "
+    "also GIGQ_CREATE=1.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     default="INFO",
@@ -284,6 +300,7 @@ def worker(
     heartbeat: float | None,
     grace: float | None,
     reload: bool,
+    create: bool,
     log_level: str,
 ) -> None:
     """Run a worker until SIGTERM/SIGINT (or one job with --once).
@@ -305,7 +322,8 @@ def worker(
     setup_logging(log_level)
     # Given to the queue too, so the settings chain checks them together (heartbeat < lease).
     jobs = obj.open_queue(
-        create=True,
+        create=create,
+        missing=MISSING,
         polling_interval=polling_interval,
         concurrency=concurrency,
         lease=lease,
@@ -350,6 +368,11 @@ def worker(
             watcher.stop()
         runner.close()
         jobs.close()
+
+
+#: What a command that serves or adds to an existing queue says of a missing database: a typo
+#: or the wrong folder must not quietly start an empty queue nobody submits to.
+MISSING = "submit a job first or pass --create"
 
 
 def _watch_code(runner: Any) -> Any:

@@ -29,9 +29,18 @@ class CliContext:
     json: bool
     pm: GigQPluginManager
 
-    def open_queue(self, create: bool = False, **settings: Any) -> JobQueue:
-        """Open the queue; `create=False` (read-only commands) refuses a missing database."""
-        from gigq_core.errors import UserError
+    def open_queue(
+        self,
+        create: bool = False,
+        *,
+        missing: str = "",
+        create_folders: bool = False,
+        **settings: Any,
+    ) -> JobQueue:
+        """Open the queue; `create=False` refuses a missing database, adding `missing` (what
+        to do instead) to the sentence. `create_folders` lets a new SQLite database's
+        missing folders be made (otherwise the setting of that name decides: off)."""
+        from gigq_core.errors import DatabaseNotFoundError, UserError
         from gigq_core.queue import JobQueue
 
         target = self.target
@@ -41,7 +50,21 @@ class CliContext:
                 f"--db {target} is a directory; give the path of a database file in it, "
                 f"e.g. --db {os.path.join(target, 'gigq.db')}"
             )
-        return JobQueue(self.target, plugin_manager=self.pm, create=create, **settings)
+        if create_folders:
+            settings["create_folders"] = True
+        try:
+            queue = JobQueue(self.target, plugin_manager=self.pm, create=create, **settings)
+        except DatabaseNotFoundError as err:
+            if create or not missing:
+                raise  # with create, only a missing folder can be the reason
+            raise DatabaseNotFoundError(f"{err}; {missing}") from None
+        # A storage opens (and creates) its database as it is made: say a new one at once.
+        if getattr(queue.storage, "created", False):
+            from gigq_cli._format import echo
+
+            where = os.path.abspath(getattr(queue.storage, "path", queue.target))
+            echo(f"created a new queue at {where}", err=True)
+        return queue
 
     def add_cwd_to_path(self) -> None:
         """Let job functions be imported from the current directory, as users expect of

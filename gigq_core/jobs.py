@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gigq_core.errors import DisallowedFunctionError, InvalidJobError
+from gigq_core.limits import check_text, shown
 from gigq_core.records import utc
 
 #: Top-level packages whose functions a worker never runs, whatever `allowed_modules` says,
@@ -321,6 +322,7 @@ class Job:
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise InvalidJobError(f"name must be a non-empty string, got {name!r}")
+        check_text(name, "the job name")
         self.id = id or new_job_id()
         self.name = name
         self.function = function
@@ -353,12 +355,14 @@ class Job:
                 )
         self.timeout = timeout
         self.description = description or ""
+        check_text(self.description, f"the description of job '{shown(name)}'")
         self.pass_parent_results = pass_parent_results
         self.retry_delay = retry_delay
         self.retry = retry
         normalize_retry(retry, retry_delay)  # validate now; names are checked at submit
         if not isinstance(queue, str) or not queue.strip():
             raise InvalidJobError(f"queue must be a non-empty string, got {queue!r}")
+        check_text(queue, f"the queue name of job '{shown(name)}'")
         self.queue = queue
         if delay is not None and run_at is not None:
             raise InvalidJobError("give delay or run_at, not both")
@@ -370,6 +374,7 @@ class Job:
         self.run_at = run_at
         if unique_key is not None and (not isinstance(unique_key, str) or not unique_key):
             raise InvalidJobError(f"unique_key must be a non-empty string, got {unique_key!r}")
+        check_text(unique_key, f"the unique key of job '{shown(name)}'")
         if unique_scope not in ("active", "success"):
             raise InvalidJobError(
                 f"unique_scope must be 'active' or 'success', got {unique_scope!r}"

@@ -71,8 +71,25 @@ def shown(text: str, width: int = 80) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def check_text(value: str | None, what: str) -> None:
+    """Raise InvalidJobError when `value` cannot be written as UTF-8: a lone surrogate, which
+    is what Python makes of bytes in a command line that are not UTF-8. No store can hold
+    it (SQLite and PostgreSQL would raise a bare UnicodeEncodeError deep in a write)."""
+    if not isinstance(value, str):
+        return  # not text at all: the caller's own checks say so
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise InvalidJobError(
+            f"{what} is not valid text: {value[err.start]!r} at position {err.start} is not "
+            "a character (bytes that are not UTF-8 read as text give such)"
+        ) from None
+
+
 def check_length(value: str | None, limit: int, what: str, setting: str) -> None:
-    """Raise InvalidJobError when `value` is longer than `limit` characters."""
+    """Raise InvalidJobError when `value` is longer than `limit` characters, or is not text
+    UTF-8 can hold (`check_text`)."""
+    check_text(value, what)
     if value is not None and len(value) > limit:
         raise InvalidJobError(
             f"{what} is {len(value):,} characters long, over the limit of {limit:,} "
@@ -169,6 +186,7 @@ __all__ = [
     "check_job",
     "check_length",
     "check_settings",
+    "check_text",
     "clip",
     "clip_error",
     "shown",

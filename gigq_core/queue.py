@@ -18,7 +18,7 @@ from gigq_core.errors import (
     JobNotFoundError,
 )
 from gigq_core.jobs import STRATEGY_OBJECT, Job, check_function_allowed, normalize_retry
-from gigq_core.limits import check_depth, check_job, check_length, clip
+from gigq_core.limits import check_depth, check_job, check_length, check_text, clip
 from gigq_core.plugins import GigQPluginManager, Hooks, get_plugin_manager, open_storage
 from gigq_core.ports import Clock, Serializer, Storage
 from gigq_core.records import (
@@ -259,6 +259,7 @@ class JobQueue:
     def cancel_many(self, job_ids: Sequence[str], reason: str = "cancelled by user") -> list[str]:
         """Cancel jobs in one transaction; returns the ids that changed, the dependents the
         cancels cascaded to included."""
+        _check_ids(job_ids)
         reason = clip(reason, self.settings.max_error_length)
         transitions = self.storage.cancel(list(job_ids), self.clock.now(), reason)
         self._fire_cancelled(transitions)
@@ -279,6 +280,7 @@ class JobQueue:
 
     def requeue_many(self, job_ids: Sequence[str]) -> list[str]:
         """Requeue jobs in one transaction; returns the ids that changed."""
+        _check_ids(job_ids)
         return [t.job.id for t in self.storage.requeue(list(job_ids), self.clock.now())]
 
     def pause_queue(self, queue: str) -> None:
@@ -288,6 +290,7 @@ class JobQueue:
 
     def resume_queue(self, queue: str) -> None:
         """Let workers claim jobs of `queue` again."""
+        check_text(queue, "the queue name")
         self.storage.set_queue_paused(queue, False)
 
     def clear(
@@ -311,6 +314,7 @@ class JobQueue:
 
     def resolve_id(self, prefix: str) -> str:
         """The full id of the one job whose id starts with `prefix`."""
+        check_text(prefix, "the job id")
         if self.storage.get(prefix) is not None:
             return prefix
         found = self.storage.find_ids(prefix, limit=_COUNTED_MATCHES + 1) if prefix else []
@@ -323,6 +327,7 @@ class JobQueue:
 
     def get_job(self, job_id: str) -> JobRecord:
         """The stored record of a job; JobNotFoundError for an unknown id."""
+        check_text(job_id, "the job id")
         record = self.storage.get(job_id)
         if record is None:
             raise JobNotFoundError(f"no job with id '{job_id}'")
@@ -330,6 +335,7 @@ class JobQueue:
 
     def executions(self, job_id: str) -> list[Execution]:
         """The attempts at running a job, oldest first; [] for an unknown id."""
+        check_text(job_id, "the job id")
         return self.storage.executions(job_id)
 
     def get_result(self, job_id: str, timeout: float | None = None) -> Any:
@@ -351,6 +357,7 @@ class JobQueue:
         Unknown ids raise JobNotFoundError.
         """
         ids = [job_ids] if isinstance(job_ids, str) else list(job_ids)  # one id, or many
+        _check_ids(ids)
         deadline = None if timeout is None else self.clock.monotonic() + timeout
         while True:
             records = self.storage.get_many(ids)
@@ -448,13 +455,22 @@ class JobQueue:
         return f"<JobQueue {self.target}>"
 
 
+def _check_ids(job_ids: Iterable[str]) -> None:
+    """Refuse an id no store can hold (`check_text`) before a storage is asked about it."""
+    for job_id in job_ids:
+        check_text(job_id, "the job id")
+
+
 def make_filter(
     status: str | Sequence[str] | None = None,
     queue: str | Sequence[str] | None = None,
     name: str | None = None,
     workflow_id: str | None = None,
 ) -> JobFilter:
-    """A JobFilter from user values; an unknown status is an InvalidJobError."""
+    """A JobFilter from user values; an unknown status, or text no store can hold (a lone
+    surrogate), is an InvalidJobError."""
+    check_text(name, "the name to filter by")
+    check_text(workflow_id, "the workflow id to filter by")
     statuses = None
     if status is not None:
         values = [status] if isinstance(status, str) else list(status)
@@ -466,6 +482,8 @@ def make_filter(
     queues = None
     if queue is not None:
         queues = (queue,) if isinstance(queue, str) else tuple(queue)
+        for item in queues:
+            check_text(item, "the queue name to filter by")
     return JobFilter(statuses=statuses, queues=queues, name=name, workflow_id=workflow_id)
 
 

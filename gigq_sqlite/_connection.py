@@ -91,6 +91,9 @@ class Settings:
     checkpoint_threshold: int
     #: Create a missing database file.
     create: bool
+    #: Create the missing folders of a new database's path too (a mistyped folder must not
+    #: quietly become a new, empty queue).
+    create_folders: bool
     #: Open with `mode=ro`.
     read_only: bool
     #: Open for `upgrade` even when a non-additive migration is pending.
@@ -128,6 +131,8 @@ class Database:
         self._quiet_version: int | None = None
         #: Test-only crash points ("claim:after", ...); empty in production.
         self.crash_points = crash_points_from(os.environ.get(CRASH_ENV, ""))
+        #: Whether this object created the database file (no other process did).
+        self.created = False
         #: Labels of the transaction in progress (kept only while crash points are set).
         self._labels: set[str] = set()
         with self._lock:
@@ -150,7 +155,8 @@ class Database:
     def _connect(self) -> sqlite3.Connection:
         path, settings = self.path, self.settings
         try:
-            _prepare_file(path, settings)
+            if _prepare_file(path, settings):
+                self.created = True
             if not settings.trust_any_owner:
                 check_journals(path)
             mode = "ro" if settings.read_only else "rw"
@@ -550,8 +556,9 @@ def _data_version(conn: sqlite3.Connection) -> int:
     return int(version)
 
 
-def _prepare_file(path: str, settings: Settings) -> None:
-    """Make sure a database file exists (created 0600) unless told not to create one."""
+def _prepare_file(path: str, settings: Settings) -> bool:
+    """Make sure a database file exists (created 0600) unless told not to create one; True
+    if this call created it."""
     try:
         size: int | None = os.stat(path).st_size
     except FileNotFoundError:
@@ -562,29 +569,35 @@ def _prepare_file(path: str, settings: Settings) -> None:
         ) from None
     if not size and (settings.read_only or not settings.create):
         what = "does not exist" if size is None else "is empty"
-        raise DatabaseNotFoundError(f"the database {path} {what}")
+        raise DatabaseNotFoundError(f"the database {os.path.abspath(path)} {what}")
     if not settings.trust_any_owner:
         check_link(path)
     if size is not None:
         if not size and not settings.trust_any_owner:
             check_new_file(path)
-        return
+        return False
     # A symlink to a file not made yet: make its target (O_EXCL never follows a symlink).
     target = os.path.realpath(path)
     folder = os.path.dirname(target)
+    if not settings.create_folders and not os.path.isdir(folder):
+        raise DatabaseNotFoundError(
+            f"the folder {folder} does not exist, so no database can be made there; create "
+            "it, or let GigQ create it (setting create_folders, gigq submit --create-folders)"
+        )
     _make_folder(folder)
     try:
         # Created here, before SQLite sees it, so it is 0600 from its first instant; SQLite
         # gives the -wal and -shm files the database file's mode.
         fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except FileExistsError:
-        return  # another process created it first
+        return False  # another process created it first
     except PermissionError as err:
         raise PermissionDeniedError(f"permission denied creating database {path}") from err
     try:
         os.fchmod(fd, 0o600)
     finally:
         os.close(fd)
+    return True
 
 
 def _make_folder(folder: str) -> None:

@@ -25,12 +25,19 @@ CHECKPOINT_THRESHOLD: Option[int] = Option(
     default=32 * _MIB, help="bytes of WAL past which workers and submitters checkpoint it"
 )
 
+#: Whether a new database's missing folders are created: off, so a mistyped folder is an
+#: error rather than a new, empty queue nobody serves.
+CREATE_FOLDERS: Option[bool] = Option(
+    default=False, help="create the missing folders of a new database's path"
+)
+
 #: The SQLite storage's own settings, read through GigQ's chain (`gigq_settings`).
 OPTIONS: dict[str, Option[Any]] = {
     "durability": DURABILITY,
     "busy_timeout": BUSY_TIMEOUT,
     "journal_size_limit": JOURNAL_SIZE_LIMIT,
     "checkpoint_threshold": CHECKPOINT_THRESHOLD,
+    "create_folders": CREATE_FOLDERS,
 }
 
 
@@ -78,6 +85,7 @@ def open_sqlite(url: str, options: dict[str, Any]) -> SqliteStorage | None:
             number(options, "checkpoint_threshold", CHECKPOINT_THRESHOLD.default)
         ),
         create=flag(options, "create", True),
+        create_folders=flag(options, "create_folders", False),
         read_only=flag(options, "read_only", False),
         upgrading=flag(options, "upgrading", False),
         allow_insecure_permissions=flag(options, "allow_insecure_permissions", False),

@@ -57,6 +57,7 @@ class SqliteStorage(SqlStorage):
         journal_size_limit: int = JOURNAL_SIZE_LIMIT.default,
         checkpoint_threshold: int = CHECKPOINT_THRESHOLD.default,
         create: bool = True,
+        create_folders: bool = False,
         read_only: bool = False,
         upgrading: bool = False,
         allow_insecure_permissions: bool = False,
@@ -71,6 +72,7 @@ class SqliteStorage(SqlStorage):
                 journal_size_limit=journal_size_limit,
                 checkpoint_threshold=checkpoint_threshold,
                 create=create,
+                create_folders=create_folders,
                 read_only=read_only,
                 upgrading=upgrading,
                 trust_any_owner=allow_insecure_permissions,
@@ -81,6 +83,11 @@ class SqliteStorage(SqlStorage):
 
     def __repr__(self) -> str:
         return f"SqliteStorage({self.url!r})"
+
+    @property
+    def created(self) -> bool:
+        """Whether this storage created its database file (rather than found it)."""
+        return self._db.created
 
     # -- transactions (see SqlStorage) -----------------------------------------------------
 

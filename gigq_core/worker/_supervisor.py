@@ -18,7 +18,7 @@ from gigq_core.errors import (
     ConfigError,
     GigQError,
 )
-from gigq_core.limits import check_length
+from gigq_core.limits import check_length, check_text
 from gigq_core.plugins import GigQPluginManager, open_storage
 from gigq_core.pool import ProcessPool
 from gigq_core.ports import (
@@ -117,6 +117,8 @@ class Worker:
         if isinstance(queues, str):
             queues = [queues]
         self.queues: tuple[str, ...] | None = tuple(queues) if queues else None
+        for name in self.queues or ():
+            check_text(name, "the name of a queue to serve")
         limits = dict(queue_concurrency or {})
         for name, cap in limits.items():
             if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
@@ -328,11 +330,12 @@ class Worker:
             )
         )
         log.info(
-            "worker %s started (%s executor, queues: %s, concurrency %d)",
+            "worker %s started (%s executor, queues: %s, concurrency %d) on %s",
             self.worker_id,
             self.executor,
             ", ".join(self.queues) if self.queues else "all",
             self.concurrency,
+            _where(self.storage),
         )
         if not self.settings.allowed_modules:
             log.warning(
@@ -412,6 +415,14 @@ class Worker:
 
     def __repr__(self) -> str:
         return f"<Worker {self.worker_id} {self.queue.target}>"
+
+
+def _where(storage: Any) -> str:
+    """The store a worker serves, for its start line: a SQLite file's absolute path (a
+    worker started in the wrong folder says so at once), else the storage's URL (without
+    its password)."""
+    path = getattr(storage, "path", None)
+    return os.path.abspath(path) if isinstance(path, str) else str(storage.url)
 
 
 __all__ = ["EXECUTORS", "Worker"]

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from gigq_core import JobQueue
 from tests.process._harness import stop, wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(120)]
@@ -44,7 +45,7 @@ def _worker(folder: Path, *args: str) -> Iterator[Path]:
     log = folder / "worker.log"
     with open(log, "wb") as err:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gigq_cli", "--db", "jobs.db", "worker",
+            [sys.executable, "-m", "gigq_cli", "--db", "jobs.db", "worker", "--create",
              "--polling-interval", "0.2", *args],
             cwd=folder,
             env=_env(),
@@ -148,6 +149,7 @@ def test_reload_without_watchfiles_says_how_to_install_it(tmp_path: Path) -> Non
 def test_reload_refuses_what_it_cannot_reload(
     tmp_path: Path, args: tuple[str, ...], message: str
 ) -> None:
+    JobQueue(str(tmp_path / "jobs.db")).close()  # a worker serves only an existing queue
     ran = _gigq(tmp_path, "worker", "--reload", *args)
     assert ran.returncode != 0
     lines = ran.stderr.strip().splitlines()

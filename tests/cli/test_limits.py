@@ -20,7 +20,7 @@ def nested(levels: int) -> str:
     return "[" * levels + "]" * levels
 
 
-def test_submit_with_a_ten_megabyte_name(gigq, db):
+def test_submit_with_a_ten_megabyte_name(gigq, db, queue):
     result = gigq("submit", "tests.jobs:noop", "--name", HUGE)
 
     assert_user_error(result, 1, "the job name is 10,000,000 characters long")
@@ -32,7 +32,7 @@ def test_submit_with_a_ten_megabyte_name(gigq, db):
     ("option", "setting"),
     [("--queue", "max_name_length"), ("--description", "max_description_length")],
 )
-def test_submit_with_other_oversized_text(gigq, option, setting):
+def test_submit_with_other_oversized_text(gigq, queue, option, setting):
     assert_user_error(gigq("submit", "tests.jobs:noop", option, HUGE), 1, setting)
 
 
@@ -49,7 +49,7 @@ def test_submit_with_fifty_thousand_levels_of_params_json(gigq):
     assert_user_error(result, 1, "--params-json is nested too deeply")
 
 
-def test_submit_with_params_past_the_nesting_limit(gigq):
+def test_submit_with_params_past_the_nesting_limit(gigq, queue):
     result = gigq("submit", "tests.jobs:echo", "-p", "x=" + nested(100))
 
     assert_user_error(result, 1, "nested too deeply (more than 100 levels")

@@ -88,7 +88,7 @@ def pragma(path: Path, name: str) -> Any:
 
 def test_new_database_and_its_wal_files_are_private(tmp_path: Path, clock: FakeClock) -> None:
     path = tmp_path / "new" / "deeper" / "jobs.db"
-    storage = SqliteStorage(path)
+    storage = SqliteStorage(path, create_folders=True)
     try:
         storage.insert([make_job(clock.now())], clock.now())
         assert path.stat().st_mode & 0o777 == 0o600
@@ -371,7 +371,7 @@ def test_a_submit_syncs_the_log_of_the_real_file_behind_a_symlink(
     link = tmp_path / "jobs.db"
     link.symlink_to(real)  # to a file (and folder) not made yet: the first open makes them
     synced: list[int] = []
-    storage = SqliteStorage(str(link), durability="full")
+    storage = SqliteStorage(str(link), durability="full", create_folders=True)
     try:
         monkeypatch.chdir(real.parent)
         monkeypatch.setattr(_connection, "_fdatasync", synced.append)
@@ -657,7 +657,9 @@ def test_the_plugin_answers_paths_and_sqlite_urls(
     assert path_from_url("sqlite:////abs/jobs.db") == "/abs/jobs.db"
     assert path_from_url("memory://x") is None
     assert gigq_storage(url="postgresql://host/db", options={}) is None
-    opened = gigq_storage(url="sqlite:///rel/jobs.db?x=1", options={"concurrency": 4})
+    opened = gigq_storage(
+        url="sqlite:///rel/jobs.db?x=1", options={"concurrency": 4, "create_folders": True}
+    )
     assert opened is not None
     opened.close()
     assert (tmp_path / "rel" / "jobs.db").exists()

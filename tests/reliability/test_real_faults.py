@@ -364,16 +364,22 @@ def test_nobody_gets_77_creating_a_database_in_a_folder_they_cannot_write(
     nobody: tuple[int, int], folder: Path
 ) -> None:
     started = time.monotonic()
+    creating = ((*SUBMIT, "--create-folders"), (*WORKER, "--create"))
     for db, says in (
         (folder / "new.db", "permission denied creating database"),
         (folder / "sub" / "new.db", "permission denied creating folder"),
     ):
-        for args in WRITES:
+        for args in creating[: 1 if db.parent != folder else 2]:
             assert_one_sentence(as_nobody(nobody, folder, db, *args), 77, says)
-        # Reading commands never create a database: a missing one is a user error.
-        assert_one_sentence(as_nobody(nobody, folder, db, "list"), 1, "does not exist")
+        # Reading commands never create a database: a missing one is a user error; nor
+        # does a worker without --create, or a submit into a missing folder without
+        # --create-folders.
+        for args in (("list",), WORKER):
+            assert_one_sentence(as_nobody(nobody, folder, db, *args), 1, "does not exist")
+    no_folder = as_nobody(nobody, folder, folder / "sub" / "new.db", *SUBMIT)
+    assert_one_sentence(no_folder, 1, f"the folder {folder / 'sub'} does not exist")
     assert list(folder.iterdir()) == [], "a refused command left a file behind"
-    summary("nobody-folder", started, refused=4, code=77)
+    summary("nobody-folder", started, refused=3, code=77)
 
 
 # -- a full disk (ENOSPC), on a real file system ---------------------------------------------

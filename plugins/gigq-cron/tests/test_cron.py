@@ -439,7 +439,8 @@ def test_cron_list_never_creates_a_database(pm, tmp_path):
 
 def test_cron_on_a_sqlite_file_is_seen_by_a_worker(pm, clock, tmp_path):
     db = str(tmp_path / "jobs.db")
-    assert invoke(pm, "--db", db, "cron", "add", "m", "* * * * *", "cron_jobs:echo").exit_code == 0
+    added = invoke(pm, "--db", db, "cron", "add", "m", "* * * * *", "cron_jobs:echo", "--create")
+    assert added.exit_code == 0
 
     with JobQueue(db, plugin_manager=pm, clock=clock) as queue:
         (schedule,) = list_schedules(queue)

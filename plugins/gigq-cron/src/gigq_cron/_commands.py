@@ -74,6 +74,12 @@ def cron() -> None:
     help="IANA time zone the expression is read in.",
 )
 @click.option("--replace", is_flag=True, help="Replace a schedule of the same name.")
+@click.option(
+    "--create",
+    is_flag=True,
+    envvar="GIGQ_CREATE",
+    help="Create the database if it does not exist (by default only submit does).",
+)
 @click.pass_obj
 def add_command(
     obj: Any,
@@ -88,6 +94,7 @@ def add_command(
     timeout: float,
     timezone: str,
     replace: bool,
+    create: bool,
 ) -> None:
     """Run FUNCTION on the cron EXPRESSION (five fields, e.g. "*/5 * * * *"), as NAME."""
     values: dict[str, Any] = {}
@@ -115,7 +122,9 @@ def add_command(
         timezone=timezone,
     ).check()
     obj.add_cwd_to_path()  # the function may live in the current directory, as for submit
-    with obj.open_queue(create=True) as opened:
+    # A mistyped --db or the wrong folder must not quietly start a queue no worker serves.
+    missing = "submit a job first or pass --create"
+    with obj.open_queue(create=create, missing=missing) as opened:
         _check_importable(schedule.function, tuple(opened.settings.allowed_modules))
         stored = add_schedule(opened, schedule, replace_existing=replace)
         upcoming = stored.next_tick(opened.clock.now())
