@@ -270,6 +270,7 @@ def test_sqlite_options_are_declared_by_its_plugin(pm):
         "busy_timeout": 30.0,
         "journal_size_limit": 64 * 1024 * 1024,
         "checkpoint_threshold": 32 * 1024 * 1024,
+        "create_folders": False,
     }
 
 
