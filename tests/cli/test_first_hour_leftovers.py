@@ -60,7 +60,7 @@ def _worker(folder: Path, **env: str) -> Iterator[Path]:
     with open(log, "wb") as err:
         process = subprocess.Popen(
             [sys.executable, "-m", "gigq_cli", "--db", "jobs.db", "worker",
-             "--polling-interval", "0.2"],
+             "--create", "--polling-interval", "0.2"],
             cwd=folder,
             env=_env(**env),
             stdin=subprocess.DEVNULL,
