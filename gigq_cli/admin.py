@@ -181,10 +181,14 @@ def stats(obj: CliContext) -> None:
 @pass_cli
 def workers(obj: CliContext, since: float) -> None:
     """List live and recently stopped workers, with their jobs."""
+    from gigq_core.worker._imports import read_published
+
     with obj.open_queue() as jobs:
         now = jobs.clock.now()
         lease = float(jobs.settings.lease)
         found = jobs.workers(since=now - timedelta(minutes=since))
+        # The modules each worker cannot import (published while it backs off their jobs).
+        imports = read_published(jobs.storage)
     states = [_worker_state(w, now, lease) for w in found]
     if obj.json:
         fmt.echo_json(
@@ -200,6 +204,7 @@ def workers(obj: CliContext, since: float) -> None:
                     "last_heartbeat": w.last_heartbeat,
                     "stopped_at": w.stopped_at,
                     "current_jobs": list(w.current_jobs),
+                    "cannot_import": imports.get(w.id, {}),
                 }
                 for w, state in zip(found, states, strict=True)
             ]
@@ -223,6 +228,23 @@ def workers(obj: CliContext, since: float) -> None:
     ]
     headers = ("worker", "state", "pid", "queues", "slots", "started", "heartbeat", "jobs")
     click.echo(fmt.table(rows, headers))
+    for w, state in zip(found, states, strict=True):
+        if imports.get(w.id) and state != "stopped":
+            fmt.echo(f"\n{w.id} {_cannot_import(imports[w.id], now)}")
+
+
+def _cannot_import(modules: dict[str, datetime], now: datetime) -> str:
+    """What a worker that cannot import some modules does about it, for `gigq workers`."""
+    parts = [
+        f"{module} (backing off until {fmt.when(until, now)})"
+        if until > now
+        else f"{module} (tries again with its next job)"
+        for module, until in sorted(modules.items())
+    ]
+    return (
+        f"cannot import: {', '.join(parts)}; start it in the folder of your code, or with "
+        "--path DIR"
+    )
 
 
 @click.command(short_help="List plugins, their versions and hooks.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import click
@@ -270,6 +271,15 @@ def submit(
     "(needs pip install 'gigq[reload]').",
 )
 @click.option(
+    "--path",
+    "paths",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, resolve_path=True),
+    metavar="DIR",
+    help="Also import job functions from DIR (repeatable), as from the current folder: "
+    "after the installed packages.",
+)
+@click.option(
     "--create",
     is_flag=True,
     envvar="GIGQ_CREATE",
@@ -300,6 +310,7 @@ def worker(
     heartbeat: float | None,
     grace: float | None,
     reload: bool,
+    paths: tuple[str, ...],
     create: bool,
     log_level: str,
 ) -> None:
@@ -318,6 +329,12 @@ def worker(
         if once:
             raise UserError("--reload does not go with --once, which runs one job in this process")
         require_watchfiles()
+    # Appended like the current folder, and before it: a module of yours named like one of
+    # the standard library or an installed package (queue.py, logging.py) never replaces
+    # it, in GigQ's own imports either; PYTHONPATH puts a folder first.
+    for path in paths:
+        if path not in sys.path:
+            sys.path.append(path)
     obj.add_cwd_to_path()
     setup_logging(log_level)
     # Given to the queue too, so the settings chain checks them together (heartbeat < lease).

@@ -16,13 +16,25 @@ from gigq_core.context import JobContext, reset_current_job, set_current_job
 from gigq_core.errors import Abort, DisallowedFunctionError, GigQError, InvalidJobError
 from gigq_core.jobs import MAX_SECONDS, resolve_function
 from gigq_core.ports import Serializer
-from gigq_core.records import ErrorInfo, JobRecord, Outcome
+from gigq_core.records import FREE_HANDBACKS, ErrorInfo, JobRecord, Outcome
 from gigq_core.retry import build_strategy
 from gigq_core.serializers import check_size
 
 
 class PermanentError(Exception):
     """An attempt failed in a way no retry can mend (bad function, unserializable result)."""
+
+
+class ModuleUnavailableError(PermanentError):
+    """The job's own module (or a package it is in) is not on this worker's import path:
+    a problem of the worker (started in the wrong folder, without `--path`), not of the
+    job, which another worker may well run. Other import failures (the module imports
+    but raises, or has no such function) stay plain PermanentErrors."""
+
+    def __init__(self, message: str, module: str) -> None:
+        super().__init__(message)
+        #: The module that could not be found, as Python named it (e.g. "tasks").
+        self.module = module
 
 
 @attrs.frozen(kw_only=True)
@@ -40,6 +52,19 @@ class AttemptResult:
     permanent: bool = False
     #: Seconds the attempt ran.
     duration: float = 0.0
+    #: The job's module (or its package) that this worker cannot find: the job never
+    #: ran, and is handed back rather than failed (see `decide`).
+    unimportable: str | None = None
+
+    @classmethod
+    def cannot_import(cls, err: ModuleUnavailableError) -> AttemptResult:
+        """The attempt of a job whose module this worker cannot find."""
+        return cls(
+            status="failed",
+            error=ErrorInfo(type="ModuleUnavailableError", message=str(err)),
+            permanent=True,
+            unimportable=err.module,
+        )
 
 
 #: Whether `__main__` targets may run in this process. The `gigq` console script turns it
@@ -49,12 +74,25 @@ main_targets_allowed = True
 
 def load_function(record: JobRecord | str, allowed_modules: Sequence[str]) -> Callable[..., Any]:
     """Resolve the job's function (a record, or its "module:function" path) and apply the
-    function policy to what was resolved; raises PermanentError."""
+    function policy to what was resolved; raises PermanentError (ModuleUnavailableError
+    when the job's module is not on this worker's import path)."""
     path = record if isinstance(record, str) else record.function
     try:
         return resolve_function(path, allowed_modules, main_allowed=main_targets_allowed)
     except DisallowedFunctionError as err:
         raise PermanentError(str(err)) from None
+    except ModuleNotFoundError as err:
+        module = path.partition(":")[0]
+        missing = err.name or ""
+        # Only the job's own module or a package above it: a module that exists here but
+        # imports something missing is broken code, which no other worker can mend either.
+        if missing and (module == missing or module.startswith(missing + ".")):
+            raise ModuleUnavailableError(
+                f"cannot import module '{missing}' of function '{path}' in this worker: "
+                f"no module named '{missing}' on its import path",
+                missing,
+            ) from None
+        raise PermanentError(f"cannot import function '{path}': {err!r}") from None
     except Exception as err:  # any import failure is the job's problem, not the worker's
         if path.partition(":")[0] == "__main__":
             raise PermanentError(
@@ -182,6 +220,20 @@ def decide(
             None,
         )
     error = attempt.error or ErrorInfo(type="Timeout", message=attempt.status)
+    if attempt.unimportable is not None and attempt.status == "failed":
+        # This worker cannot find the job's module: hand the job back (the storage does not
+        # count the attempt) for a worker that can. Only while the job's free hand-backs
+        # last, so a job that no worker can import still ends, failed with this error.
+        if record.handbacks < FREE_HANDBACKS:
+            return (
+                Outcome(job_id=record.id, token=record.token, status="handed_back", error=error),
+                None,
+            )
+        error = attrs.evolve(
+            error,
+            message=f"{error.message}; the job was handed back {record.handbacks} times "
+            "already, so it fails here",
+        )
     delay: float | None = None
     if not attempt.permanent and record.attempts < record.max_attempts:
         try:
@@ -206,4 +258,11 @@ def decide(
     )
 
 
-__all__ = ["AttemptResult", "PermanentError", "decide", "load_function", "run_attempt"]
+__all__ = [
+    "AttemptResult",
+    "ModuleUnavailableError",
+    "PermanentError",
+    "decide",
+    "load_function",
+    "run_attempt",
+]

@@ -31,7 +31,13 @@ import attrs
 
 from gigq_core import _isolation
 from gigq_core.context import JobContext
-from gigq_core.execution import AttemptResult, PermanentError, load_function, run_attempt
+from gigq_core.execution import (
+    AttemptResult,
+    ModuleUnavailableError,
+    PermanentError,
+    load_function,
+    run_attempt,
+)
 from gigq_core.ports import Serializer
 from gigq_core.records import ErrorInfo, JobRecord
 
@@ -186,13 +192,14 @@ class ProcessPool:
             if message[0] == "done":
                 child.token = None
                 child.jobs_done += 1
-                _, token, (status, result, error, permanent, duration), retiring = message
+                _, token, (status, result, error, permanent, duration, missing), retiring = message
                 attempt = AttemptResult(
                     status=status,
                     result=result,
                     error=error,
                     permanent=permanent,
                     duration=duration,
+                    unimportable=missing,
                 )
                 messages.append((child, ("done", token, attempt)))
                 if retiring:
@@ -384,6 +391,7 @@ def _child_main(
                         result.error,
                         result.permanent,
                         result.duration,
+                        result.unimportable,
                     ),
                     retiring,
                 ),
@@ -470,6 +478,8 @@ def _run_in_child(
         function = load_function(function_path, allowed_modules)
         if isinstance(params, str):
             params = serializer.loads(params)
+    except ModuleUnavailableError as err:  # the worker's problem: the job is handed back
+        return AttemptResult.cannot_import(err)
     except PermanentError as err:
         return AttemptResult(
             status="failed",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from gigq_core.context import JobContext
 from gigq_core.errors import (
@@ -17,7 +17,8 @@ from gigq_core.errors import (
     StorageError,
 )
 from gigq_core.ports import Clock, Prefetch, Storage
-from gigq_core.records import JobRecord
+from gigq_core.records import JobFilter, JobRecord, JobStatus
+from gigq_core.worker._imports import ImportBackoff
 from gigq_core.worker._leases import LeaseTable
 from gigq_core.worker._prefetch import Prefetcher
 from gigq_core.worker._reporter import Reporter
@@ -44,6 +45,7 @@ class Claims:
         stopped: threading.Event,
         beat: Callable[[], None],
         prefetcher: Prefetcher | None = None,
+        imports: ImportBackoff | None = None,
     ) -> None:
         self.worker_id = worker_id
         self.storage = storage
@@ -69,6 +71,8 @@ class Claims:
         )
         #: Storage failures in a row (for the back-off).
         self._trouble = 0
+        #: The modules this worker cannot import, whose jobs it does not claim for now.
+        self.imports = imports
 
     def observe(self, ended: Iterable[tuple[JobRecord, float]]) -> None:
         """Learn how long jobs ran (attempts that ended, and their durations)."""
@@ -108,6 +112,10 @@ class Claims:
         if not taken:
             return []
         assert self._ahead is not None
+        if self.imports is not None and self.imports.active():
+            taken = self._release_blocked(taken)
+            if not taken:
+                return []
         try:
             started = self._ahead.start(self.worker_id, taken, self.clock.now())
         except StorageError:
@@ -135,7 +143,22 @@ class Claims:
             return
         log.info("worker %s handed back %d reserved job(s)", self.worker_id, len(released))
 
+    def _release_blocked(self, taken: list[JobRecord]) -> list[JobRecord]:
+        """Hand back, uncounted, the reserved jobs of modules this worker cannot import
+        (reserved before it found out); returns the others."""
+        assert self._ahead is not None and self.imports is not None
+        blocked = [r for r in taken if self.imports.blocks(r.function)]
+        if blocked:
+            try:
+                self._ahead.release({r.id: r.token or "" for r in blocked}, self.clock.now())
+            except StorageError:
+                self.leases.put_back(taken)
+                raise
+        return [r for r in taken if r not in blocked]
+
     def _claim_from_storage(self, limit: int, ahead: bool) -> list[JobRecord]:
+        if self._ahead is not None and self.imports is not None and self.imports.active():
+            return self._claim_around_blocked(limit)
         now = self.clock.now()
         claimed: list[JobRecord] = []
         if self.prefetcher is not None and ahead:
@@ -147,20 +170,58 @@ class Claims:
                 )
                 self.leases.reserve(reserved)
                 return claimed
-        if self.queue_limits:
-            busy = self.leases.busy_by_queue()
-            for name, cap in self.queue_limits.items():
-                room = min(limit - len(claimed), cap - busy.get(name, 0))
-                if room > 0:
-                    claimed += self.storage.claim(self.worker_id, room, now, self.lease, [name])
-            others = self._unlimited_queues()
-            if others != () and len(claimed) < limit:
-                claimed += self.storage.claim(
-                    self.worker_id, limit - len(claimed), now, self.lease, others
-                )
-        else:
-            claimed = self.storage.claim(self.worker_id, limit, now, self.lease, self.queues)
+        return self._within_limits(
+            limit,
+            lambda room, queues: self.storage.claim(self.worker_id, room, now, self.lease, queues),
+        )
+
+    def _within_limits(
+        self, limit: int, take: Callable[[int, Sequence[str] | None], list[JobRecord]]
+    ) -> list[JobRecord]:
+        """Up to `limit` jobs from `take(room, queues)`, within the per-queue limits."""
+        if not self.queue_limits:
+            return take(limit, self.queues)
+        claimed: list[JobRecord] = []
+        busy = self.leases.busy_by_queue()
+        for name, cap in self.queue_limits.items():
+            room = min(limit - len(claimed), cap - busy.get(name, 0))
+            if room > 0:
+                claimed += take(room, [name])
+        others = self._unlimited_queues()
+        if others != () and len(claimed) < limit:
+            claimed += take(limit - len(claimed), others)
         return claimed
+
+    def _claim_around_blocked(self, limit: int) -> list[JobRecord]:
+        """Claim past the jobs of modules this worker cannot import, which stay pending for
+        other workers, untouched: the ready jobs of the other functions found among the
+        first CANDIDATES pending ones are reserved (a reservation counts nothing) and
+        started. Jobs behind CANDIDATES pending ones of blocked modules wait for the
+        back-off to end."""
+        assert self._ahead is not None and self.imports is not None
+        ahead = self._ahead
+        pending = self.storage.list_jobs(
+            JobFilter(statuses=(JobStatus.PENDING,), queues=self.queues),
+            limit=CANDIDATES,
+            order="priority",
+        )
+        blocked = [r.function for r in pending if self.imports.blocks(r.function)]
+        functions = sorted({r.function for r in pending if r.function} - set(blocked))
+        if not functions:
+            return []
+        now = self.clock.now()
+
+        def reserve(room: int, queues: Sequence[str] | None) -> list[JobRecord]:
+            return ahead.claim_ahead(self.worker_id, 0, room, now, self.lease, queues, functions)[1]
+
+        reserved = self._within_limits(limit, reserve)
+        if not reserved:
+            return []
+        try:
+            return ahead.start(self.worker_id, reserved, now)
+        except StorageError:
+            self.leases.reserve(reserved)  # held (and renewed) until the next claim starts them
+            raise
 
     def _unlimited_queues(self) -> tuple[str, ...] | None:
         """The served queues without a per-queue limit; None: any queue not limited."""
@@ -199,6 +260,15 @@ class Claims:
         except StorageError as err:
             self.storage_trouble(err)
             return 0.0
-        if due is not None:
+        if due is not None and not (
+            due <= now and self.imports is not None and self.imports.active()
+        ):
+            # (A job due now while some module is blocked is most likely one of its: no
+            # reason to claim again at once.)
             wait = max(0.0, min(wait, (due - now).total_seconds()))
         return wait
+
+
+#: Pending jobs a worker that cannot import some module looks through, in claim order, for
+#: the functions it can claim.
+CANDIDATES = 200

@@ -10,7 +10,13 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
-from gigq_core.execution import AttemptResult, PermanentError, load_function, run_attempt
+from gigq_core.execution import (
+    AttemptResult,
+    ModuleUnavailableError,
+    PermanentError,
+    load_function,
+    run_attempt,
+)
 from gigq_core.records import ErrorInfo, JobRecord
 from gigq_core.worker._loop import Ended
 from gigq_core.worker._params import prepare_params
@@ -28,6 +34,8 @@ def run_inline(worker: Worker, record: JobRecord) -> None:
     try:
         params = prepare_params(record, worker.serializer, worker.storage, worker.settings)
         function = load_function(record, worker.settings.allowed_modules)
+    except ModuleUnavailableError as err:  # the worker's problem: the job is handed back
+        attempt = AttemptResult.cannot_import(err)
     except PermanentError as err:
         attempt = AttemptResult(
             status="failed",

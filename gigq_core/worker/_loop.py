@@ -131,7 +131,10 @@ def _collect(worker: Worker, executor: Executor, timeout: float) -> None:
     reporter = worker.reporter
     ended = executor.poll(timeout)
     if ended:
-        worker.claims.observe((record, attempt.duration) for record, attempt in ended)
+        # (An attempt that could not import its function says nothing of its duration.)
+        worker.claims.observe(
+            (record, attempt.duration) for record, attempt in ended if not attempt.unimportable
+        )
         reporter.buffer(ended)
         if worker.flush_interval <= 0:
             reporter.flush()

@@ -16,7 +16,15 @@ from gigq_core.limits import clip_error
 from gigq_core.logs import printable
 from gigq_core.plugins import Hooks
 from gigq_core.ports import Clock, DeferredFinish, Serializer, Storage
-from gigq_core.records import ErrorInfo, JobRecord, JobStatus, Outcome, Transition
+from gigq_core.records import (
+    FREE_HANDBACKS,
+    ErrorInfo,
+    JobRecord,
+    JobStatus,
+    Outcome,
+    Transition,
+)
+from gigq_core.worker._imports import ImportBackoff
 from gigq_core.worker._leases import LeaseTable
 from gigq_core.worker._syncer import Committed, Report, Syncer
 
@@ -82,6 +90,7 @@ class Reporter:
         flush_interval: float,
         wake: Callable[[], None],
         retry_log_level: int = logging.WARNING,
+        imports: ImportBackoff | None = None,
     ) -> None:
         self.worker_id = worker_id
         self.storage = storage
@@ -96,6 +105,8 @@ class Reporter:
         #: `retry_log_level`); a failure for good is always logged at ERROR.
         self.retry_log_level = retry_log_level
         self._wake = wake
+        #: Learns which modules this worker cannot import (and backs off from their jobs).
+        self.imports = imports
         #: Outcomes decided but not yet committed, and when they are due.
         self._unflushed: list[Report] = []
         self.flush_at = 0.0
@@ -211,6 +222,8 @@ class Reporter:
         """The outcome to report for an attempt, or None when the job was taken away."""
         running = self.leases.release(record.token or "")
         reason = running.stop_reason if running else None
+        if self.imports is not None:
+            self.imports.attempt_ended(record, attempt)
         if running is not None and not attempt.duration:
             attempt = attrs.evolve(attempt, duration=self.clock.monotonic() - running.started)
         if reason == "lost":
@@ -257,6 +270,19 @@ class Reporter:
                 record.name,
                 record.attempts,
                 outcome.status,
+            )
+            return
+        if outcome.status == "handed_back" and transition.job.status is JobStatus.PENDING:
+            # This worker could not import the job's module (said at ERROR when its back-off
+            # began): no attempt happened, so no hook fires.
+            log.info(
+                "job %s (%r) handed back, its attempt not counted (%d of %d free hand-backs "
+                "used): %s",
+                record.id,
+                record.name,
+                transition.job.handbacks,
+                FREE_HANDBACKS,
+                printable(str(outcome.error or "")),
             )
             return
         self._log_outcome(record, attempt, outcome, transition)

@@ -32,6 +32,7 @@ from gigq_core.queue import JobQueue
 from gigq_core.records import Transition, WorkerInfo
 from gigq_core.settings import EXECUTORS, override
 from gigq_core.worker._claims import Claims
+from gigq_core.worker._imports import ImportBackoff
 from gigq_core.worker._inline import InlineExecutor, run_inline
 from gigq_core.worker._leases import LeaseTable
 from gigq_core.worker._loop import Executor, run_loop
@@ -150,6 +151,8 @@ class Worker:
         self._beat_thread: Heartbeat | None = None
         #: The attempts this worker holds.
         self.leases = LeaseTable(self.clock)
+        #: The modules this worker cannot import, whose jobs it hands back and skips.
+        self.imports = ImportBackoff(self.worker_id, self.storage, self.clock)
         self.reporter = Reporter(
             worker_id=self.worker_id,
             storage=self.storage,
@@ -162,6 +165,7 @@ class Worker:
             flush_interval=self.flush_interval,
             wake=self.wakeup.wake,
             retry_log_level=logging.getLevelName(self.settings.retry_log_level.upper()),
+            imports=self.imports,
         )
         self.claims = Claims(
             worker_id=self.worker_id,
@@ -178,6 +182,7 @@ class Worker:
             prefetcher=Prefetcher(
                 float(self.settings.prefetch_window), int(self.settings.prefetch_max)
             ),
+            imports=self.imports,
         )
         self.maintenance = Maintenance(
             worker_id=self.worker_id,
@@ -305,6 +310,7 @@ class Worker:
             watcher.stop()
             beat.stop()
             self.storage.deregister_worker(self.worker_id, self.clock.now())
+            self.imports.clear()
             for extra in {id(s): s for s in (self.heartbeat_storage, self.watch_storage)}.values():
                 if extra is not self.storage:
                     extra.close()
@@ -410,6 +416,7 @@ class Worker:
         if self._beat_thread is not None:
             self._beat_thread.stop()
             self._beat_thread = None
+        self.imports.clear()  # what process_one() published
         if self._owns_queue:
             self.queue.close()
 
