@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 import time
@@ -107,6 +108,26 @@ def may_want_parent_results(record: JobRecord) -> bool:
     return bool(record.dependencies) and record.pass_parent_results is not False
 
 
+@functools.lru_cache(maxsize=256)
+def _cached_signature(function: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(function)
+    except (TypeError, ValueError):
+        return None
+
+
+def _signature(function: Callable[..., Any]) -> inspect.Signature | None:
+    """The function's signature, None when it cannot be read; read once per function (a
+    `submit_many` of a million jobs of one function asks a million times)."""
+    try:
+        return _cached_signature(function)
+    except TypeError:  # an unhashable callable object
+        try:
+            return inspect.signature(function)
+        except (TypeError, ValueError):
+            return None
+
+
 def check_params_fit(
     function: Callable[..., Any], params: dict[str, Any], record: JobRecord
 ) -> None:
@@ -116,9 +137,8 @@ def check_params_fit(
     TypeError. A function whose signature cannot be read is not checked, nor is
     `pass_parent_results=True` to a function without that parameter (the original GigQ
     stores such a job; its attempts say why they fail)."""
-    try:
-        signature = inspect.signature(function)
-    except (TypeError, ValueError):
+    signature = _signature(function)
+    if signature is None:
         return
     call = dict(params)
     if "parent_results" in signature.parameters and wants_parent_results(function, record):

@@ -48,7 +48,7 @@ def require_watchfiles() -> None:
         ) from None
 
 
-def _prefixes() -> tuple[str, ...]:
+def python_prefixes() -> tuple[str, ...]:
     """The interpreter's and the virtual environment's folders (the standard library,
     installed packages, console scripts)."""
     found = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
@@ -59,7 +59,7 @@ def _under(path: str, folders: Iterable[str]) -> bool:
     return any(path == f or path.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
 
 
-def _is_user_path(path: str, prefixes: Sequence[str]) -> bool:
+def is_user_path(path: str, prefixes: Sequence[str]) -> bool:
     """Whether `path` may hold user code: not the interpreter's nor an installed package."""
     return not _under(path, prefixes) and not _INSTALLED & set(Path(path).parts)
 
@@ -69,11 +69,11 @@ def code_folders(paths: Iterable[str] | None = None) -> list[str]:
     `paths` (default: `sys.path`) that is neither the interpreter's nor installed packages'
     (an editable install's source folder counts); none inside another one."""
     cwd = os.getcwd()
-    prefixes = _prefixes()
+    prefixes = python_prefixes()
     found: list[str] = []
     for entry in [cwd, *(sys.path if paths is None else paths)]:
         path = os.path.realpath(entry or cwd)
-        if os.path.isdir(path) and _is_user_path(path, prefixes) and path not in found:
+        if os.path.isdir(path) and is_user_path(path, prefixes) and path not in found:
             found.append(path)
     return [path for path in found if not _under(path, [f for f in found if f != path])]
 
@@ -84,7 +84,7 @@ def forget_modules(folders: Sequence[str]) -> list[str]:
     Objects that refer to them keep the old module."""
     if not folders:
         return []
-    prefixes = _prefixes()
+    prefixes = python_prefixes()
     dropped = []
     for name, module in list(sys.modules.items()):
         if name == "__main__" or name.partition(".")[0] in _OWN:
@@ -93,7 +93,7 @@ def forget_modules(folders: Sequence[str]) -> list[str]:
         if not isinstance(file, str):
             continue
         path = os.path.realpath(file)
-        if _under(path, folders) and _is_user_path(path, prefixes):
+        if _under(path, folders) and is_user_path(path, prefixes):
             del sys.modules[name]
             dropped.append(name)
     importlib.invalidate_caches()
@@ -161,4 +161,11 @@ def _shown(path: str, folders: Sequence[str]) -> str:
     return path
 
 
-__all__ = ["CodeWatcher", "code_folders", "forget_modules", "require_watchfiles"]
+__all__ = [
+    "CodeWatcher",
+    "code_folders",
+    "forget_modules",
+    "is_user_path",
+    "python_prefixes",
+    "require_watchfiles",
+]

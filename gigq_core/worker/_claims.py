@@ -87,7 +87,7 @@ class Claims:
             return []
         try:
             claimed = self._start_reserved(limit)
-            if len(claimed) < limit and not self.leases.reserved():
+            if len(claimed) < limit and not self.leases.has_reserved():
                 claimed += self._claim_from_storage(limit - len(claimed), ahead)
         except StorageError as err:
             self.storage_trouble(err)
@@ -147,14 +147,14 @@ class Claims:
         """Hand back, uncounted, the reserved jobs of modules this worker cannot import
         (reserved before it found out); returns the others."""
         assert self._ahead is not None and self.imports is not None
-        blocked = [r for r in taken if self.imports.blocks(r.function)]
+        blocked = {r.id: r.token or "" for r in taken if self.imports.blocks(r.function)}
         if blocked:
             try:
-                self._ahead.release({r.id: r.token or "" for r in blocked}, self.clock.now())
+                self._ahead.release(blocked, self.clock.now())
             except StorageError:
                 self.leases.put_back(taken)
                 raise
-        return [r for r in taken if r not in blocked]
+        return [r for r in taken if r.id not in blocked]
 
     def _claim_from_storage(self, limit: int, ahead: bool) -> list[JobRecord]:
         if self._ahead is not None and self.imports is not None and self.imports.active():
@@ -205,8 +205,9 @@ class Claims:
             limit=CANDIDATES,
             order="priority",
         )
-        blocked = [r.function for r in pending if self.imports.blocks(r.function)]
-        functions = sorted({r.function for r in pending if r.function} - set(blocked))
+        functions = sorted(
+            {r.function for r in pending if r.function and not self.imports.blocks(r.function)}
+        )
         if not functions:
             return []
         now = self.clock.now()

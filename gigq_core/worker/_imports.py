@@ -28,7 +28,7 @@ from gigq_core.execution import AttemptResult
 from gigq_core.logs import printable
 from gigq_core.ports import Clock, Storage
 from gigq_core.records import JobRecord
-from gigq_core.reload import _is_user_path, _prefixes
+from gigq_core.reload import is_user_path, python_prefixes
 
 log = logging.getLogger("gigq")
 
@@ -62,12 +62,12 @@ def describe_import_path(path: Sequence[str] | None = None) -> str:
         cwd = os.getcwd()
     except OSError:
         cwd = ""
-    prefixes = _prefixes()
+    prefixes = python_prefixes()
     shown: list[str] = []
     python = 0
     for entry in entries:
         full = os.path.abspath(entry or cwd or ".")
-        if not _is_user_path(os.path.realpath(full), prefixes):
+        if not is_user_path(os.path.realpath(full), prefixes):
             python += 1
             continue
         text = f"{full} (the current folder)" if full == cwd else full

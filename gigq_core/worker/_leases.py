@@ -47,6 +47,10 @@ class LeaseTable:
                 assert record.token is not None
                 self._reserved[record.token] = record
 
+    def has_reserved(self) -> bool:
+        """Whether any job is reserved (no copy of them, on every claim's path)."""
+        return bool(self._reserved)
+
     def reserved(self) -> list[JobRecord]:
         """The reserved jobs, in claim order."""
         with self.lock:

@@ -11,20 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli.helpers import run_gigq
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def gigq(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """`python -m gigq_cli ARGS...` run in `folder`, with no GIGQ_* settings from outside."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIGQ_")}
-    return subprocess.run(
-        [sys.executable, "-m", "gigq_cli", *args],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_gigq(folder, *args)
 
 
 @pytest.fixture

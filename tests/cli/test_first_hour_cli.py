@@ -7,7 +7,6 @@ breaks never break a row, and a stopping worker says a second Ctrl-C stops it at
 from __future__ import annotations
 
 import logging
-import os
 import select
 import signal
 import subprocess
@@ -21,6 +20,7 @@ from wcwidth import wcswidth
 
 from gigq_cli import create_cli
 from gigq_core import Job, JobQueue, Workflow, make_plugin_manager
+from tests.cli.helpers import run_gigq, user_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,21 +41,10 @@ def fail():
 """
 
 
-def _environment() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("GIGQ_")}
-
-
 def gigq(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """`python -m gigq_cli --db jobs.db ARGS...` run in `folder`, with no GIGQ_* settings
     from outside."""
-    return subprocess.run(
-        [sys.executable, "-m", "gigq_cli", "--db", "jobs.db", *args],
-        cwd=folder,
-        env=_environment(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_gigq(folder, "--db", "jobs.db", *args)
 
 
 @pytest.fixture
@@ -265,7 +254,7 @@ def test_a_stopping_worker_says_a_second_signal_stops_it_at_once(
     worker = subprocess.Popen(
         [sys.executable, "-m", "gigq_cli", "--db", "jobs.db", "worker", "--grace", "25"],
         cwd=folder,
-        env=_environment(),
+        env=user_environment(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -5,14 +5,14 @@ why a pending job waits (issue 20, items 1 and 12)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
+from tests.cli.helpers import run_gigq, user_environment
 
 TASKS = """
 import os
@@ -59,16 +59,8 @@ RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (\w+) gigq: (.*)$")
 def gigq(folder: Path, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
     """`python -m gigq_cli ARGS...` in `folder`; `settings` become GIGQ_* variables, and no
     other GIGQ_* setting comes from outside."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIGQ_")}
-    env.update({f"GIGQ_{name.upper()}": value for name, value in settings.items()})
-    return subprocess.run(
-        [sys.executable, "-m", "gigq_cli", *args],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    env = user_environment(**{f"GIGQ_{name.upper()}": value for name, value in settings.items()})
+    return run_gigq(folder, *args, env=env)
 
 
 def submit(folder: Path, *args: str) -> str:

@@ -6,14 +6,13 @@ but cannot be used still fails its job."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from gigq_core import Job, JobQueue, make_plugin_manager
+from tests.cli.helpers import run_gigq, user_environment
 
 TASKS = """
 def add(a, b):
@@ -28,17 +27,7 @@ RAISING = "raise RuntimeError('boom at import')\n\ndef f():\n    return 1\n"
 
 def gigq(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """`python -m gigq_cli ARGS...` in `folder`, without GIGQ_* settings from outside."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIGQ_")}
-    env.pop("PYTHONPATH", None)
-    env["GIGQ_DISABLE_PLUGINS"] = "*"
-    return subprocess.run(
-        [sys.executable, "-m", "gigq_cli", *args],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_gigq(folder, *args, env=user_environment(PYTHONPATH=None, GIGQ_DISABLE_PLUGINS="*"))
 
 
 def status(folder: Path, db: Path, job_id: str) -> dict[str, object]:

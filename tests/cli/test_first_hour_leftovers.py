@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli.helpers import run_gigq, user_environment
 from tests.process._harness import is_alive, stop, wait_until
 
 pytestmark = [
@@ -36,21 +37,11 @@ def leave_a_sleep(how):
 """
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIGQ_")}
-    env.update(extra)
-    return env
+_env = user_environment
 
 
 def _gigq(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gigq_cli", "--db", "jobs.db", *args],
-        cwd=folder,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_gigq(folder, "--db", "jobs.db", *args)
 
 
 @contextlib.contextmanager

@@ -6,38 +6,25 @@ start line names the database's absolute path."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from gigq import Job, JobQueue
 from gigq_core.errors import DatabaseNotFoundError, GigQError, InvalidJobError
+from tests.cli.helpers import run_gigq, user_environment
 
 ADD = ("tasks:add", "-p", "a=1", "-p", "b=2")
 
 
-def _env(**extra: str) -> dict[str, str]:
-    """This environment without GIGQ_* settings from outside, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIGQ_")}
-    return {**env, **extra}
+_env = user_environment
 
 
 def gigq(folder: Path, *args: str | bytes, **env: str) -> subprocess.CompletedProcess[str]:
     """`python -m gigq_cli ARGS...` run in `folder`; bytes arguments are passed as they are
     (a shell passes a file name or pasted text that is not UTF-8 so)."""
-    argv = [os.fsencode(arg) if isinstance(arg, str) else arg for arg in args]
-    return subprocess.run(
-        [os.fsencode(sys.executable), b"-m", b"gigq_cli", *argv],
-        cwd=folder,
-        env=_env(**env),
-        capture_output=True,
-        text=True,
-        errors="replace",
-        timeout=60,
-    )
+    return run_gigq(folder, *args, env=_env(**env))
 
 
 def one_sentence(ran: subprocess.CompletedProcess[str], says: str) -> str:

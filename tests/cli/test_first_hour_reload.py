@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from gigq_core import JobQueue
+from tests.cli.helpers import run_gigq, user_environment
 from tests.process._harness import stop, wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(120)]
@@ -23,20 +24,11 @@ pytestmark = [pytest.mark.process, pytest.mark.timeout(120)]
 
 def _env() -> dict[str, str]:
     """No GIGQ_* from outside; bytecode cached as a user's Python does by default."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIGQ_")}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    return env
+    return user_environment(PYTHONDONTWRITEBYTECODE=None)
 
 
 def _gigq(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gigq_cli", "--db", "jobs.db", *args],
-        cwd=folder,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_gigq(folder, "--db", "jobs.db", *args, env=_env())
 
 
 @contextlib.contextmanager
